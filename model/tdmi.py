@@ -1,0 +1,172 @@
+"""TDMI: mutual-information-based temporal difference learning for pose in video (CVPR 2023).
+
+A clip (B, T, 3, H, W) of T = 2d+1 crops around the key frame (in the middle) goes through a
+shared HRNet backbone. The Temporal Difference Encoder turns the differences of consecutive
+frames' features at each of the four stages into a motion feature M; the Representation
+Disentanglement Module splits M by channel masks into a useful part Mu and a noisy part Mn; Mu
+and the key frame's stage-4 feature F (TDMI-ST: a feature of the whole clip) are fused into the
+enhanced feature F~, from which a 3x3 conv gives heatmaps. The mutual-information objective on
+(M, Mu, Mn, F, F~) lives in ``model.mutual_info``.
+
+Choices the paper leaves open, and what this implementation does:
+- All stages meet at ``width`` channels: each stage's stacked differences go through a 3x3
+  conv to ``width`` channels before its residual blocks (stage 1 comes in with 256).
+- The DCNv2 of each stage predicts offsets and modulation scalars from that stage's motion
+  feature and samples that same feature; a sigmoid bounds the modulation scalars to (0, 1);
+  the predicting conv starts at zero, so training starts from zero offsets and scalars 0.5.
+- The motion feature, Mu, Mn, F and F~ all have ``width`` channels, so the heatmap head is the
+  shared head that the mutual-information estimators read all of them through.
+- The backbone trains with the rest by default; ``freeze_backbone`` freezes its weights and
+  keeps its BatchNorm layers in eval mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, NamedTuple
+
+import torch
+from torch import nn
+
+from model.hrnet import HRNetConfig, PoseHighResolutionNet
+from model.layers.blocks import BasicBlock, conv_bn
+from model.layers.deform import ModulatedDeformConv2d
+
+__all__ = ["TDMIConfig", "TDMI", "TDMIRepresentations", "TemporalDifferenceEncoder", "RepresentationDisentanglement"]
+
+
+@dataclass(frozen=True)
+class TDMIConfig:
+    """TDMI from a few numbers; ``spatiotemporal`` selects TDMI-ST."""
+
+    backbone: HRNetConfig = field(default_factory=lambda: HRNetConfig(width=48))
+    radius: int = 2
+    motion_blocks: tuple[int, int, int, int] = (3, 3, 2, 2)
+    fusion_blocks: int = 2
+    deform_groups: int = 1
+    mask_reduction: int = 4
+    spatiotemporal: bool = False
+    freeze_backbone: bool = False
+
+    @property
+    def num_frames(self) -> int:
+        return 2 * self.radius + 1
+
+
+class TDMIRepresentations(NamedTuple):
+    """What the mutual-information objective reads, each (B, width, h, w)."""
+
+    motion: torch.Tensor  # M
+    useful: torch.Tensor  # Mu
+    noisy: torch.Tensor  # Mn
+    feature: torch.Tensor  # F: key frame's stage-4 feature (TDMI-ST: the clip's)
+    enhanced: torch.Tensor  # F~
+
+
+class StageMotionEncoder(nn.Module):
+    """One stage: stacked frame differences -> residual blocks -> motion-guided DCNv2."""
+
+    def __init__(self, in_channels: int, num_diffs: int, channels: int, blocks: int, deform_groups: int):
+        super().__init__()
+        self.proj = conv_bn(in_channels * num_diffs, channels, 3)
+        self.blocks = nn.Sequential(*[BasicBlock(channels, channels) for _ in range(blocks)])
+        self.deform = ModulatedDeformConv2d(channels, channels, 3, padding=1, deform_groups=deform_groups)
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = features.shape
+        diffs = (features[:, 1:] - features[:, :-1]).reshape(b, (t - 1) * c, h, w)
+        motion = self.blocks(self.proj(diffs))
+        return self.relu(self.bn(self.deform(motion, motion)))
+
+
+class TemporalDifferenceEncoder(nn.Module):
+    """Per-stage motion features, accumulated from stage 1 to 4: M = C4(C3(C2(C1(D1)+D2)+D3)+D4)."""
+
+    def __init__(self, in_channels: List[int], num_frames: int, channels: int, blocks: List[int], deform_groups: int):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            StageMotionEncoder(c, num_frames - 1, channels, n, deform_groups) for c, n in zip(in_channels, blocks)
+        )
+        self.accumulate = nn.ModuleList(conv_bn(channels, channels, 3) for _ in in_channels)
+
+    def forward(self, stage_features: List[torch.Tensor]) -> torch.Tensor:
+        motion = torch.zeros(0)
+        for i, (stage, accumulate) in enumerate(zip(self.stages, self.accumulate)):
+            d = stage(stage_features[i])
+            motion = accumulate(d if i == 0 else motion + d)
+        return motion
+
+
+class RepresentationDisentanglement(nn.Module):
+    """Two independent channel gates on the pooled motion feature: useful Mu and noisy Mn."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.useful_gate = self._gate(channels, hidden)
+        self.noisy_gate = self._gate(channels, hidden)
+
+    @staticmethod
+    def _gate(channels: int, hidden: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+
+    def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = motion.mean(dim=(2, 3))
+        useful = motion * self.useful_gate(pooled)[:, :, None, None]
+        noisy = motion * self.noisy_gate(pooled)[:, :, None, None]
+        return useful, noisy
+
+
+class TDMI(nn.Module):
+    """Multi-frame pose estimator: clips (B, T, 3, H, W) -> heatmaps (B, J, H/4, W/4)."""
+
+    def __init__(self, cfg: TDMIConfig = TDMIConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.num_frames = cfg.num_frames
+        self.key_index = cfg.radius
+        width = cfg.backbone.width
+        self.backbone = PoseHighResolutionNet(cfg.backbone, with_head=False)
+        self.tde = TemporalDifferenceEncoder(
+            [info.channels for info in self.backbone.feature_info],
+            cfg.num_frames,
+            width,
+            list(cfg.motion_blocks),
+            cfg.deform_groups,
+        )
+        self.rdm = RepresentationDisentanglement(width, cfg.mask_reduction)
+        self.clip_fusion = conv_bn(cfg.num_frames * width, width, 1) if cfg.spatiotemporal else None
+        self.fusion = nn.Sequential(
+            conv_bn(2 * width, width, 3), *[BasicBlock(width, width) for _ in range(cfg.fusion_blocks)]
+        )
+        self.head = nn.Conv2d(width, cfg.backbone.num_joints, 3, 1, 1)
+        if cfg.freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "TDMI":
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward_features(self, clips: torch.Tensor) -> TDMIRepresentations:
+        b, t = clips.shape[0], clips.shape[1]
+        frames = clips.flatten(0, 1)
+        stage_features = [f.view(b, t, f.shape[1], f.shape[2], f.shape[3]) for f in self.backbone.forward_features(frames)]
+        motion = self.tde(stage_features)
+        useful, noisy = self.rdm(motion)
+        last = stage_features[-1]
+        if self.clip_fusion is not None:
+            feature = self.clip_fusion(last.flatten(1, 2))
+        else:
+            feature = last[:, self.key_index]
+        enhanced = self.fusion(torch.cat((useful, feature), dim=1))
+        return TDMIRepresentations(motion, useful, noisy, feature, enhanced)
+
+    def forward_head(self, enhanced: torch.Tensor) -> torch.Tensor:
+        return self.head(enhanced)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips).enhanced)
