@@ -6,12 +6,12 @@ return only small arrays; it scripts with TorchScript.
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["gaussian_targets", "decode_heatmaps", "flip_heatmaps", "flip_back"]
+__all__ = ["gaussian_targets", "decode_heatmaps", "flip_heatmaps", "flip_back", "flip_test"]
 
 
 def gaussian_targets(
@@ -86,3 +86,13 @@ def flip_back(heatmaps: torch.Tensor, flip_index: List[int], shift: bool = True)
     if shift:
         out = torch.cat((out[..., :1], out[..., :-1]), dim=3)
     return out
+
+
+def flip_test(model: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, flip_index: List[int]) -> torch.Tensor:
+    """Average of the heatmaps of the input and of its mirror image brought back.
+
+    Works for single-frame (B, 3, H, W) and clip (B, T, 3, H, W) inputs: width is the last axis.
+    """
+    heatmaps = model(inputs)
+    mirrored = model(inputs.flip(-1))
+    return 0.5 * (heatmaps + flip_back(mirrored, flip_index))

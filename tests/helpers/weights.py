@@ -39,3 +39,10 @@ def deterministic_state_dict(shapes: dict[str, tuple[int, ...]]) -> dict[str, to
 def deterministic_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     """A seeded standard-normal input batch."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    """Give every parameter and buffer of ``module`` deterministic, non-degenerate values."""
+    shapes = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    module.load_state_dict(deterministic_state_dict(shapes))
+    return module

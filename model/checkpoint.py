@@ -1,0 +1,173 @@
+"""Reading and writing weights: our checkpoints and the official HRNet files, in one place.
+
+Files are read with ``torch.load(weights_only=True)``, so loading never runs pickled code. A
+state dict may come bare, wrapped in ``{'state_dict': ...}`` or prefixed with ``module.`` (DDP);
+``num_batches_tracked`` buffers may be missing. Every mismatch ends in one ``CheckpointError``
+line that names the keys at fault.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "LoadReport", "Checkpoint", "read_checkpoint", "save_checkpoint", "load_weights"]
+
+FORMAT = "tdmi-checkpoint"
+VERSION = 1
+# keys of ImageNet-pretrained HRNet files that a pose network has no place for: the classifier,
+# and the lower-resolution outputs of the last stage-4 module (pose HRNet keeps only branch 0)
+_IMAGENET_ONLY = (
+    "incre_modules.", "downsamp_modules.", "classifier.", "final_layer.0.", "final_layer.1.",
+    "stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.", "stage4.2.fuse_layers.3.",
+)  # fmt: skip
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+@dataclass
+class Checkpoint:
+    """A state dict and, for our own files, the preset it was made for."""
+
+    state_dict: dict[str, torch.Tensor]
+    preset: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_hrnet(self) -> bool:
+        """An (official) single-frame HRNet state dict, pose or ImageNet."""
+        return "layer1.0.conv1.weight" in self.state_dict and "conv1.weight" in self.state_dict
+
+    @property
+    def is_imagenet(self) -> bool:
+        return "classifier.weight" in self.state_dict
+
+
+@dataclass
+class LoadReport:
+    """What a load did: keys loaded, keys in the file that were ignored, model keys left as built."""
+
+    loaded: int
+    ignored: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.loaded} tensors loaded"]
+        if self.ignored:
+            parts.append(f"{len(self.ignored)} ignored ({_preview(self.ignored)})")
+        if self.initialised:
+            parts.append(f"{len(self.initialised)} left at their initial values ({_preview(self.initialised)})")
+        return "; ".join(parts)
+
+
+def _preview(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint file safely and unwrap it to a flat state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive; files from before PyTorch 1.6 start with a pickle opcode
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects besides tensors; refusing to unpickle it"
+                " (re-save it as a plain state dict)"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(exc)})") from None
+    meta: dict[str, Any] = {}
+    while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        meta = {k: v for k, v in obj.items() if k != "state_dict"}
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(f"{path}: holds no state dict of named tensors")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    preset = meta.get("preset") if meta.get("format") == FORMAT else None
+    return Checkpoint(state, preset if isinstance(preset, str) else None, meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, preset: str, **meta: Any) -> None:
+    """Write our checkpoint format: the state dict with the preset it belongs to."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "preset": preset, **meta, "state_dict": model.state_dict()}
+    torch.save(payload, path)
+
+
+def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str | None = None) -> LoadReport:
+    """Load ``ckpt`` into ``model`` (built from ``preset``), or an HRNet file into its backbone.
+
+    ``backbone`` names the submodule (``"backbone"`` for TDMI) that an HRNet file initialises
+    when the model itself is not an HRNet.
+    """
+    if ckpt.preset is not None and ckpt.preset != preset:
+        raise CheckpointError(f"checkpoint was made for preset {ckpt.preset!r}, not {preset!r}")
+    state = ckpt.state_dict
+    if backbone is not None and ckpt.is_hrnet:
+        target = model.get_submodule(backbone)
+        # the file's pose head has no place in a backbone without one
+        ignorable = ("final_layer.", *_IMAGENET_ONLY)
+        report = _load_matching(target, state, optional_missing=(), ignorable=ignorable, what=f"{preset} backbone")
+        report.initialised = [k for k in model.state_dict() if not k.startswith(backbone + ".")]
+        return report
+    if ckpt.is_imagenet:
+        return _load_matching(model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset)
+    return _load_matching(model, state, optional_missing=(), ignorable=(), what=preset)
+
+
+def _load_matching(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    optional_missing: tuple[str, ...],
+    ignorable: tuple[str, ...],
+    what: str,
+) -> LoadReport:
+    """Load keys of ``state`` by name; model keys under ``optional_missing`` may stay as built,
+    file keys under ``ignorable`` are reported and skipped, anything else that differs fails."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    initialised = [k for k in missing if k.startswith(optional_missing)]
+    missing = [k for k in missing if k not in initialised]
+    extra = [k for k in state if k not in own]
+    ignored = [k for k in extra if k.startswith(ignorable)]
+    unexpected = [k for k in extra if k not in ignored]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_preview(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_preview(unexpected)})")
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape
+    ]
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} keys of the wrong shape ({_preview(wrong_shape)})")
+    if problems:
+        raise CheckpointError(f"checkpoint does not fit {what}: " + "; ".join(problems))
+    selected = {k: state[k] for k in own if k in state}
+    model.load_state_dict(selected, strict=False)
+    return LoadReport(loaded=len(selected), ignored=ignored, initialised=initialised)

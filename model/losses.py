@@ -1,0 +1,38 @@
+"""Training losses: joint-weighted heatmap MSE and the full TDMI objective."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.mutual_info import MutualInfoConfig, MutualInfoLoss
+from model.tdmi import TDMI
+
+__all__ = ["heatmap_mse", "TDMILoss"]
+
+
+def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """0.5 * mean squared error of (B, J, h, w) heatmaps, each joint scaled by its weight (B, J)."""
+    w = weight.reshape(pred.shape[0], pred.shape[1], 1, 1)
+    return 0.5 * ((pred - target) * w).pow(2).mean()
+
+
+class TDMILoss(nn.Module):
+    """Heatmap MSE + alpha * L_MI. Returns every term and their sum under ``"loss"``."""
+
+    def __init__(self, alpha: float = 1.0, mi: MutualInfoConfig = MutualInfoConfig()):
+        super().__init__()
+        self.alpha = alpha
+        self.mutual_info = MutualInfoLoss(mi)
+
+    def forward(
+        self, model: TDMI, clips: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        reps = model.forward_features(clips)
+        heatmaps = model.forward_head(reps.enhanced)
+        terms = {"heatmap": heatmap_mse(heatmaps, target, weight)}
+        if self.alpha > 0:
+            mi_terms = self.mutual_info(reps, model.head, target, weight)
+            terms.update({k: self.alpha * v for k, v in mi_terms.items()})
+        terms["loss"] = sum(terms.values(), torch.zeros((), device=clips.device))
+        return terms
