@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "LoadReport", "Checkpoint", "read_checkpoint", "save_checkpoint", "load_weights"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "LoadReport",
+    "load_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "tdmi-checkpoint"
 VERSION = 1
@@ -63,7 +70,9 @@ class LoadReport:
         if self.ignored:
             parts.append(f"{len(self.ignored)} ignored ({_preview(self.ignored)})")
         if self.initialised:
-            parts.append(f"{len(self.initialised)} left at their initial values ({_preview(self.initialised)})")
+            parts.append(
+                f"{len(self.initialised)} left at their initial values ({_preview(self.initialised)})"
+            )
         return "; ".join(parts)
 
 
@@ -97,8 +106,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         meta = {k: v for k, v in obj.items() if k != "state_dict"}
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise CheckpointError(f"{path}: holds no state dict of named tensors")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
@@ -115,7 +126,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, preset: str, **meta: Any
     """Write our checkpoint format: the state dict with the preset it belongs to."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "preset": preset, **meta, "state_dict": model.state_dict()}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "preset": preset,
+        **meta,
+        "state_dict": model.state_dict(),
+    }
     torch.save(payload, path)
 
 
@@ -132,11 +149,15 @@ def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str 
         target = model.get_submodule(backbone)
         # the file's pose head has no place in a backbone without one
         ignorable = ("final_layer.", *_IMAGENET_ONLY)
-        report = _load_matching(target, state, optional_missing=(), ignorable=ignorable, what=f"{preset} backbone")
+        report = _load_matching(
+            target, state, optional_missing=(), ignorable=ignorable, what=f"{preset} backbone"
+        )
         report.initialised = [k for k in model.state_dict() if not k.startswith(backbone + ".")]
         return report
     if ckpt.is_imagenet:
-        return _load_matching(model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset)
+        return _load_matching(
+            model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset
+        )
     return _load_matching(model, state, optional_missing=(), ignorable=(), what=preset)
 
 
@@ -162,7 +183,9 @@ def _load_matching(
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys ({_preview(unexpected)})")
     wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
     ]
     if wrong_shape:
         problems.append(f"{len(wrong_shape)} keys of the wrong shape ({_preview(wrong_shape)})")

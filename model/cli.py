@@ -70,7 +70,9 @@ def _export(args: argparse.Namespace) -> int:
     with torch.no_grad():
         reference = net(check).numpy()
     error = relative_error(run_exported(path, args.format, check), reference)
-    print(f"wrote {path} ({args.format}, batch axis dynamic); relative error vs eager at batch 3: {error:.2e}")
+    print(
+        f"wrote {path} ({args.format}, batch axis dynamic); relative error vs eager at batch 3: {error:.2e}"
+    )
     if error > EXPORT_TOLERANCE:
         print(f"tdmi: error: exported model differs from eager PyTorch (relative error {error:.2e})")
         return 1

@@ -11,7 +11,7 @@ from typing import Callable, List, Tuple
 import numpy as np
 import torch
 
-__all__ = ["gaussian_targets", "decode_heatmaps", "flip_heatmaps", "flip_back", "flip_test"]
+__all__ = ["decode_heatmaps", "flip_back", "flip_heatmaps", "flip_test", "gaussian_targets"]
 
 
 def gaussian_targets(
@@ -88,7 +88,9 @@ def flip_back(heatmaps: torch.Tensor, flip_index: List[int], shift: bool = True)
     return out
 
 
-def flip_test(model: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, flip_index: List[int]) -> torch.Tensor:
+def flip_test(
+    model: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, flip_index: List[int]
+) -> torch.Tensor:
     """Average of the heatmaps of the input and of its mirror image brought back.
 
     Works for single-frame (B, 3, H, W) and clip (B, T, 3, H, W) inputs: width is the last axis.

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ExportFormat", "export_model", "run_exported", "relative_error"]
+__all__ = ["ExportFormat", "export_model", "relative_error", "run_exported"]
 
 ExportFormat = Literal["onnx", "torchscript"]
 INPUT_NAME = "input"
@@ -44,6 +44,8 @@ def export_model(model: nn.Module, example: torch.Tensor, path: str | Path, fmt:
                 opset_version=ONNX_OPSET,
                 verbose=False,
             )
+        if program is None:
+            raise RuntimeError("torch.onnx.export returned no program")
         program.save(str(path))
     else:
         raise ValueError(f"unknown export format {fmt!r}; use onnx or torchscript")
@@ -62,7 +64,9 @@ def _quiet_onnx_registry() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def run_exported(path: str | Path, fmt: ExportFormat, inputs: torch.Tensor, device: str = "cpu") -> np.ndarray:
+def run_exported(
+    path: str | Path, fmt: ExportFormat, inputs: torch.Tensor, device: str = "cpu"
+) -> np.ndarray:
     """Run an exported file once (ONNX Runtime or ``torch.jit.load``) and return its heatmaps."""
     if fmt == "torchscript":
         module = torch.jit.load(str(path), map_location=device)
@@ -77,4 +81,5 @@ def run_exported(path: str | Path, fmt: ExportFormat, inputs: torch.Tensor, devi
 
 def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
     """||actual - reference|| / ||reference||."""
-    return float(np.linalg.norm(actual - reference) / max(np.linalg.norm(reference), 1e-12))
+    scale = max(float(np.linalg.norm(reference)), 1e-12)
+    return float(np.linalg.norm(actual - reference)) / scale

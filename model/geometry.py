@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CropBox", "box_to_crop", "crop_affine", "invert_affine", "apply_affine"]
+__all__ = ["CropBox", "apply_affine", "box_to_crop", "crop_affine", "invert_affine"]
 
 BOX_ENLARGE = 1.25
 

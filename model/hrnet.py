@@ -20,7 +20,7 @@ from torch import nn
 
 from model.layers.blocks import BN_MOMENTUM, BasicBlock, Bottleneck, conv_bn
 
-__all__ = ["HRNetConfig", "FeatureInfo", "HighResolutionModule", "PoseHighResolutionNet"]
+__all__ = ["FeatureInfo", "HRNetConfig", "HighResolutionModule", "PoseHighResolutionNet"]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["JointLayout", "COCO_17", "POSETRACK_17", "LAYOUTS", "get_layout"]
+__all__ = ["COCO_17", "LAYOUTS", "POSETRACK_17", "JointLayout", "get_layout"]
 
 _LIMBS = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",

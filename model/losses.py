@@ -8,7 +8,7 @@ from torch import nn
 from model.mutual_info import MutualInfoConfig, MutualInfoLoss
 from model.tdmi import TDMI
 
-__all__ = ["heatmap_mse", "TDMILoss"]
+__all__ = ["TDMILoss", "heatmap_mse"]
 
 
 def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,13 @@ from torch import nn
 
 from model.tdmi import TDMIRepresentations
 
-__all__ = ["MutualInfoConfig", "MutualInfoLoss", "spatial_log_softmax", "kl_divergence", "label_log_distribution"]
+__all__ = [
+    "MutualInfoConfig",
+    "MutualInfoLoss",
+    "kl_divergence",
+    "label_log_distribution",
+    "spatial_log_softmax",
+]
 
 _EPS = 1e-8
 
@@ -96,14 +102,22 @@ class MutualInfoLoss(nn.Module):
         target_weight: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        log_p = {name: spatial_log_softmax(head(rep), cfg.temperature) for name, rep in reps._asdict().items()}
+        log_p = {
+            name: spatial_log_softmax(head(rep), cfg.temperature) for name, rep in reps._asdict().items()
+        }
         label = label_log_distribution(target, cfg.label_temperature)
         weight = target_weight.reshape(target.shape[0], target.shape[1])
         return {
             "mi_useful_noisy": cfg.useful_noisy * self.lower_mi(log_p["useful"], log_p["noisy"]),
             "mi_motion_useful": cfg.motion_useful * self.raise_mi(log_p["motion"], log_p["useful"]),
             "mi_useful_label": cfg.useful_label
-            * (self.lower_mi(label, log_p["useful"], weight) + self.raise_mi(log_p["useful"], log_p["enhanced"])),
+            * (
+                self.lower_mi(label, log_p["useful"], weight)
+                + self.raise_mi(log_p["useful"], log_p["enhanced"])
+            ),
             "mi_feature_label": cfg.feature_label
-            * (self.lower_mi(label, log_p["feature"], weight) + self.raise_mi(log_p["feature"], log_p["enhanced"])),
+            * (
+                self.lower_mi(label, log_p["feature"], weight)
+                + self.raise_mi(log_p["feature"], log_p["enhanced"])
+            ),
         }

@@ -12,7 +12,7 @@ from model.hrnet import HRNetConfig, PoseHighResolutionNet
 from model.joints import COCO_17, POSETRACK_17, JointLayout
 from model.tdmi import TDMI, TDMIConfig
 
-__all__ = ["ModelPreset", "PRESETS", "get_preset", "build_model", "load_checkpoint"]
+__all__ = ["PRESETS", "ModelPreset", "build_model", "get_preset", "load_checkpoint"]
 
 
 @dataclass(frozen=True)

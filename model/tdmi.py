@@ -32,7 +32,13 @@ from model.hrnet import HRNetConfig, PoseHighResolutionNet
 from model.layers.blocks import BasicBlock, conv_bn
 from model.layers.deform import ModulatedDeformConv2d
 
-__all__ = ["TDMIConfig", "TDMI", "TDMIRepresentations", "TemporalDifferenceEncoder", "RepresentationDisentanglement"]
+__all__ = [
+    "TDMI",
+    "RepresentationDisentanglement",
+    "TDMIConfig",
+    "TDMIRepresentations",
+    "TemporalDifferenceEncoder",
+]
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,13 @@ class StageMotionEncoder(nn.Module):
 class TemporalDifferenceEncoder(nn.Module):
     """Per-stage motion features, accumulated from stage 1 to 4: M = C4(C3(C2(C1(D1)+D2)+D3)+D4)."""
 
-    def __init__(self, in_channels: List[int], num_frames: int, channels: int, blocks: List[int], deform_groups: int):
+    def __init__(
+        self, in_channels: List[int], num_frames: int, channels: int, blocks: List[int], deform_groups: int
+    ):
         super().__init__()
         self.stages = nn.ModuleList(
-            StageMotionEncoder(c, num_frames - 1, channels, n, deform_groups) for c, n in zip(in_channels, blocks)
+            StageMotionEncoder(c, num_frames - 1, channels, n, deform_groups)
+            for c, n in zip(in_channels, blocks)
         )
         self.accumulate = nn.ModuleList(conv_bn(channels, channels, 3) for _ in in_channels)
 
@@ -110,7 +119,9 @@ class RepresentationDisentanglement(nn.Module):
 
     @staticmethod
     def _gate(channels: int, hidden: int) -> nn.Sequential:
-        return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+        return nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = motion.mean(dim=(2, 3))
@@ -145,7 +156,7 @@ class TDMI(nn.Module):
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "TDMI":
+    def train(self, mode: bool = True) -> TDMI:
         super().train(mode)
         if self.cfg.freeze_backbone:
             self.backbone.eval()
@@ -154,7 +165,9 @@ class TDMI(nn.Module):
     def forward_features(self, clips: torch.Tensor) -> TDMIRepresentations:
         b, t = clips.shape[0], clips.shape[1]
         frames = clips.flatten(0, 1)
-        stage_features = [f.view(b, t, f.shape[1], f.shape[2], f.shape[3]) for f in self.backbone.forward_features(frames)]
+        stage_features = [
+            f.view(b, t, f.shape[1], f.shape[2], f.shape[3]) for f in self.backbone.forward_features(frames)
+        ]
         motion = self.tde(stage_features)
         useful, noisy = self.rdm(motion)
         last = stage_features[-1]

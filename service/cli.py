@@ -33,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     serve.add_argument(
-        "--model", action="append", default=None, metavar="NAME[=CHECKPOINT]", help="model to load (repeatable)"
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME[=CHECKPOINT]",
+        help="model to load (repeatable)",
     )
     serve.set_defaults(run=_serve)
     return parser

@@ -19,7 +19,9 @@ class ModulatedDeformConv2d(nn.Module):
     training starts from a plain (half-weighted) convolution, as in the DCNv2 paper.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, deform_groups: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, deform_groups: int = 1
+    ):
         super().__init__()
         self.padding = padding
         self.taps = kernel_size * kernel_size
@@ -29,7 +31,7 @@ class ModulatedDeformConv2d(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.offset_mask = nn.Conv2d(in_channels, 3 * deform_groups * self.taps, 3, 1, 1)
         nn.init.zeros_(self.offset_mask.weight)
-        nn.init.zeros_(self.offset_mask.bias)
+        nn.init.zeros_(self.offset_mask.bias)  # type: ignore[arg-type]  # the conv has a bias
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         predicted = self.offset_mask(guide)

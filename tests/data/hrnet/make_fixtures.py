@@ -83,8 +83,12 @@ def write_json(path: Path, obj: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official-dir", required=True, type=Path,
-                    help="directory holding the official pose_hrnet.py and cls_hrnet.py")
+    ap.add_argument(
+        "--official-dir",
+        required=True,
+        type=Path,
+        help="directory holding the official pose_hrnet.py and cls_hrnet.py",
+    )
     ap.add_argument("--out-dir", type=Path, default=HERE)
     args = ap.parse_args()
 
@@ -106,8 +110,11 @@ def main() -> None:
         with torch.no_grad():
             heatmaps = model(deterministic_input(INPUT_SHAPE, seed=0))
         out = args.out_dir / f"pose_hrnet_w{width}_output.npz"
-        np.savez_compressed(out, input_shape=np.array(INPUT_SHAPE, dtype=np.int64),
-                            heatmaps=heatmaps.numpy().astype(np.float32))
+        np.savez_compressed(
+            out,
+            input_shape=np.array(INPUT_SHAPE, dtype=np.int64),
+            heatmaps=heatmaps.numpy().astype(np.float32),
+        )
         print(f"wrote {out} heatmaps {tuple(heatmaps.shape)}")
 
     # get_cls_net also runs init_weights() (random init, no file loaded); only keys matter here.

@@ -92,7 +92,9 @@ def test_zero_offsets_and_unit_mask_equal_conv2d() -> None:
     offset = torch.zeros(2, 18, 5, 4)
     mask = torch.ones(2, 9, 5, 4)
     out = deform_conv2d(x, offset, weight, bias, stride=2, padding=1, dilation=1, mask=mask)
-    torch.testing.assert_close(out, F.conv2d(x, weight, bias, stride=2, padding=1, groups=2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, F.conv2d(x, weight, bias, stride=2, padding=1, groups=2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_gradcheck_float64() -> None:
@@ -115,7 +117,8 @@ def test_scripts_with_torchscript() -> None:
     x, weight = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
     offset, mask = torch.randn(1, 18, 6, 6), torch.rand(1, 9, 6, 6)
     torch.testing.assert_close(
-        scripted(x, offset, weight, None, 1, 1, 1, mask), deform_conv2d(x, offset, weight, None, 1, 1, 1, mask)
+        scripted(x, offset, weight, None, 1, 1, 1, mask),
+        deform_conv2d(x, offset, weight, None, 1, 1, 1, mask),
     )
 
 

@@ -94,10 +94,14 @@ def test_imagenet_checkpoint_reports_and_ignores_classifier(tmp_path: Path) -> N
     assert any(k.startswith("incre_modules.") for k in report.ignored)
     assert any(k.startswith("stage4.2.fuse_layers.3.") for k in report.ignored)
     assert report.initialised == ["final_layer.weight", "final_layer.bias"]
-    assert torch.equal(net.state_dict()["stage4.2.branches.0.0.conv1.weight"], state["stage4.2.branches.0.0.conv1.weight"])
+    assert torch.equal(
+        net.state_dict()["stage4.2.branches.0.0.conv1.weight"], state["stage4.2.branches.0.0.conv1.weight"]
+    )
 
 
-def test_hrnet_file_initialises_tdmi_backbone(official_w32_state: dict[str, torch.Tensor], tmp_path: Path) -> None:
+def test_hrnet_file_initialises_tdmi_backbone(
+    official_w32_state: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
     path = tmp_path / "pose_hrnet_w32_256x192.pth"
     torch.save(official_w32_state, path)
     preset = model.get_preset("tdmi-w32-256x192")
@@ -105,10 +109,14 @@ def test_hrnet_file_initialises_tdmi_backbone(official_w32_state: dict[str, torc
     report = load_checkpoint(net, preset, path)
     assert report.ignored == ["final_layer.weight", "final_layer.bias"]
     assert report.initialised and all(not k.startswith("backbone.") for k in report.initialised)
-    assert torch.equal(net.state_dict()["backbone.layer1.0.conv1.weight"], official_w32_state["layer1.0.conv1.weight"])
+    assert torch.equal(
+        net.state_dict()["backbone.layer1.0.conv1.weight"], official_w32_state["layer1.0.conv1.weight"]
+    )
 
 
-def test_mismatched_checkpoint_names_the_keys(official_w32_state: dict[str, torch.Tensor], tmp_path: Path) -> None:
+def test_mismatched_checkpoint_names_the_keys(
+    official_w32_state: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
     state = dict(official_w32_state)
     del state["stage3.1.branches.2.0.conv2.weight"]
     state["head.extra"] = torch.zeros(1)

@@ -1,0 +1,39 @@
+"""The one-way import rule: model and protocol import nothing of ours; clients only protocol."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+OURS = {"model", "service", "protocol", "clients"}
+ALLOWED = {
+    "model": {"model"},
+    "protocol": {"protocol"},
+    "clients": {"clients", "protocol"},
+    "service": OURS - {"clients"},
+}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & OURS
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_go_one_way(package: str) -> None:
+    files = list((ROOT / package).rglob("*.py"))
+    assert files
+    violations = {
+        str(f.relative_to(ROOT)): sorted(bad)
+        for f in files
+        if (bad := _imported_packages(f) - ALLOWED[package])
+    }
+    assert violations == {}
