@@ -128,3 +128,25 @@ def test_bad_offset_shape_is_a_clear_error() -> None:
         deform_conv2d(x, torch.randn(1, 17, 6, 6), weight, padding=1)
     with pytest.raises(ValueError, match="output is 6x6"):
         deform_conv2d(x, torch.randn(1, 18, 5, 6), weight, padding=1)
+
+
+class _DeformLayer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(4, 2, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = x[:, :2].repeat(1, 18, 1, 1)  # 2 offset groups x 9 taps x (dy, dx)
+        mask = torch.sigmoid(x[:, 2:3]).repeat(1, 18, 1, 1)
+        return deform_conv2d(x[:, :4], offset, self.weight, None, 1, 1, 1, mask)
+
+
+def test_exports_to_onnx_and_matches_in_onnxruntime(tmp_path) -> None:
+    from model.export import export_model, relative_error, run_exported
+
+    layer = _DeformLayer().eval()
+    path = export_model(layer, torch.randn(2, 4, 9, 7), tmp_path / "dcn.onnx", "onnx")
+    x = torch.randn(3, 4, 9, 7) * 2
+    with torch.no_grad():
+        reference = layer(x).numpy()
+    assert relative_error(run_exported(path, "onnx", x), reference) < 1e-5

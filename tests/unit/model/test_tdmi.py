@@ -97,3 +97,13 @@ def test_full_objective_reaches_every_parameter() -> None:
     net.zero_grad(set_to_none=True)
     TDMILoss(alpha=0.0)(net, torch.randn(2, 5, 3, 64, 64), target, weight)["loss"].backward()
     assert net.rdm.noisy_gate[0].weight.grad is None
+
+
+def test_spatiotemporal_feature_reads_the_whole_clip() -> None:
+    """TDMI-ST's F changes when a neighbour frame changes; plain TDMI's does not."""
+    net = randomize(TDMI(replace(TINY, spatiotemporal=True))).eval()
+    clips = torch.randn(1, 5, 3, 128, 96)
+    changed = clips.clone()
+    changed[:, 4] += 1.0
+    with torch.no_grad():
+        assert not torch.allclose(net.forward_features(clips).feature, net.forward_features(changed).feature)
