@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
@@ -19,25 +21,24 @@ _HRNET_BY_WIDTH = {32: "hrnet-w32-256x192", 48: "hrnet-w48-384x288"}
 EXPORT_TOLERANCE = 1e-4
 
 
-def count_flops(preset: ModelPreset) -> int:
-    """Floating-point operations (a multiply-add counts 2) of one clip, on the meta device."""
-    with torch.device("meta"):
-        net = preset.build().eval()
-        x = torch.empty(preset.input_shape(1))
+def count_flops(net: nn.Module, preset: ModelPreset) -> int:
+    """Floating-point operations (a multiply-add counts 2) of one clip; ``net`` may be on meta."""
+    device = next(net.parameters()).device
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        net(x)
+        net.eval()(torch.empty(preset.input_shape(1), device=device))
     return counter.get_total_flops()
 
 
 def _info(args: argparse.Namespace) -> int:
     preset = get_preset(args.model)
-    net = preset.build()
+    with torch.device("meta"):  # shapes only: no memory for the weights, no arithmetic
+        net = preset.build()
     params = sum(p.numel() for p in net.parameters())
     h, w = preset.heatmap_size
     print(f"model:       {preset.name} ({preset.description})")
     print(f"parameters:  {params:,}")
-    print(f"GFLOPs/clip: {count_flops(preset) / 1e9:.2f} (batch 1; multiply-add = 2 FLOPs)")
+    print(f"GFLOPs/clip: {count_flops(net, preset) / 1e9:.2f} (batch 1; multiply-add = 2 FLOPs)")
     print(f"input:       {tuple(preset.input_shape(1))} float32 RGB, ImageNet-normalised")
     print(f"output:      (1, {preset.layout.num_joints}, {h}, {w}) heatmaps, {preset.layout.name} joints")
     return 0
@@ -74,7 +75,10 @@ def _export(args: argparse.Namespace) -> int:
         f"wrote {path} ({args.format}, batch axis dynamic); relative error vs eager at batch 3: {error:.2e}"
     )
     if error > EXPORT_TOLERANCE:
-        print(f"tdmi: error: exported model differs from eager PyTorch (relative error {error:.2e})")
+        print(
+            f"tdmi: error: exported model differs from eager PyTorch (relative error {error:.2e})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -12,7 +12,7 @@ from model.hrnet import HRNetConfig, PoseHighResolutionNet
 from model.joints import COCO_17, POSETRACK_17, JointLayout
 from model.tdmi import TDMI, TDMIConfig
 
-__all__ = ["PRESETS", "ModelPreset", "build_model", "get_preset", "load_checkpoint"]
+__all__ = ["PRESETS", "ModelPreset", "UnknownPresetError", "build_model", "get_preset", "load_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,15 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
+class UnknownPresetError(ValueError):
+    """A model name that is not one of the presets."""
+
+
 def get_preset(name: str) -> ModelPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; presets: {', '.join(PRESETS)}") from None
+        raise UnknownPresetError(f"unknown model {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
 def load_checkpoint(model: nn.Module, preset: ModelPreset, checkpoint: str | Path) -> LoadReport:

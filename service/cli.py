@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from model.checkpoint import CheckpointError
 from model.cli import add_model_commands
 
 __all__ = ["main"]
@@ -47,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CheckpointError, KeyError, FileNotFoundError, ValueError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"tdmi: error: {message}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError, UnknownPresetError among them
+        print(f"tdmi: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from model.checkpoint import CheckpointError
+from model.presets import UnknownPresetError
 from service.api import health, models
 from service.config import Settings, get_settings
 from service.registry import DeviceUnavailableError, ModelRegistry
@@ -28,8 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             app.state.registry = ModelRegistry(settings.models, settings.device)
             app.state.not_ready_reason = None
-        except (DeviceUnavailableError, CheckpointError, KeyError) as exc:
-            reason = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        except (DeviceUnavailableError, CheckpointError, UnknownPresetError) as exc:
+            reason = str(exc)
             app.state.not_ready_reason = reason
             log.error("not ready: %s", reason)
         yield
