@@ -1,5 +1,31 @@
 """The wire contract of the pose service: pydantic messages shared by server and clients."""
 
+from protocol.jobs import (
+    ErrorPublic,
+    JobCreatedPublic,
+    JobLinks,
+    JobProgress,
+    JobPublic,
+    JobResultPublic,
+    JobStatus,
+    VideoPublic,
+)
 from protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
+from protocol.poses import FramePoses, PersonPose
 
-__all__ = ["HealthPublic", "ModelPublic", "ModelsPublic", "SkeletonPublic"]
+__all__ = [
+    "ErrorPublic",
+    "FramePoses",
+    "HealthPublic",
+    "JobCreatedPublic",
+    "JobLinks",
+    "JobProgress",
+    "JobPublic",
+    "JobResultPublic",
+    "JobStatus",
+    "ModelPublic",
+    "ModelsPublic",
+    "PersonPose",
+    "SkeletonPublic",
+    "VideoPublic",
+]

@@ -1,0 +1,83 @@
+"""Bodies of the video-job API (``/v1/pose``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from protocol.messages import SkeletonPublic
+from protocol.poses import FramePoses
+
+__all__ = [
+    "ErrorPublic",
+    "JobBoxes",
+    "JobCreatedPublic",
+    "JobLinks",
+    "JobProgress",
+    "JobPublic",
+    "JobResultPublic",
+    "JobStatus",
+    "VideoPublic",
+]
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+# Boxes a client gives for a video job: frame index (as a string, JSON object keys) -> boxes,
+# each [x1, y1, x2, y2] or [x1, y1, x2, y2, score].
+JobBoxes = dict[str, list[list[float]]]
+
+
+class ErrorPublic(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: str = Field(description="short machine-readable kind, e.g. unsupported_media")
+    detail: str = Field(description="what was wrong, in one sentence")
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    video: str | None = Field(description="overlay video, when the job renders one")
+
+
+class JobProgress(BaseModel):
+    frames_done: int
+    frames_total: int | None
+
+
+class JobPublic(BaseModel):
+    """Where a job stands."""
+
+    job_id: str
+    status: JobStatus
+    model: str
+    progress: JobProgress
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    links: JobLinks
+
+
+class JobCreatedPublic(BaseModel):
+    job_id: str
+    status: JobStatus
+    links: JobLinks
+
+
+class VideoPublic(BaseModel):
+    width: int
+    height: int
+    fps: float
+    frames: int
+
+
+class JobResultPublic(BaseModel):
+    """A finished job: per-frame poses in frame order (``format=json``)."""
+
+    job_id: str
+    model: str
+    video: VideoPublic
+    skeleton: SkeletonPublic
+    frames: list[FramePoses]
