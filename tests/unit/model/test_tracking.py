@@ -1,0 +1,163 @@
+"""Pose tracker: stable ids through crossings, new ids for new people, expiry, ids across trackers."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity
+
+# x offset (fraction of height) and y (fraction of height from the top) of 17 joints, arms down
+_STANDING = np.array(
+    [
+        [0.0, 0.06], [0.02, 0.04], [-0.02, 0.04], [0.04, 0.05], [-0.04, 0.05],
+        [0.1, 0.2], [-0.1, 0.2], [0.13, 0.35], [-0.13, 0.35], [0.14, 0.48], [-0.14, 0.48],
+        [0.07, 0.52], [-0.07, 0.52], [0.07, 0.74], [-0.07, 0.74], [0.07, 0.96], [-0.07, 0.96],
+    ]
+)  # fmt: skip
+
+
+def _person(cx: float, height: float = 200.0, top: float = 50.0, arms_up: bool = False):
+    """Box (4,) and keypoints (17, 3) of a synthetic upright person."""
+    layout = _STANDING.copy()
+    if arms_up:  # elbows beside the head, wrists at the top of the box
+        layout[7:9, 1], layout[9:11, 1] = 0.1, 0.02
+    points = np.column_stack([cx + layout[:, 0] * height, top + layout[:, 1] * height, np.ones(17)])
+    box = np.array([cx - 0.2 * height, top, cx + 0.2 * height, top + height])
+    return box, points
+
+
+def _frame(*people):
+    boxes, points = zip(*people)
+    return np.stack(boxes), np.stack(points)
+
+
+def test_box_iou_of_known_boxes() -> None:
+    a = np.array([[0, 0, 10, 10], [0, 0, 0, 10]])
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0, 1], [0, 0, 0]])
+
+
+def test_keypoint_similarity_is_one_for_the_same_pose_and_falls_with_distance() -> None:
+    box, points = _person(100)
+    config = TrackerConfig()
+    near, far = points.copy(), points.copy()
+    near[:, 0] += 5
+    far[:, 0] += 80
+    candidates = np.stack([points, near, far])
+    sim, usable = keypoint_similarity(points[None], candidates, np.stack([box] * 3), config)
+    assert usable.all()
+    area = 80.0 * 200.0  # OKS scale: the candidate's box area; kappa = 2 sigma
+    assert sim[0, 0] == pytest.approx(1.0)
+    assert sim[0, 1] == pytest.approx(np.exp(-(5**2) / (2 * area * (2 * config.keypoint_sigma) ** 2)))
+    assert sim[0, 2] < 1e-3
+
+
+def test_unconfident_joints_leave_the_decision_to_iou() -> None:
+    box, points = _person(100)
+    faint = points.copy()
+    faint[2:, 2] = 0.1  # only 2 confident joints in common, fewer than min_shared_keypoints
+    _, usable = keypoint_similarity(points[None], faint[None], box[None], TrackerConfig())
+    assert not usable.any()
+
+
+def test_two_people_crossing_keep_their_ids() -> None:
+    """A (arms up) walks right, B (arms down) walks left; in frames 5 and 6 their boxes are the
+    same, so only their keypoints tell them apart. B is listed first, A's track is the older."""
+    tracker = PoseTracker(TrackerConfig())
+    ids_a, ids_b = [], []
+    for step in range(11):
+        a = _person(100 + 20 * step, arms_up=True)
+        b = _person(300 - 20 * step)
+        boxes, points = _frame(b, a)
+        if step == 0:
+            boxes, points = boxes[::-1], points[::-1]  # A starts its track first
+            got_a, got_b = tracker.update(boxes, points)
+        else:
+            got_b, got_a = tracker.update(boxes, points)
+        ids_a.append(got_a)
+        ids_b.append(got_b)
+    assert len(set(ids_a)) == 1 and len(set(ids_b)) == 1 and ids_a[0] != ids_b[0]
+
+
+def test_a_person_leaving_and_another_entering_elsewhere_gets_a_new_id() -> None:
+    tracker = PoseTracker(TrackerConfig())
+    first = [int(tracker.update(*_frame(_person(100)))[0]) for _ in range(3)]
+    newcomer = int(tracker.update(*_frame(_person(600)))[0])
+    assert len(set(first)) == 1 and newcomer != first[0]
+
+
+def test_a_track_survives_max_age_missed_frames_and_no_more() -> None:
+    config = TrackerConfig(max_age=2)
+    box, _ = _person(100)
+    empty = np.zeros((0, 4))
+
+    tracker = PoseTracker(config)
+    first = tracker.update(box[None])
+    for _ in range(config.max_age):
+        assert tracker.update(empty).shape == (0,)
+    assert tracker.tracks[0].misses == config.max_age
+    assert tracker.update(box[None]) == first  # back in time: same id
+
+    tracker = PoseTracker(config)
+    first = tracker.update(box[None])
+    for _ in range(config.max_age + 1):
+        tracker.update(empty)
+    assert tracker.tracks == ()
+    assert tracker.update(box[None]) != first
+
+
+def test_trackers_never_share_ids() -> None:
+    boxes = _frame(_person(100), _person(300), _person(500))[0]
+    one, two = PoseTracker(), PoseTracker()
+    ids_one = one.update(boxes).tolist() + one.update(boxes[:1] + 400).tolist()
+    ids_two = two.update(boxes).tolist()
+    assert len(set(ids_one)) == 4 and len(set(ids_two)) == 3
+    assert not set(ids_one) & set(ids_two)
+
+
+def test_a_custom_id_source_is_used_and_must_not_repeat_a_live_id() -> None:
+    tracker = PoseTracker(id_source=itertools.count(1000).__next__)
+    assert tracker.update(_frame(_person(100), _person(400))[0]).tolist() == [1000, 1001]
+    stuck = PoseTracker(id_source=lambda: 7)
+    stuck.update(_frame(_person(100))[0])
+    with pytest.raises(ValueError, match="still live"):
+        stuck.update(_frame(_person(100), _person(600))[0])
+
+
+def test_empty_frames_give_no_ids_and_age_the_tracks() -> None:
+    tracker = PoseTracker()
+    assert tracker.update(np.zeros((0, 4))).dtype == np.int64
+    assert tracker.update([]).shape == (0,)
+    tracker.update(_frame(_person(100))[0])
+    tracker.update(np.zeros((0, 4)), np.zeros((0, 17, 3)))
+    assert [t.misses for t in tracker.tracks] == [1]
+
+
+def test_streaming_order_boxes_first_keypoints_later() -> None:
+    """update(boxes) gives ids; observe_keypoints stores the pose; ids of dropped tracks are ignored."""
+    tracker = PoseTracker(TrackerConfig(max_age=0))
+    box, points = _person(100)
+    ids = tracker.update(box[None])
+    assert tracker.tracks[0].keypoints is None
+    tracker.observe_keypoints(ids, points[None])
+    np.testing.assert_array_equal(tracker.tracks[0].keypoints, points)
+    tracker.update(np.zeros((0, 4)))  # max_age 0: the track is gone
+    tracker.observe_keypoints(ids, points[None])
+    assert tracker.tracks == ()
+
+
+def test_bad_input_is_refused_with_a_clear_message() -> None:
+    tracker = PoseTracker()
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        tracker.update(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        tracker.update(np.array([[0, 0, np.nan, 1]]))
+    with pytest.raises(ValueError, match=r"shape \(1, J, 3\)"):
+        tracker.update(np.zeros((1, 4)), np.zeros((2, 17, 3)))
+    with pytest.raises(ValueError, match="max_age"):
+        TrackerConfig(max_age=-1)
+    with pytest.raises(ValueError, match="weights"):
+        TrackerConfig(iou_weight=0, keypoint_weight=0)
