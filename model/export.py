@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ExportFormat", "export_model", "relative_error", "run_exported"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ExportFormat", "export_model", "relative_error", "run_exported"]
 
 ExportFormat = Literal["onnx", "torchscript"]
 INPUT_NAME = "input"

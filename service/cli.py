@@ -11,15 +11,42 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
     import uvicorn
 
+    from service.auth import check_bind
     from service.config import Settings
     from service.main import create_app
 
-    settings = Settings(host=args.host, port=args.port, device=args.device)
-    if args.model:
-        settings = settings.model_copy(update={"models": args.model})
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    overrides = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "device": args.device,
+            "backend": args.backend,
+            "data_dir": args.data_dir,
+            "models": args.model,
+            "insecure": args.insecure or None,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    check_bind(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=settings.heartbeat_s,
+        ws_ping_timeout=settings.heartbeat_s,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -28,9 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_model_commands(commands)
     serve = commands.add_parser("serve", help="run the pose service (embedded mode)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, TDMI_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, TDMI_PORT)")
+    serve.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
+    serve.add_argument("--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime")
+    serve.add_argument("--data-dir", help="jobs database, uploads and results (TDMI_DATA_DIR)")
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow listening beyond loopback without API keys"
+    )
     serve.add_argument(
         "--model",
         action="append",

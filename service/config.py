@@ -1,25 +1,103 @@
-"""Service settings, read from the environment (``TDMI_*``) and overridable by the CLI."""
+"""Service settings: environment variables ``TDMI_*``, an optional YAML file, then the CLI."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
+
+# the demonstration model trained on synthetic figures (see README): the default model
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "tdmi_tiny_synth.pt"
+
+
+def _default_models() -> list[str]:
+    return [f"tdmi-tiny={DEMO_CHECKPOINT}"] if DEMO_CHECKPOINT.exists() else ["tdmi-tiny"]
 
 
 class Settings(BaseSettings):
+    """Every knob of the service; ``TDMI_SETTINGS_FILE`` may name a YAML file with the same keys."""
+
     model_config = SettingsConfigDict(env_prefix="TDMI_", env_file=".env", extra="ignore")
 
+    # where and what
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
     models: list[str] = Field(
-        default_factory=lambda: ["tdmi-tiny"],
-        description="models to load, each NAME or NAME=CHECKPOINT_PATH",
+        default_factory=_default_models, description="models to load, each NAME or NAME=CHECKPOINT_PATH"
     )
+    backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
+    precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
+    data_dir: Path = Field(default=Path("tdmi-data"), description="job database, uploads, results, caches")
+
+    # batching
+    max_batch: int = Field(default=16, ge=1, description="clips (persons) per batch")
+    max_delay_ms: float = Field(default=5.0, ge=0, description="how long the oldest frame may wait for a batch")
+    queue_frames: int = Field(default=64, ge=1, description="frames the batcher holds across all streams")
+
+    # boxes and tracking
+    detector: str = Field(default="hog", description="hog, none, or onnx:/path/to/yolo.onnx")
+    detect_every: int = Field(default=1, ge=1, description="detector cadence; boxes propagate in between")
+    track_match_threshold: float = Field(default=0.3, ge=0, le=1)
+    track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
+
+    # live streams
+    lookahead: int | None = Field(default=None, ge=0, description="live default (None: the model's d)")
+    staleness_ms: float = Field(default=1000.0, gt=0, description="live frames older than this are dropped")
+    ack_window: int = Field(default=16, ge=1, description="unacknowledged results per stream")
+    ack_timeout_s: float = Field(default=30.0, gt=0, description="close a stream whose window stays full")
+    heartbeat_s: float = Field(default=20.0, gt=0, description="ping interval; a peer silent for 2x is dropped")
+    require_config: bool = Field(default=False, description="reject frames sent before a config message")
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_frame_pixels: int = Field(default=3840 * 2160, ge=1)
+    max_fps: float = Field(default=60.0, gt=0, description="live frames per second per stream")
+    max_streams: int = Field(default=32, ge=1)
+
+    # video jobs
+    max_upload_bytes: int = Field(default=1024**3, ge=1)
+    max_video_seconds: float = Field(default=3600.0, gt=0)
+    max_video_pixels: int = Field(default=3840 * 2160, ge=1)
+    max_running_jobs: int = Field(default=2, ge=1)
+    max_queued_jobs: int = Field(default=100, ge=1)
+    wait_max_frames: int = Field(default=600, ge=1, description="?wait=true only for videos this short")
+
+    # safety
+    api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")
+    insecure: bool = Field(default=False, description="allow listening beyond loopback without API keys")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        settings_file = os.environ.get("TDMI_SETTINGS_FILE")
+        if settings_file:
+            if not Path(settings_file).is_file():
+                raise FileNotFoundError(f"TDMI_SETTINGS_FILE {settings_file}: no such file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
+        return (*sources, file_secret_settings)
+
+    def public(self) -> dict[str, Any]:
+        """The settings as printed at start-up: API keys are counted, never shown."""
+        shown = self.model_dump(exclude={"api_keys"}, mode="json")
+        shown["api_keys"] = f"{len(self.api_keys)} configured"
+        return shown
 
 
 @lru_cache

@@ -1,0 +1,208 @@
+"""``/v1/pose``: video jobs. Uploads stream to disk; the runner does the work in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
+from service.api.uploads import receive_upload
+from service.deps import Authorised, JobsDep, RuntimeDep, SettingsDep
+from service.detection.client_boxes import parse_client_boxes
+from service.errors import ApiError
+from service.jobs.formats import ResultFormat, render_result
+from service.jobs.store import JobRecord, new_job_id
+from service.video import probe_video
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/pose", tags=["jobs"], dependencies=[Authorised])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422, 429, 503)
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the video"},
+                        "model": {"type": "string", "description": "model name (default: the first loaded)"},
+                        "boxes": {
+                            "type": "string",
+                            "description": 'JSON {"<frame index>": [[x1, y1, x2, y2(, score)], ...]}; '
+                            "when given, only these boxes are used (no detector)",
+                        },
+                        "lookahead": {"type": "integer", "description": "future frames per clip, 0..d"},
+                        "render": {"type": "boolean", "description": "also write an overlay MP4"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _links(request: Request, record: JobRecord) -> JobLinks:
+    base = str(request.url_for("get_job", job_id=record.id))
+    video = f"{base}/video" if record.options.get("render") else None
+    return JobLinks(self=base, result=f"{base}/result", video=video)
+
+
+def _public(request: Request, record: JobRecord) -> JobPublic:
+    return JobPublic(
+        job_id=record.id,
+        status=record.status,
+        model=record.model,
+        progress=JobProgress(frames_done=record.frames_done, frames_total=record.frames_total),
+        error=record.error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        links=_links(request, record),
+    )
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(422, "invalid_request", f"{name} must be true or false, got {value!r}")
+
+
+def _boxes(text: str | None, width: int, height: int, frames: int) -> dict[str, list[list[float]]]:
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "invalid_boxes", f"boxes is not JSON: {exc.msg} at {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise ApiError(422, "invalid_boxes", 'boxes must be a JSON object {"<frame index>": [[x1, y1, x2, y2], ...]}')
+    out: dict[str, list[list[float]]] = {}
+    for key, value in raw.items():
+        if not str(key).isdigit() or int(key) >= frames:
+            raise ApiError(422, "invalid_boxes", f"boxes: {key!r} is not a frame index of this video (0..{frames - 1})")
+        try:
+            parsed = parse_client_boxes(value, image_size=(width, height))
+        except ValueError as exc:
+            raise ApiError(422, "invalid_boxes", f"boxes for frame {key}: {exc}") from None
+        out[str(int(key))] = parsed.tolist()
+    return out
+
+
+@router.post(
+    "",
+    operation_id="create_job",
+    status_code=202,
+    responses={**_ERRORS, 200: {"model": JobResultPublic, "description": "with ?wait=true"}},
+    openapi_extra=_UPLOAD_BODY,
+)
+async def create_job(
+    request: Request,
+    jobs: JobsDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    wait: Annotated[bool, Query(description="answer with the result (short videos only)")] = False,
+) -> JSONResponse:
+    if not jobs.accepting:
+        raise ApiError(503, "shutting_down", "the server is shutting down")
+    if jobs.queued() >= settings.max_queued_jobs:
+        raise ApiError(429, "too_many_jobs", f"{settings.max_queued_jobs} jobs are already waiting; retry later")
+    job_id = new_job_id()
+    upload_path = jobs.store.upload_path(job_id)
+    try:
+        upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes)
+        fields = upload.fields
+        model = runtime.get(fields.get("model") or None)
+        lookahead = fields.get("lookahead")
+        radius = model.preset.num_frames // 2
+        if lookahead not in (None, ""):
+            if not lookahead.strip().isdigit() or int(lookahead) > radius:
+                raise ApiError(422, "invalid_request", f"lookahead must be an integer from 0 to {radius}")
+        info = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: probe_video(upload_path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds),
+        )
+        if wait and info.num_frames > settings.wait_max_frames:
+            raise ApiError(
+                422, "too_long_to_wait", f"?wait=true is for videos up to {settings.wait_max_frames} frames; "
+                f"this one has {info.num_frames}: poll the job instead",
+            )
+        options = {
+            "boxes": _boxes(fields.get("boxes"), info.width, info.height, info.num_frames),
+            "lookahead": int(lookahead) if lookahead not in (None, "") else None,
+            "render": _flag(fields.get("render"), "render"),
+            "filename": upload.filename,
+        }
+    except BaseException:
+        upload_path.unlink(missing_ok=True)
+        raise
+    record = jobs.store.create(
+        model.name, options, input_path=upload_path, frames_total=info.num_frames, job_id=job_id
+    )
+    jobs.enqueue(record)
+    if wait:
+        record = await jobs.wait(record.id)
+        if record.status != "done":
+            raise ApiError(422, f"job_{record.status}", record.error or f"job {record.status}")
+        return JSONResponse(json.loads(jobs.store.result_path(record.id).read_text()), status_code=200)
+    created = JobCreatedPublic(job_id=record.id, status=record.status, links=_links(request, record))
+    return JSONResponse(created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self})
+
+
+def _record(jobs: JobsDep, job_id: str) -> JobRecord:
+    record = jobs.store.get(job_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return record
+
+
+@router.get("/{job_id}", operation_id="get_job", responses=_ERRORS)
+def get_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
+    return _public(request, _record(jobs, job_id))
+
+
+@router.get("/{job_id}/result", operation_id="get_job_result", responses=_ERRORS)
+def get_job_result(
+    job_id: str, jobs: JobsDep, format: Annotated[ResultFormat, Query()] = "json"
+) -> JSONResponse:
+    record = _record(jobs, job_id)
+    if record.status != "done":
+        raise ApiError(409, "not_done", f"job {job_id} is {record.status}; no result yet")
+    result = JobResultPublic.model_validate_json(jobs.store.result_path(job_id).read_text())
+    return JSONResponse(render_result(result, format))
+
+
+@router.get(
+    "/{job_id}/video",
+    operation_id="get_job_video",
+    responses={**_ERRORS, 200: {"content": {"video/mp4": {}}}},
+    response_class=FileResponse,
+)
+def get_job_video(job_id: str, jobs: JobsDep) -> FileResponse:
+    record = _record(jobs, job_id)
+    if not record.options.get("render"):
+        raise ApiError(404, "not_rendered", f"job {job_id} was submitted without render=true")
+    if record.status != "done":
+        raise ApiError(409, "not_done", f"job {job_id} is {record.status}; no video yet")
+    return FileResponse(jobs.store.video_path(job_id), media_type="video/mp4", filename=f"{job_id}.mp4")
+
+
+@router.delete("/{job_id}", operation_id="cancel_job", responses=_ERRORS)
+async def cancel_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
+    record = _record(jobs, job_id)
+    if not await jobs.cancel(job_id):
+        raise ApiError(409, "finished", f"job {job_id} is already {record.status}")
+    return _public(request, _record(jobs, job_id))

@@ -1,0 +1,124 @@
+"""Inference backends: one small class per runtime behind the ``Backend`` protocol.
+
+Pre- and post-processing (crops, decoding) are written once in the worker; a backend only maps
+a (B, T, 3, H, W) or (B, 3, H, W) float32 batch on the device to float32 heatmaps on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.export import INPUT_NAME, export_model
+from model.presets import ModelPreset
+
+__all__ = [
+    "Backend",
+    "BackendKind",
+    "OnnxRuntimeBackend",
+    "Precision",
+    "ProviderUnavailableError",
+    "TorchBackend",
+    "TorchScriptBackend",
+    "make_backend",
+]
+
+log = logging.getLogger("tdmi.inference")
+
+BackendKind = Literal["torch", "torchscript", "onnxruntime"]
+Precision = Literal["fp32", "fp16", "bf16"]
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class ProviderUnavailableError(RuntimeError):
+    """A configured accelerator or ONNX Runtime provider is missing: the service is not ready."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchBackend:
+    """Eager PyTorch; fp16/bf16 cast the weights on a GPU (a CPU stays in fp32)."""
+
+    name = "torch"
+
+    def __init__(self, network: nn.Module, device: torch.device, precision: Precision = "fp32"):
+        self.dtype = _DTYPES[precision] if device.type == "cuda" else torch.float32
+        self.module = self._prepare(network.eval().to(device=device, dtype=self.dtype))
+
+    def _prepare(self, network: nn.Module) -> nn.Module:
+        return network
+
+    @torch.inference_mode()
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.module(inputs.to(self.dtype)).float()
+
+
+class TorchScriptBackend(TorchBackend):
+    """The scripted, frozen network: no Python in the forward pass."""
+
+    name = "torchscript"
+
+    def _prepare(self, network: nn.Module) -> nn.Module:
+        return torch.jit.freeze(torch.jit.script(network))
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on the CPU or CUDA provider; the ONNX file is exported once and cached."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, device: torch.device):
+        import onnxruntime as ort
+
+        wanted = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise ProviderUnavailableError(
+                f"ONNX Runtime provider {wanted} is not available (have {', '.join(available)}); "
+                "install onnxruntime-gpu for CUDA"
+            )
+        options = {"device_id": device.index or 0} if device.type == "cuda" else {}
+        self.device = device
+        self.session = ort.InferenceSession(str(onnx_path), providers=[(wanted, options)])
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        (heatmaps,) = self.session.run(None, {INPUT_NAME: inputs.float().cpu().numpy()})
+        return torch.from_numpy(np.asarray(heatmaps)).to(self.device)
+
+
+def make_backend(
+    kind: BackendKind,
+    network: nn.Module,
+    preset: ModelPreset,
+    device: torch.device,
+    precision: Precision,
+    cache_dir: Path,
+    weights_id: str,
+) -> Backend:
+    """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``."""
+    if kind == "torch":
+        return TorchBackend(network, device, precision)
+    if kind == "torchscript":
+        return TorchScriptBackend(network, device, precision)
+    if kind == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError("the onnxruntime backend runs fp32; use torch or torchscript for fp16/bf16")
+        digest = hashlib.sha256(f"{preset.name}:{weights_id}".encode()).hexdigest()[:16]
+        path = cache_dir / f"{preset.name}-{digest}.onnx"
+        if not path.exists():
+            log.info("exporting %s to %s", preset.name, path)
+            tmp = path.with_suffix(".tmp.onnx")
+            export_model(network.cpu().eval(), torch.zeros(preset.input_shape(2)), tmp, "onnx")
+            tmp.replace(path)
+        return OnnxRuntimeBackend(path, device)
+    raise ValueError(f"unknown backend {kind!r}; use torch, torchscript or onnxruntime")

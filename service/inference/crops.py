@@ -1,0 +1,76 @@
+"""Person crops made on the device: each frame is uploaded once, every clip is warped from it.
+
+The warp is the same affine the training data uses (``model.geometry.crop_affine``), applied
+with ``grid_sample`` so that a batch of clips from many streams is cut out in a few kernel
+calls; sampling pixel centres with ``align_corners=False`` matches ``cv2.warpAffine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.geometry import box_to_crop, crop_affine, invert_affine
+
+__all__ = ["crop_clips", "input_to_image_affines", "upload_frame"]
+
+
+def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on ``device``, one copy over the bus."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    return tensor.permute(2, 0, 1).float().div_(255.0)
+
+
+def input_to_image_affines(boxes: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) xyxy boxes -> (N, 2, 3) matrices mapping model-input pixels to image pixels."""
+    h, w = input_size
+    out = np.empty((len(boxes), 2, 3), dtype=np.float64)
+    for i, box in enumerate(boxes):
+        out[i] = invert_affine(crop_affine(box_to_crop(box, w / h), (w, h)))
+    return out
+
+
+def crop_clips(
+    frames: dict[Hashable, torch.Tensor],
+    clip_frames: Sequence[Sequence[Hashable]],
+    affines: torch.Tensor,
+    input_size: tuple[int, int],
+) -> torch.Tensor:
+    """Cut (B, T, 3, h, w) crops: clip ``b`` samples frames ``clip_frames[b]`` through ``affines[b]``.
+
+    ``frames`` maps a frame key to its uploaded (3, H, W) tensor; ``affines`` (B, 2, 3) map input
+    pixels to image pixels. Pixels outside the image are 0 (black), as in training.
+    """
+    h, w = input_size
+    batch, length = len(clip_frames), len(clip_frames[0])
+    device = affines.device
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    dst = torch.stack((xs, ys, torch.ones_like(xs)), dim=-1).reshape(1, h * w, 3)
+    src = dst @ affines.float().transpose(1, 2)  # (B, h*w, 2) image pixel coordinates
+    out = torch.zeros(batch, length, 3, h, w, device=device)
+    users: dict[Hashable, list[tuple[int, int]]] = {}
+    for b, keys in enumerate(clip_frames):
+        for t, key in enumerate(keys):
+            users.setdefault(key, []).append((b, t))
+    for key, slots in users.items():
+        frame = frames[key]
+        size = torch.tensor([frame.shape[2], frame.shape[1]], device=device, dtype=torch.float32)
+        b_index = torch.tensor([b for b, _ in slots], device=device)
+        t_index = torch.tensor([t for _, t in slots], device=device)
+        grid = (2.0 * src[b_index] + 1.0) / size - 1.0
+        sampled = F.grid_sample(
+            frame.unsqueeze(0).expand(len(slots), -1, -1, -1),
+            grid.reshape(len(slots), h, w, 2),
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        out[b_index, t_index] = sampled
+    return out

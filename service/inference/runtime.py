@@ -1,0 +1,126 @@
+"""The models a service instance serves: each loaded, wrapped in its backend, warmed, batched.
+
+All models share one device thread, so the accelerator runs one batch at a time and the event
+loop never blocks on arithmetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.presets import ModelPreset, build_model, get_preset
+from protocol import SkeletonPublic
+from service.config import Settings
+from service.inference.backends import ProviderUnavailableError, make_backend
+from service.inference.batcher import Batcher
+from service.inference.engine import InferenceEngine
+from service.inference.worker import InferenceWorker
+from service.metrics import ServiceMetrics
+
+__all__ = ["DeviceUnavailableError", "InferenceRuntime", "ModelRuntime", "UnknownModelError"]
+
+log = logging.getLogger("tdmi.inference")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The configured accelerator is missing; the service must not fall back silently."""
+
+
+class UnknownModelError(ValueError):
+    """A request named a model this instance has not loaded."""
+
+
+@dataclass
+class ModelRuntime:
+    preset: ModelPreset
+    checkpoint: Path | None
+    engine: InferenceEngine
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    def skeleton(self) -> SkeletonPublic:
+        layout = self.preset.layout
+        return SkeletonPublic(
+            layout=layout.name,
+            joints=list(layout.joints),
+            edges=list(layout.skeleton),
+            flip_pairs=list(layout.flip_pairs),
+        )
+
+
+def parse_model_spec(spec: str) -> tuple[ModelPreset, Path | None]:
+    """``NAME`` or ``NAME=CHECKPOINT`` -> (preset, checkpoint path)."""
+    name, _, path = spec.partition("=")
+    preset = get_preset(name.strip())
+    checkpoint = Path(path.strip()) if path.strip() else None
+    if checkpoint is not None and not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} for model {preset.name}: no such file")
+    return preset, checkpoint
+
+
+class InferenceRuntime:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, ModelRuntime] = {}
+        self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-device")
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.models))
+
+    def get(self, name: str | None) -> ModelRuntime:
+        if name is None:
+            name = self.default_model
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModelError(f"model {name!r} is not loaded; loaded: {', '.join(self.models)}") from None
+
+    async def start(self) -> None:
+        """Load, warm every batch bucket, then start batching; raises if the device is unusable."""
+        settings = self.settings
+        if settings.device.startswith("cuda") and not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"device {settings.device!r} requested but CUDA is not available")
+        device = torch.device(settings.device)
+        loop = asyncio.get_running_loop()
+        for spec in settings.models:
+            preset, checkpoint = parse_model_spec(spec)
+            worker = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
+            batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames)
+            engine = InferenceEngine(worker, batcher, self.device_thread, self.metrics)
+            engine.start()
+            self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)
+            log.info("model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, worker.buckets)
+
+    def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> InferenceWorker:
+        network = build_model(preset.name, checkpoint)
+        weights_id = f"{checkpoint.resolve()}:{checkpoint.stat().st_mtime_ns}" if checkpoint else "untrained"
+        try:
+            backend = make_backend(
+                self.settings.backend,
+                network,
+                preset,
+                device,
+                self.settings.precision,
+                self.settings.data_dir / "onnx",
+                weights_id,
+            )
+        except ProviderUnavailableError as exc:
+            raise DeviceUnavailableError(str(exc)) from exc
+        worker = InferenceWorker(preset, backend, device, self.settings.max_batch, self.metrics.observe_stage)
+        worker.warm_up()
+        return worker
+
+    async def stop(self) -> None:
+        for runtime in self.models.values():
+            await runtime.engine.stop()
+        self.device_thread.shutdown(wait=False, cancel_futures=True)

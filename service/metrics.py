@@ -1,0 +1,51 @@
+"""Prometheus metrics of one service instance (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.inference.work import FrameWork
+
+__all__ = ["STAGES", "ServiceMetrics"]
+
+STAGES = ("decode", "detect", "crop", "model", "post", "send")
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queue_depth = Gauge("tdmi_queue_depth_frames", "frames waiting in the batcher", ["model"], registry=r)
+        self.queue_wait = Histogram(
+            "tdmi_queue_wait_seconds", "time a frame waited in the batcher", buckets=_SECONDS, registry=r
+        )
+        self.batch_size = Histogram(
+            "tdmi_batch_size_clips",
+            "clips (persons) per batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "tdmi_stage_seconds", "time per pipeline stage", ["stage"], buckets=_SECONDS, registry=r
+        )
+        self.frames = Counter("tdmi_frames_total", "frames answered", ["kind"], registry=r)
+        self.frames_dropped = Counter("tdmi_frames_dropped_total", "live frames dropped", ["reason"], registry=r)
+        self.active_streams = Gauge("tdmi_active_streams", "open live streams", registry=r)
+        self.active_jobs = Gauge("tdmi_active_jobs", "video jobs running", registry=r)
+        self.errors = Counter("tdmi_errors_total", "errors by kind", ["kind"], registry=r)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage).observe(seconds)
+
+    def observe_batch(self, batch: Sequence[FrameWork]) -> None:
+        now = time.monotonic()
+        self.batch_size.observe(sum(w.size for w in batch))
+        for work in batch:
+            self.queue_wait.observe(now - work.enqueued_at)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

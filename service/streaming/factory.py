@@ -1,0 +1,59 @@
+"""Builds ``StreamSession`` objects with the service's detector, tracker settings and limits."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from model.tracking import PoseTracker, TrackerConfig
+from service.config import Settings
+from service.detection import make_detector
+from service.inference.runtime import ModelRuntime
+from service.metrics import ServiceMetrics
+from service.streaming.boxes import BoxMode, SessionBoxes
+from service.streaming.session import SessionOptions, StreamSession
+
+__all__ = ["SessionFactory"]
+
+
+class SessionFactory:
+    """One per app: owns the shared detector and the thread it runs on."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.detector = make_detector(settings.detector)
+        self.detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-detect")
+
+    def new(
+        self,
+        stream_id: str,
+        model: ModelRuntime,
+        *,
+        live: bool,
+        lookahead: int | None = None,
+        box_mode: BoxMode = "auto",
+        detect_every: int | None = None,
+    ) -> StreamSession:
+        radius = model.preset.num_frames // 2
+        if lookahead is None:
+            lookahead = radius if not live or self.settings.lookahead is None else self.settings.lookahead
+        options = SessionOptions(
+            radius=radius,
+            lookahead=lookahead,
+            live=live,
+            staleness_s=self.settings.staleness_ms / 1000.0 if live else None,
+        )
+        boxes = SessionBoxes(
+            box_mode,
+            self.detector,
+            detect_every or self.settings.detect_every,
+            self.detect_thread,
+            self.metrics.observe_stage,
+        )
+        tracker = PoseTracker(
+            TrackerConfig(match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age)
+        )
+        return StreamSession(stream_id, model.engine, options, boxes, tracker)
+
+    def close(self) -> None:
+        self.detect_thread.shutdown(wait=False, cancel_futures=True)

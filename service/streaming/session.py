@@ -1,0 +1,204 @@
+"""``StreamSession``: one video job or live feed, from frames in to poses out, in frame order.
+
+Frames enter a rolling buffer. Frame t is *ready* when frame t + lookahead has arrived (or the
+stream has ended); it then gets its person boxes and track ids and goes to the batcher as one
+``FrameWork`` whose clip comes from ``model.data.clips.clip_indices``, the same rule training
+uses. Results come back out of order from batches; ``outcomes()`` yields them in frame order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from model.data.clips import clip_indices
+from protocol.poses import FramePoses, PersonPose
+from service.inference.work import Dropped, FrameWork, PoseArrays
+
+__all__ = ["BoxProvider", "FrameOutcome", "InferenceQueue", "SessionOptions", "StreamFrame", "StreamSession", "Tracker"]
+
+
+_NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
+
+
+@dataclass
+class StreamFrame:
+    """A decoded frame as it enters a session."""
+
+    frame_id: int  # video frame index, or the live client's frame id
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    pts: float | None = None  # seconds
+    timestamp: float | None = None  # the live client's capture time, echoed back
+    client_boxes: np.ndarray | None = None  # (N, 5) x1, y1, x2, y2, score given by the client
+    arrived: float = 0.0  # monotonic arrival time, set by the session
+    skip_reason: str | None = None  # answered with a drop notice instead of inference
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What a frame became: poses, or a drop notice, or an error."""
+
+    frame: StreamFrame
+    poses: FramePoses | None = None
+    dropped: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    radius: int  # d: the model reads frames t-d .. t+d
+    lookahead: int  # future frames to wait for, 0..d
+    live: bool
+    staleness_s: float | None = None  # live frames waiting longer than this are dropped
+    max_in_flight: int = 8  # frames submitted but not yet consumed (video jobs wait beyond it)
+
+
+class InferenceQueue(Protocol):
+    async def submit(self, work: FrameWork) -> bool: ...
+
+
+class BoxProvider(Protocol):
+    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
+        """(N, 5) boxes with scores for ``frame``; ``previous`` maps track id -> last keypoints."""
+        ...
+
+
+class Tracker(Protocol):
+    def update(self, boxes: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray: ...
+
+    def observe_keypoints(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None: ...
+
+
+@dataclass
+class _Pending:
+    frame: StreamFrame
+    boxes: np.ndarray  # (N, 5)
+    track_ids: np.ndarray
+    future: asyncio.Future[PoseArrays | Dropped]
+
+
+class StreamSession:
+    def __init__(
+        self,
+        stream_id: str,
+        queue: InferenceQueue,
+        options: SessionOptions,
+        boxes: BoxProvider,
+        tracker: Tracker,
+    ):
+        if not 0 <= options.lookahead <= options.radius:
+            raise ValueError(f"lookahead must be between 0 and {options.radius}, got {options.lookahead}")
+        self.stream_id = stream_id
+        self.queue = queue
+        self.options = options
+        self.boxes = boxes
+        self.tracker = tracker
+        self._buffer: dict[int, StreamFrame] = {}  # by arrival position
+        self._arrived = 0  # frames pushed so far
+        self._submitted = 0  # frames handed to the batcher (in order)
+        self._ended = False
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._in_flight = asyncio.Semaphore(options.max_in_flight)
+        self._last_keypoints: dict[int, np.ndarray] = {}
+        self.frames_dropped = 0
+
+    async def push(self, frame: StreamFrame) -> None:
+        """Add the next frame; submits every frame that became ready."""
+        if self._ended:
+            raise RuntimeError("stream already ended")
+        frame.arrived = time.monotonic()
+        self._buffer[self._arrived] = frame
+        self._arrived += 1
+        while self._submitted + self.options.lookahead < self._arrived:
+            await self._submit(self._submitted)
+
+    async def end(self) -> None:
+        """No more frames: the remaining ones are answered with the neighbours they have."""
+        self._ended = True
+        while self._submitted < self._arrived:
+            await self._submit(self._submitted)
+        self._pending.put_nowait(None)
+
+    async def outcomes(self) -> AsyncIterator[FrameOutcome]:
+        """Every frame's outcome, in frame order; ends after ``end()``."""
+        while (pending := await self._pending.get()) is not None:
+            try:
+                outcome = await pending.future
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one frame failed in the worker; the stream goes on
+                yield FrameOutcome(pending.frame, error=f"inference failed: {exc}")
+                continue
+            finally:
+                if not self.options.live:
+                    self._in_flight.release()
+            if isinstance(outcome, Dropped):
+                self.frames_dropped += 1
+                yield FrameOutcome(pending.frame, dropped=outcome.reason)
+            else:
+                yield FrameOutcome(pending.frame, poses=self._poses(pending, outcome.keypoints))
+
+    def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
+        if len(keypoints):
+            self.tracker.observe_keypoints(pending.track_ids, keypoints)
+        # boxes of frames not yet detected are propagated from the latest frame's persons only
+        self._last_keypoints = {int(t): points for t, points in zip(pending.track_ids, keypoints)}
+        persons = [
+            PersonPose(
+                track_id=int(track_id),
+                box=tuple(float(v) for v in box[:4]),
+                box_score=float(box[4]),
+                keypoints=[(float(x), float(y), float(s)) for x, y, s in points],
+            )
+            for track_id, box, points in zip(pending.track_ids, pending.boxes, keypoints)
+        ]
+        return FramePoses(index=pending.frame.frame_id, pts=pending.frame.pts, persons=persons)
+
+    async def _submit(self, position: int) -> None:
+        if not self.options.live:
+            await self._in_flight.acquire()
+        frame = self._buffer[position]
+        if frame.skip_reason is not None:
+            self._submitted += 1
+            future: asyncio.Future[PoseArrays | Dropped] = asyncio.get_running_loop().create_future()
+            future.set_result(Dropped(frame.skip_reason))
+            # the image stays in the buffer as a neighbour; the pending notice does not keep it
+            notice = dataclasses.replace(frame, image=_NO_IMAGE)
+            self._pending.put_nowait(_Pending(notice, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), future))
+            return
+        boxes = await self.boxes.boxes_for(frame, self._last_keypoints)
+        track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)
+        total = self._arrived if self._ended else None
+        clip = clip_indices(position, total, self.options.radius, self.options.lookahead)
+        work = FrameWork(
+            stream_id=self.stream_id,
+            frame_index=position,
+            images={p: self._buffer[p].image for p in set(clip)},
+            clip=list(clip),
+            boxes=boxes[:, :4],
+            live=self.options.live,
+            deadline=self._deadline(),
+        )
+        self._submitted += 1
+        self._forget_before(self._submitted - self.options.radius)
+        if not len(boxes):
+            work.resolve(PoseArrays(np.zeros((0, 0, 3), dtype=np.float32)))
+        elif not await self.queue.submit(work):
+            work.resolve(Dropped("queue full: the server is overloaded"))
+        self._pending.put_nowait(_Pending(frame, boxes, track_ids, work.future))
+
+    def _deadline(self) -> float | None:
+        """Live frames may wait in the queue at most the staleness budget from when they are ready."""
+        if not self.options.live or self.options.staleness_s is None:
+            return None
+        return time.monotonic() + self.options.staleness_s
+
+    def _forget_before(self, position: int) -> None:
+        for old in [p for p in self._buffer if p < position]:
+            del self._buffer[old]
