@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from model.data.cli import add_convert_command
 from model.export import export_model, relative_error, run_exported
 from model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
 
@@ -102,3 +103,5 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     exp.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     exp.add_argument("--out", required=True, help="output file")
     exp.set_defaults(run=_export)
+
+    add_convert_command(commands)
