@@ -1,0 +1,116 @@
+"""The batcher with plain frames and no server: size and time triggers, fairness, bounds, drops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from service.inference.batcher import Batcher
+from service.inference.work import Dropped, FrameWork
+
+
+def _work(stream: str, index: int, persons: int = 1, live: bool = False, deadline: float | None = None) -> FrameWork:
+    return FrameWork(
+        stream_id=stream,
+        frame_index=index,
+        images={},
+        clip=[0],
+        boxes=np.zeros((persons, 4), dtype=np.float32),
+        live=live,
+        deadline=deadline,
+    )
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+def test_a_full_batch_goes_at_once_and_frames_are_never_split() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=4, max_delay_ms=10_000, capacity=16)
+        for i in range(3):
+            await batcher.put(_work("a", i, persons=2))
+        start = time.monotonic()
+        batch = await batcher.next_batch()
+        assert time.monotonic() - start < 5  # far below the 10 s delay: it went because it was full
+        assert [w.frame_index for w in batch] == [0, 1]
+        assert sum(w.size for w in batch) == 4
+        assert len(batcher) == 1
+
+        big = Batcher(max_batch=4, max_delay_ms=10_000, capacity=16)
+        await big.put(_work("a", 0, persons=6))
+        await big.put(_work("a", 1, persons=1))
+        assert [w.frame_index for w in await big.next_batch()] == [0]  # 6 persons stay together
+
+    run(scenario())
+
+
+def test_a_partial_batch_waits_for_the_delay_of_its_oldest_frame() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=8, max_delay_ms=80, capacity=16)
+        await batcher.put(_work("a", 0))
+        start = time.monotonic()
+        batch = await batcher.next_batch()
+        assert time.monotonic() - start >= 0.07
+        assert len(batch) == 1
+
+    run(scenario())
+
+
+def test_streams_take_turns() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=3, max_delay_ms=0, capacity=32)
+        for i in range(10):
+            await batcher.put(_work("busy", i))
+        await batcher.put(_work("quiet", 0))
+        await batcher.put(_work("other", 0))
+        batch = await batcher.next_batch()
+        assert sorted(w.stream_id for w in batch) == ["busy", "other", "quiet"]
+        assert [w.frame_index for w in batch if w.stream_id == "busy"] == [0]  # in order within a stream
+
+    run(scenario())
+
+
+def test_a_full_queue_refuses_live_frames_and_holds_back_job_frames() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=1, max_delay_ms=0, capacity=2)
+        assert await batcher.put(_work("job", 0))
+        assert await batcher.put(_work("job", 1))
+        assert not await batcher.put(_work("live", 0, live=True))
+        waiting = asyncio.create_task(batcher.put(_work("job", 2)))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the video job slows down instead of the queue growing
+        await batcher.next_batch()
+        assert await asyncio.wait_for(waiting, 1)
+        assert len(batcher) == 2
+
+    run(scenario())
+
+
+def test_stale_live_frames_are_dropped_and_cancelled_streams_answered() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=4, max_delay_ms=0, capacity=8)
+        stale = _work("live", 0, live=True, deadline=time.monotonic() - 1)
+        fresh = _work("live", 1, live=True, deadline=time.monotonic() + 60)
+        await batcher.put(stale)
+        await batcher.put(fresh)
+        batch = await batcher.next_batch()
+        assert batch == [fresh]
+        outcome = await stale.future
+        assert isinstance(outcome, Dropped) and outcome.reason.startswith("stale")
+
+        queued = _work("gone", 0)
+        await batcher.put(queued)
+        assert await batcher.cancel_stream("gone", "stream closed") == 1
+        assert isinstance(await queued.future, Dropped)
+        assert len(batcher) == 0
+
+    run(scenario())
+
+
+def test_invalid_sizes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Batcher(max_batch=0, max_delay_ms=1, capacity=1)

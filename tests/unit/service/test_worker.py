@@ -1,0 +1,118 @@
+"""The inference worker: device crops match training's warp, keypoints land back in image pixels,
+padding to buckets changes nothing, and every backend gives the same keypoints."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.geometry import apply_affine, box_to_crop, crop_affine
+from model.presets import build_model, get_preset
+from service.inference.backends import make_backend
+from service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from service.inference.work import FrameWork
+from service.inference.worker import InferenceWorker, bucket_sizes
+
+PRESET = get_preset("tdmi-tiny")
+CPU = torch.device("cpu")
+
+
+def _image(seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def _works(boxes_per_frame: list[np.ndarray], first_stream: int = 0) -> list[FrameWork]:
+    """One frame per entry, each from its own stream with its own three images."""
+
+    async def make() -> list[FrameWork]:
+        return [
+            FrameWork(
+                stream_id=f"s{i}",
+                frame_index=0,
+                images={k: _image(10 * i + k) for k in range(3)},
+                clip=[0, 1, 2, 1, 2],
+                boxes=boxes,
+            )
+            for i, boxes in enumerate(boxes_per_frame, start=first_stream)
+        ]
+
+    return asyncio.run(make())
+
+
+def test_device_crops_match_the_training_warp() -> None:
+    image = _image(0)
+    box = np.array([[30.0, 20.0, 90.0, 110.0]])
+    h, w = PRESET.input_size
+    reference = cv2.warpAffine(image, crop_affine(box_to_crop(box[0], w / h), (w, h)), (w, h)) / 255.0
+    affines = torch.from_numpy(input_to_image_affines(box, (h, w)))
+    crops = crop_clips({"f": upload_frame(image, CPU)}, [["f"]], affines, (h, w))
+    ours = crops[0, 0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - reference).mean() < 0.01  # cv2 rounds its weights to 1/32
+    assert np.abs(ours - reference).max() < 0.05
+
+
+class _PeakAt:
+    """A backend whose heatmaps peak where a fixed image point falls in each crop."""
+
+    name = "peak"
+
+    def __init__(self, point: np.ndarray, boxes: np.ndarray):
+        h, w = PRESET.heatmap_size
+        self.peaks = [apply_affine(point, crop_affine(box_to_crop(b, 0.75), (w, h))) for b in boxes]
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        h, w = PRESET.heatmap_size
+        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+        out = torch.zeros(len(inputs), PRESET.layout.num_joints, h, w)
+        for i, (px, py) in enumerate(self.peaks[: len(inputs)]):
+            out[i] = torch.exp(-((xs - px) ** 2 + (ys - py) ** 2) / 2.0)
+        return out
+
+
+def test_keypoints_come_back_in_image_pixels() -> None:
+    point = np.array([61.3, 57.8])
+    boxes = np.array([[30.0, 20.0, 90.0, 110.0], [40.0, 30.0, 100.0, 100.0], [20.0, 10.0, 120.0, 115.0]])
+    worker = InferenceWorker(PRESET, _PeakAt(point, boxes), CPU, max_batch=4)
+    (poses,) = worker.run(_works([boxes]))
+    assert poses.keypoints.shape == (3, PRESET.layout.num_joints, 3)
+    # a heatmap pixel covers about 4 input pixels; the quarter-pixel refinement keeps us well inside one
+    crop_px = np.array([box_to_crop(b, 0.75).width / PRESET.heatmap_size[1] for b in boxes])
+    error = np.linalg.norm(poses.keypoints[:, :, :2] - point, axis=2)
+    assert (error < 0.5 * crop_px[:, None]).all()
+    assert (poses.keypoints[:, :, 2] > 0.6).all()  # the peak value of an off-grid Gaussian
+
+
+def test_buckets_and_padding_do_not_change_results() -> None:
+    assert bucket_sizes(16) == [1, 2, 4, 8, 16]
+    assert bucket_sizes(12) == [1, 2, 4, 8, 12]
+    net = build_model("tdmi-tiny")
+    from tests.helpers.weights import randomize
+
+    randomize(net)
+    backend = make_backend("torch", net, PRESET, CPU, "fp32", Path("unused"), "test")
+    boxes = [np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]), np.array([[20.0, 30, 70, 90]])]
+    together = InferenceWorker(PRESET, backend, CPU, max_batch=4).run(_works(boxes))
+    alone = [InferenceWorker(PRESET, backend, CPU, max_batch=1).run(_works([b], i))[0] for i, b in enumerate(boxes)]
+    assert len(together) == 2
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnxruntime"])
+def test_backends_agree_with_eager(kind: str, tmp_path: Path) -> None:
+    from tests.helpers.weights import randomize
+
+    net = build_model("tdmi-tiny")
+    randomize(net)
+    boxes = [np.array([[10.0, 10, 80, 110], [50, 5, 150, 115]])]
+    eager = InferenceWorker(PRESET, make_backend("torch", net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
+    other = InferenceWorker(PRESET, make_backend(kind, net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
+    other.warm_up()
+    (a,) = eager.run(_works(boxes))
+    (b,) = other.run(_works(boxes))
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
