@@ -1,0 +1,108 @@
+"""What every person detector gives back, the one contract they share, and the factory.
+
+A detector is chosen by a short spec string from the settings: ``"hog"`` (OpenCV's built-in
+people detector, needs no file), ``"onnx:/path/model.onnx"`` (a YOLO-family export run with
+ONNX Runtime) or ``"none"`` (boxes come from the client, or are propagated from keypoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from model.tracking import box_iou
+
+__all__ = ["Detections", "Detector", "DetectorUnavailableError", "checked_image", "make_detector", "nms"]
+
+
+class DetectorUnavailableError(RuntimeError):
+    """The detector cannot run as configured (e.g. a requested ONNX Runtime provider is missing);
+    the service reports it as not ready rather than falling back silently."""
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Person boxes of one image: ``xyxy`` float32 (N, 4) in image pixels, ``scores`` float32 (N,)."""
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if len(xyxy) != len(scores):
+            raise ValueError(f"{len(xyxy)} boxes but {len(scores)} scores")
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "scores", scores)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Detector(Protocol):
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        """Person boxes in an RGB uint8 image (H, W, 3)."""
+        ...
+
+
+def checked_image(image: np.ndarray) -> np.ndarray:
+    """The image itself if it is RGB uint8 (H, W, 3) with pixels, else a ValueError naming what is wrong."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"detectors take a uint8 numpy image, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"detectors take an RGB image of shape (H, W, 3), got {image.shape}")
+    return image
+
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    overlaps = box_iou(xyxy, xyxy)
+    keep: list[int] = []
+    suppressed = np.zeros(len(order), dtype=bool)
+    for index in order:
+        if suppressed[index]:
+            continue
+        keep.append(int(index))
+        suppressed |= overlaps[index] > iou_threshold
+    return np.array(keep, dtype=np.int64)
+
+
+def make_detector(
+    spec: str,
+    *,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    score_threshold: float | None = None,
+    min_person_height: float = 64.0,
+) -> Detector | None:
+    """Build the detector named by ``spec``: ``"hog"``, ``"onnx:/path/model.onnx"`` or ``"none"``.
+
+    ``"none"`` gives None: the caller must then take boxes from the client or from propagation.
+    ``score_threshold`` left as None keeps each detector's own default (their scores differ in
+    meaning); ``providers`` applies to ONNX, ``min_person_height`` (pixels) to HOG.
+    """
+    kind, _, argument = spec.strip().partition(":")
+    # imported here because both modules import this one
+    if kind == "none" and not argument:
+        return None
+    if kind == "hog" and not argument:
+        from service.detection.hog import HogPeopleDetector
+
+        threshold = HogPeopleDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        return HogPeopleDetector(min_person_height=min_person_height, score_threshold=threshold)
+    if kind == "onnx":
+        if not argument:
+            raise ValueError("detector spec 'onnx:' needs a model path, e.g. 'onnx:/models/yolov8n.onnx'")
+        from service.detection.onnx_yolo import OnnxYoloDetector
+
+        threshold = OnnxYoloDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        return OnnxYoloDetector(Path(argument), providers=providers, score_threshold=threshold)
+    raise ValueError(f"unknown detector spec {spec!r}; use 'hog', 'onnx:/path/model.onnx' or 'none'")

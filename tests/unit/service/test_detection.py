@@ -1,0 +1,352 @@
+"""Person boxes: client boxes, the YOLO ONNX decoder on real ONNX Runtime, HOG on real frames,
+propagation from keypoints and the detector schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from model.tracking import PoseTracker, box_iou
+from service.detection import (
+    Detections,
+    DetectionSchedule,
+    DetectorUnavailableError,
+    HogPeopleDetector,
+    InvalidBoxesError,
+    OnnxYoloDetector,
+    YoloLayout,
+    boxes_from_keypoints,
+    make_detector,
+    nms,
+    parse_client_boxes,
+)
+from service.detection.onnx_yolo import letterbox, yolo_layout
+
+DATA = Path(__file__).parents[2] / "data" / "detection"
+
+# A 128x64 (w x h) image letterboxed into a 64x64 input: scale 0.5, 16 px of padding above and below.
+IMAGE_W, IMAGE_H = 128, 64
+
+
+def _to_input(box_xyxy: list[float]) -> list[float]:
+    x1, y1, x2, y2 = box_xyxy
+    return [x1 * 0.5, y1 * 0.5 + 16, x2 * 0.5, y2 * 0.5 + 16]
+
+
+def _xywh(box_xyxy: list[float]) -> list[float]:
+    x1, y1, x2, y2 = box_xyxy
+    return [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+
+
+def _yolo_model(
+    path: Path, table: np.ndarray, red_mean_at: np.ndarray | None = None, input_hw=(64, 64)
+) -> Path:
+    """An ONNX model whose output is ``table``, plus the mean of its input's first channel (R)
+    wherever ``red_mean_at`` is 1: what a YOLO export would answer, with a window on its input."""
+    mask = np.zeros_like(table) if red_mean_at is None else red_mean_at
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *input_hw])
+    output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)
+    constants = {
+        "table": table.astype(np.float32),
+        "mask": mask.astype(np.float32),
+        "starts": np.array([0], dtype=np.int64),
+        "ends": np.array([1], dtype=np.int64),
+        "axes": np.array([1], dtype=np.int64),
+    }
+    nodes = [
+        helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+        for name, value in constants.items()
+    ]
+    nodes += [
+        helper.make_node("Slice", ["images", "starts", "ends", "axes"], ["red"]),
+        helper.make_node("ReduceMean", ["red"], ["red_mean"], keepdims=0),
+        helper.make_node("Mul", ["mask", "red_mean"], ["window"]),
+        helper.make_node("Add", ["table", "window"], ["output0"]),
+    ]
+    graph = helper.make_graph(nodes, "yolo_stub", [images], [output])
+    # IR version 8 goes with opset 17 and loads in every ONNX Runtime the project supports
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def _blank_image() -> np.ndarray:
+    return np.zeros((IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
+
+
+# --- letterbox and layouts ---------------------------------------------------------------------
+
+
+def test_letterbox_keeps_the_ratio_pads_grey_and_maps_boxes_back() -> None:
+    image = np.full((IMAGE_H, IMAGE_W, 3), (200, 10, 20), dtype=np.uint8)
+    canvas, placement = letterbox(image, (64, 64))
+    assert canvas.shape == (64, 64, 3)
+    assert (canvas[:16] == 114).all() and (canvas[48:] == 114).all()
+    assert (canvas[16:48] == (200, 10, 20)).all()
+    in_input = np.array([_to_input([20, 10, 60, 50])])
+    np.testing.assert_allclose(placement.to_image(in_input), [[20, 10, 60, 50]])
+
+
+@pytest.mark.parametrize(
+    ("shape", "input_hw", "layout"),
+    [
+        ((1, 25200, 85), (640, 640), YoloLayout.YOLOV5),
+        ((1, 25200, 6), (640, 640), YoloLayout.YOLOV5),  # one-class YOLOv5: 3 x (80^2 + 40^2 + 20^2)
+        ((1, 252, 6), (64, 64), YoloLayout.YOLOV5),
+        ((1, 84, 8400), (640, 640), YoloLayout.YOLOV8),
+        ((1, 5, 8400), (640, 640), YoloLayout.YOLOV8),
+        ((1, 6, 8400), (640, 640), YoloLayout.YOLOV8),
+        ((1, 300, 6), (640, 640), YoloLayout.END2END),
+        ((1, 8400, 6), (640, 640), YoloLayout.END2END),
+    ],
+)
+def test_layouts_are_told_apart_by_shape(shape, input_hw, layout) -> None:
+    assert yolo_layout(shape, input_hw) is layout
+
+
+@pytest.mark.parametrize("shape", [(1, 10), (1, 3, 4, 5), (2, 300, 6), (1, 4, 4), (1, 300, 5)])
+def test_unsupported_layouts_are_refused(shape) -> None:
+    with pytest.raises(ValueError, match="unsupported YOLO output shape"):
+        yolo_layout(shape, (640, 640))
+
+
+# --- the ONNX YOLO detector on ONNX Runtime ---------------------------------------------------
+
+
+def test_yolov5_layout_scores_objectness_times_class_and_suppresses_duplicates(tmp_path: Path) -> None:
+    a, b = [20, 10, 60, 50], [80, 4, 110, 60]
+    shifted = [22, 12, 62, 52]
+    table = np.zeros((1, 10, 7))  # cx, cy, w, h, objectness, person, other
+    table[0, 0] = [*_xywh(_to_input(a)), 0.9, 0.8, 0.1]  # 0.72
+    table[0, 1] = [*_xywh(_to_input(shifted)), 0.9, 0.7, 0.1]  # 0.63, overlaps a: suppressed
+    table[0, 2] = [*_xywh(_to_input(b)), 0.5, 0.5, 0.0]  # 0.25: under the threshold
+    table[0, 3] = [*_xywh(_to_input(b)), 0.9, 0.1, 0.9]  # another class
+    table[0, 4] = [*_xywh(_to_input(b)), 0.8, 0.9, 0.0]  # 0.72
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "v5.onnx", table), score_threshold=0.3)
+    assert detector.layout is YoloLayout.YOLOV5 and detector.input_size == (64, 64)
+    found = detector.detect(_blank_image())
+    np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-4)
+    np.testing.assert_allclose(found.scores, [0.72, 0.72], atol=1e-6)
+    assert found.xyxy.dtype == np.float32 and found.scores.dtype == np.float32
+
+
+def test_yolov8_layout_has_no_objectness_and_is_transposed(tmp_path: Path) -> None:
+    a, b = [0, 0, 40, 64], [100, 20, 140, 60]  # b reaches past the right edge: clipped to 128
+    table = np.zeros((1, 20, 6))  # rows before the transpose: cx, cy, w, h, person, other
+    table[0, 0] = [*_xywh(_to_input(a)), 0.55, 0.0]
+    table[0, 1] = [*_xywh(_to_input(b)), 0.9, 0.0]
+    table[0, 2] = [*_xywh(_to_input(a)), 0.2, 0.95]  # another class
+    output = table.transpose(0, 2, 1)  # (1, 4 + C, N)
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "v8.onnx", output))
+    assert detector.layout is YoloLayout.YOLOV8
+    found = detector.detect(_blank_image())
+    np.testing.assert_allclose(found.xyxy, [[100, 20, 128, 60], a], atol=1e-4)
+    np.testing.assert_allclose(found.scores, [0.9, 0.55], atol=1e-6)
+
+
+def test_end_to_end_layout_keeps_persons_above_the_threshold(tmp_path: Path) -> None:
+    a, b = [20, 10, 60, 50], [70, 0, 100, 64]
+    table = np.zeros((1, 5, 6))  # x1, y1, x2, y2, score, class
+    table[0, 0] = [*_to_input(a), 0.8, 0]
+    table[0, 1] = [*_to_input(b), 0.95, 2]  # another class
+    table[0, 2] = [*_to_input(b), 0.1, 0]  # under the threshold
+    table[0, 3] = [*_to_input(b), 0.6, 0]
+    table[0, 4] = [0, 0, 10, 10, 0.99, 0]  # wholly inside the padding: no box in the image
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "e2e.onnx", table))
+    assert detector.layout is YoloLayout.END2END
+    found = detector.detect(_blank_image())
+    np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-4)
+    np.testing.assert_allclose(found.scores, [0.8, 0.6], atol=1e-6)
+
+
+def test_the_input_is_rgb_over_255_letterboxed_with_grey(tmp_path: Path) -> None:
+    """The model reports the mean of its first input channel as a score: a red image fills the
+    middle half of the input with 1.0 and the padding with 114/255; BGR order would give 0 there."""
+    table = np.zeros((1, 5, 6))
+    table[0, 0, :4] = _to_input([20, 10, 60, 50])
+    where = np.zeros_like(table)
+    where[0, 0, 4] = 1.0
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "probe.onnx", table, where), score_threshold=0.01)
+    red = np.zeros((IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
+    red[..., 0] = 255
+    found = detector.detect(red)
+    assert found.scores.tolist() == pytest.approx([0.5 * 1.0 + 0.5 * 114 / 255], abs=1e-5)
+
+
+def test_dynamic_input_size_defaults_to_640(tmp_path: Path) -> None:
+    table = np.zeros((1, 3, 6))
+    table[0, 0] = [100, 180, 300, 460, 0.9, 0]  # 640 input: scale 5, 160 px of padding above
+    path = _yolo_model(tmp_path / "dynamic.onnx", table, input_hw=("height", "width"))
+    detector = OnnxYoloDetector(path)
+    assert detector.input_size == (640, 640)
+    np.testing.assert_allclose(detector.detect(_blank_image()).xyxy, [[20, 4, 60, 60]], atol=1e-4)
+
+
+def test_a_model_with_an_unsupported_output_fails_at_load(tmp_path: Path) -> None:
+    path = _yolo_model(tmp_path / "grid.onnx", np.zeros((1, 3, 8, 8)))
+    with pytest.raises(ValueError, match=r"unsupported YOLO output shape \(1, 3, 8, 8\)"):
+        OnnxYoloDetector(path)
+
+
+def test_a_person_class_the_model_lacks_fails_at_load(tmp_path: Path) -> None:
+    path = _yolo_model(tmp_path / "one_class.onnx", np.zeros((1, 5, 100)))
+    with pytest.raises(ValueError, match="person_class 3 but the model has 1 classes"):
+        OnnxYoloDetector(path, person_class=3)
+
+
+def test_a_missing_provider_is_a_clear_unavailability(tmp_path: Path) -> None:
+    path = _yolo_model(tmp_path / "e2e.onnx", np.zeros((1, 5, 6)))
+    missing = next(p for p in ort.get_all_providers() if p not in ort.get_available_providers())
+    with pytest.raises(DetectorUnavailableError, match=missing):
+        OnnxYoloDetector(path, providers=[missing, "CPUExecutionProvider"])
+
+
+def test_bad_model_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        OnnxYoloDetector(tmp_path / "absent.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load ONNX model"):
+        OnnxYoloDetector(garbage)
+
+
+def test_make_detector_reads_the_spec(tmp_path: Path) -> None:
+    path = _yolo_model(tmp_path / "e2e.onnx", np.zeros((1, 5, 6)))
+    assert make_detector("none") is None
+    onnx_detector = make_detector(f"onnx:{path}", score_threshold=0.5)
+    assert isinstance(onnx_detector, OnnxYoloDetector) and onnx_detector.score_threshold == 0.5
+    hog = make_detector("hog", min_person_height=48)
+    assert isinstance(hog, HogPeopleDetector) and hog.upscale == 2.0
+    with pytest.raises(ValueError, match="needs a model path"):
+        make_detector("onnx:")
+    with pytest.raises(ValueError, match="unknown detector spec 'yolo'"):
+        make_detector("yolo")
+
+
+# --- HOG on real frames -----------------------------------------------------------------------
+
+# People in the two vtest.avi frames, boxed by eye from 2-3x enlarged crops (x1, y1, x2, y2).
+VTEST_PEOPLE = {
+    "vtest_frame100.jpg": [
+        (349, 199, 383, 275), (374, 178, 411, 257), (423, 179, 450, 258),
+        (494, 148, 518, 220), (516, 152, 541, 222), (591, 153, 617, 233),
+    ],
+    "vtest_frame400.jpg": [(273, 200, 302, 286), (589, 139, 618, 204), (686, 300, 744, 411)],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hog() -> HogPeopleDetector:
+    return HogPeopleDetector(min_person_height=60)
+
+
+@pytest.mark.parametrize("name", sorted(VTEST_PEOPLE))
+def test_hog_finds_the_pedestrians_of_a_real_frame(hog: HogPeopleDetector, name: str) -> None:
+    image = np.asarray(Image.open(DATA / name).convert("RGB"))
+    found = hog.detect(image)
+    people = np.array(VTEST_PEOPLE[name], dtype=np.float64)
+    best = box_iou(people, found.xyxy).max(axis=1)
+    assert (best >= 0.5).all(), f"people missed (best IoU per person): {best.round(2)}"
+    assert len(found) <= len(people) + 3  # a few false alarms at most
+    heights = found.xyxy[found.scores >= 0.9, 3] - found.xyxy[found.scores >= 0.9, 1]
+    assert len(heights) >= 3 and ((heights > 55) & (heights < 130)).all()
+
+
+def test_hog_finds_nobody_in_a_flat_image_and_refuses_non_images(hog: HogPeopleDetector) -> None:
+    assert len(hog.detect(np.full((240, 320, 3), 90, dtype=np.uint8))) == 0
+    with pytest.raises(ValueError, match=r"shape \(H, W, 3\)"):
+        hog.detect(np.zeros((240, 320), dtype=np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        hog.detect(np.zeros((240, 320, 3), dtype=np.float32))
+
+
+# --- shared pieces ----------------------------------------------------------------------------
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
+    assert nms(boxes, np.array([0.5, 0.9, 0.7, 0.1]), iou_threshold=0.5).tolist() == [1, 2]
+
+
+def test_detections_hold_float32_and_check_lengths() -> None:
+    found = Detections([[0, 0, 1, 1]], [1])
+    assert found.xyxy.dtype == np.float32 and found.xyxy.shape == (1, 4) and len(found) == 1
+    assert len(Detections.empty()) == 0
+    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+        Detections(np.zeros((2, 4)), np.zeros(1))
+
+
+# --- client boxes -----------------------------------------------------------------------------
+
+
+def test_client_boxes_are_clipped_and_default_to_score_one() -> None:
+    found = parse_client_boxes([[-10, 5, 50, 60], [10, 20, 700, 80.5, 0.4]], image_size=(640, 480))
+    np.testing.assert_allclose(found.xyxy, [[0, 5, 50, 60], [10, 20, 640, 80.5]])
+    np.testing.assert_allclose(found.scores, [1.0, 0.4])
+    assert len(parse_client_boxes([], image_size=(640, 480))) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"x1": 0}, "must be a list"),
+        ([[0, 0, 10]], "box 0 must be"),
+        ([[0, 0, 10, 10], "0,0,10,10"], "box 1 must be"),
+        ([[0, 0, "10", 10]], "must hold numbers"),
+        ([[0, 0, True, 10]], "must hold numbers"),
+        ([[0, 0, float("nan"), 10]], "finite"),
+        ([[30, 0, 10, 10]], r"box 0 \[30, 0, 10, 10\] has no area"),
+        ([[0, 5, 10, 5]], "has no area"),
+        ([[0, 0, 10, 10, 1.5]], "score 1.5, outside"),
+        ([[650, 10, 700, 50]], "entirely outside the 640x480 frame"),
+        ([[0, 0, 10, 10]] * 3, "at most 2 boxes"),
+    ],
+)
+def test_bad_client_boxes_are_refused_with_the_reason(raw, message) -> None:
+    with pytest.raises(InvalidBoxesError, match=message):
+        parse_client_boxes(raw, image_size=(640, 480), max_boxes=2)
+
+
+# --- propagation and schedule -----------------------------------------------------------------
+
+
+def test_boxes_from_keypoints_enlarge_the_confident_joints_and_skip_the_unsure() -> None:
+    person = np.array([[100, 50, 0.9], [140, 250, 0.8], [120, 150, 0.7], [400, 10, 0.1]])
+    unsure = person.copy()
+    unsure[1:, 2] = 0.2  # one confident joint
+    at_edge = person + [500, 0, 0]  # x 600..640 in a 620 px wide image
+    boxes, index = boxes_from_keypoints(np.stack([person, unsure, at_edge]), image_size=(620, 300))
+    assert index.tolist() == [0, 2] and boxes.dtype == np.float32
+    np.testing.assert_allclose(boxes, [[96, 30, 144, 270], [596, 30, 620, 270]])
+
+
+def test_propagated_boxes_keep_the_track_ids() -> None:
+    """Detector boxes start tracks; the next frame's boxes come from their keypoints, moved by 4 px."""
+    rng = np.random.default_rng(0)
+    tracker = PoseTracker()
+    starts = np.array([[100.0, 50.0], [300.0, 60.0]])
+    keypoints = np.concatenate(
+        [starts[:, None] + rng.uniform([0, 0], [50, 180], (2, 17, 2)), np.ones((2, 17, 1))], axis=2
+    )
+    ids = tracker.update(boxes_from_keypoints(keypoints, (640, 480))[0])
+    tracker.observe_keypoints(ids, keypoints)
+    moved = np.stack([t.keypoints for t in tracker.tracks]) + [4, 0, 0]
+    boxes, index = boxes_from_keypoints(moved, (640, 480))
+    assert tracker.update(boxes).tolist() == [tracker.tracks[i].track_id for i in index] == ids.tolist()
+
+
+def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
+    schedule = DetectionSchedule(every=3)
+    steady = [schedule.should_detect(tracked=2, propagated=2) for _ in range(7)]
+    assert steady == [True, False, False, True, False, False, True]
+    assert schedule.should_detect(tracked=2, propagated=2) is False
+    assert schedule.should_detect(tracked=2, propagated=1) is True  # a person was lost
+    assert schedule.should_detect(tracked=1, propagated=1) is False  # the count starts again
+    assert all(DetectionSchedule(every=1).should_detect(0, 0) for _ in range(3))
+    with pytest.raises(ValueError, match=">= 1 frame"):
+        DetectionSchedule(every=0)
