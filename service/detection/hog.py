@@ -25,8 +25,9 @@ _PERSON_H = _WINDOW_H - 2 * _MARGIN
 
 
 class HogPeopleDetector:
-    """People of at least ``min_person_height`` pixels in RGB images; roughly 0.3-0.7 s per
-    768x576 frame on one CPU core, so run it every few frames and propagate boxes in between."""
+    """People of at least ``min_person_height`` pixels in RGB images. Slow: 0.35-0.75 s for a
+    768x576 frame upscaled 1.6x on a shared 2-core CPU, so run it every few frames and
+    propagate boxes in between."""
 
     DEFAULT_SCORE_THRESHOLD = 0.6  # SVM margin 0.4: drops most lone windows on background
 
