@@ -43,7 +43,9 @@ class Settings(BaseSettings):
 
     # batching
     max_batch: int = Field(default=16, ge=1, description="clips (persons) per batch")
-    max_delay_ms: float = Field(default=5.0, ge=0, description="how long the oldest frame may wait for a batch")
+    max_delay_ms: float = Field(
+        default=5.0, ge=0, description="how long the oldest frame may wait for a batch"
+    )
     queue_frames: int = Field(default=64, ge=1, description="frames the batcher holds across all streams")
 
     # boxes and tracking
@@ -57,7 +59,9 @@ class Settings(BaseSettings):
     staleness_ms: float = Field(default=1000.0, gt=0, description="live frames older than this are dropped")
     ack_window: int = Field(default=16, ge=1, description="unacknowledged results per stream")
     ack_timeout_s: float = Field(default=30.0, gt=0, description="close a stream whose window stays full")
-    heartbeat_s: float = Field(default=20.0, gt=0, description="ping interval; a peer silent for 2x is dropped")
+    heartbeat_s: float = Field(
+        default=20.0, gt=0, description="ping interval; a peer silent for 2x is dropped"
+    )
     require_config: bool = Field(default=False, description="reject frames sent before a config message")
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_frame_pixels: int = Field(default=3840 * 2160, ge=1)

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.auth import is_authorised
 from service.config import Settings
 from service.errors import ApiError
 from service.inference.runtime import InferenceRuntime
 from service.jobs.runner import JobRunner
 from service.metrics import ServiceMetrics
-from service.auth import is_authorised
 
 __all__ = ["Authorised", "JobsDep", "MetricsDep", "RuntimeDep", "SettingsDep"]
 

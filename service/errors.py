@@ -22,7 +22,9 @@ class ApiError(Exception):
         self.status, self.kind, self.detail, self.headers = status, kind, detail, headers
 
 
-def error_response(status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorPublic(error=kind, detail=detail).model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,12 +41,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await state.runtime.start()
             state.sessions = SessionFactory(settings, state.metrics)
-            state.jobs = JobRunner(JobStore(settings.data_dir), state.runtime, state.sessions, settings, state.metrics)
+            state.jobs = JobRunner(
+                JobStore(settings.data_dir), state.runtime, state.sessions, settings, state.metrics
+            )
             await state.jobs.start()
             state.not_ready_reason = None
             log.info("ready: %s", ", ".join(state.runtime.models))
         except Exception as exc:  # not ready, with the reason on /readyz; the process stays up
-            state.not_ready_reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+            state.not_ready_reason = (
+                f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+            )
             log.error("not ready: %s", state.not_ready_reason)
         try:
             yield
@@ -70,10 +75,8 @@ async def _shut_down(app: FastAPI) -> None:
     state.accepting = False
     state.not_ready_reason = "shutting down"
     for live in list(state.streams.values()):
-        try:
+        with contextlib.suppress(Exception):  # a peer that is already gone
             await asyncio.wait_for(live.ws.close(1001, "server shutting down"), timeout=2)
-        except Exception:  # a peer that is already gone
-            pass
     if state.jobs is not None:
         await state.jobs.stop()
         state.jobs.store.close()

@@ -19,7 +19,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.queue_depth = Gauge("tdmi_queue_depth_frames", "frames waiting in the batcher", ["model"], registry=r)
+        self.queue_depth = Gauge(
+            "tdmi_queue_depth_frames", "frames waiting in the batcher", ["model"], registry=r
+        )
         self.queue_wait = Histogram(
             "tdmi_queue_wait_seconds", "time a frame waited in the batcher", buckets=_SECONDS, registry=r
         )
@@ -33,7 +35,9 @@ class ServiceMetrics:
             "tdmi_stage_seconds", "time per pipeline stage", ["stage"], buckets=_SECONDS, registry=r
         )
         self.frames = Counter("tdmi_frames_total", "frames answered", ["kind"], registry=r)
-        self.frames_dropped = Counter("tdmi_frames_dropped_total", "live frames dropped", ["reason"], registry=r)
+        self.frames_dropped = Counter(
+            "tdmi_frames_dropped_total", "live frames dropped", ["reason"], registry=r
+        )
         self.active_streams = Gauge("tdmi_active_streams", "open live streams", registry=r)
         self.active_jobs = Gauge("tdmi_active_jobs", "video jobs running", registry=r)
         self.errors = Counter("tdmi_errors_total", "errors by kind", ["kind"], registry=r)

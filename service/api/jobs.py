@@ -12,10 +12,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
 from service.api.uploads import receive_upload
 from service.deps import Authorised, JobsDep, RuntimeDep, SettingsDep
-from service.detection.client_boxes import parse_client_boxes
+from service.detection import parse_client_boxes
 from service.errors import ApiError
 from service.jobs.formats import ResultFormat, render_result
 from service.jobs.store import JobRecord, new_job_id
+from service.streaming.boxes import detections_array
 from service.video import probe_video
 
 __all__ = ["router"]
@@ -89,16 +90,20 @@ def _boxes(text: str | None, width: int, height: int, frames: int) -> dict[str, 
     except json.JSONDecodeError as exc:
         raise ApiError(422, "invalid_boxes", f"boxes is not JSON: {exc.msg} at {exc.pos}") from None
     if not isinstance(raw, dict):
-        raise ApiError(422, "invalid_boxes", 'boxes must be a JSON object {"<frame index>": [[x1, y1, x2, y2], ...]}')
+        raise ApiError(
+            422, "invalid_boxes", 'boxes must be a JSON object {"<frame index>": [[x1, y1, x2, y2], ...]}'
+        )
     out: dict[str, list[list[float]]] = {}
     for key, value in raw.items():
         if not str(key).isdigit() or int(key) >= frames:
-            raise ApiError(422, "invalid_boxes", f"boxes: {key!r} is not a frame index of this video (0..{frames - 1})")
+            raise ApiError(
+                422, "invalid_boxes", f"boxes: {key!r} is not a frame index of this video (0..{frames - 1})"
+            )
         try:
             parsed = parse_client_boxes(value, image_size=(width, height))
         except ValueError as exc:
             raise ApiError(422, "invalid_boxes", f"boxes for frame {key}: {exc}") from None
-        out[str(int(key))] = parsed.tolist()
+        out[str(int(key))] = detections_array(parsed).tolist()
     return out
 
 
@@ -119,7 +124,9 @@ async def create_job(
     if not jobs.accepting:
         raise ApiError(503, "shutting_down", "the server is shutting down")
     if jobs.queued() >= settings.max_queued_jobs:
-        raise ApiError(429, "too_many_jobs", f"{settings.max_queued_jobs} jobs are already waiting; retry later")
+        raise ApiError(
+            429, "too_many_jobs", f"{settings.max_queued_jobs} jobs are already waiting; retry later"
+        )
     job_id = new_job_id()
     upload_path = jobs.store.upload_path(job_id)
     try:
@@ -128,16 +135,19 @@ async def create_job(
         model = runtime.get(fields.get("model") or None)
         lookahead = fields.get("lookahead")
         radius = model.preset.num_frames // 2
-        if lookahead not in (None, ""):
-            if not lookahead.strip().isdigit() or int(lookahead) > radius:
-                raise ApiError(422, "invalid_request", f"lookahead must be an integer from 0 to {radius}")
+        if lookahead not in (None, "") and (not lookahead.strip().isdigit() or int(lookahead) > radius):
+            raise ApiError(422, "invalid_request", f"lookahead must be an integer from 0 to {radius}")
         info = await asyncio.get_running_loop().run_in_executor(
             None,
-            lambda: probe_video(upload_path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds),
+            lambda: probe_video(
+                upload_path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds
+            ),
         )
         if wait and info.num_frames > settings.wait_max_frames:
             raise ApiError(
-                422, "too_long_to_wait", f"?wait=true is for videos up to {settings.wait_max_frames} frames; "
+                422,
+                "too_long_to_wait",
+                f"?wait=true is for videos up to {settings.wait_max_frames} frames; "
                 f"this one has {info.num_frames}: poll the job instead",
             )
         options = {
@@ -159,7 +169,9 @@ async def create_job(
             raise ApiError(422, f"job_{record.status}", record.error or f"job {record.status}")
         return JSONResponse(json.loads(jobs.store.result_path(record.id).read_text()), status_code=200)
     created = JobCreatedPublic(job_id=record.id, status=record.status, links=_links(request, record))
-    return JSONResponse(created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self})
+    return JSONResponse(
+        created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self}
+    )
 
 
 def _record(jobs: JobsDep, job_id: str) -> JobRecord:

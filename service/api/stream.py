@@ -8,13 +8,13 @@ transport's ping/pong (uvicorn ``ws_ping_interval``) detects dead peers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
 from collections import deque
 
-import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
@@ -34,11 +34,12 @@ from protocol.stream import (
 )
 from service.auth import is_authorised
 from service.config import Settings
-from service.detection.client_boxes import parse_client_boxes
+from service.detection import parse_client_boxes
 from service.images import decode_image
 from service.inference.runtime import InferenceRuntime, UnknownModelError
 from service.media import MediaError
 from service.metrics import ServiceMetrics
+from service.streaming.boxes import detections_array
 from service.streaming.factory import SessionFactory
 from service.streaming.session import FrameOutcome, StreamFrame, StreamSession
 
@@ -48,6 +49,7 @@ router = APIRouter()
 log = logging.getLogger("tdmi.stream")
 _CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MAX_BAD_MESSAGES = 20
+MAX_PENDING_BOXES = 64
 
 
 class _Closing(Exception):
@@ -61,7 +63,13 @@ class LiveStream:
 
     def __init__(self, ws: WebSocket, settings: Settings, runtime: InferenceRuntime, sessions: SessionFactory,
                  metrics: ServiceMetrics):  # fmt: skip
-        self.ws, self.settings, self.runtime, self.sessions, self.metrics = ws, settings, runtime, sessions, metrics
+        self.ws, self.settings, self.runtime, self.sessions, self.metrics = (
+            ws,
+            settings,
+            runtime,
+            sessions,
+            metrics,
+        )
         self.stream_id = uuid.uuid4().hex[:12]
         self.session: StreamSession | None = None
         self.ack_window = settings.ack_window
@@ -69,7 +77,7 @@ class LiveStream:
         self.sent = 0
         self.ack_changed = asyncio.Event()
         self.next_id = 0
-        self.pending_boxes: dict[int, np.ndarray] = {}
+        self.pending_boxes: dict[int, list[list[float]]] = {}
         self.arrivals: deque[float] = deque()
         self.bad_messages = 0
         self.frames = 0
@@ -99,7 +107,11 @@ class LiveStream:
             model = self.runtime.get(config.model)
             mode = {"auto": "auto", "client": "client", "detector": "detector"}[config.detector]
             self.session = self.sessions.new(
-                self.stream_id, model, live=True, lookahead=config.lookahead, box_mode=mode,  # type: ignore[arg-type]
+                self.stream_id,
+                model,
+                live=True,
+                lookahead=config.lookahead,
+                box_mode=mode,  # type: ignore[arg-type]
                 detect_every=config.detect_every,
             )
         except (UnknownModelError, ValueError) as exc:
@@ -132,10 +144,10 @@ class LiveStream:
             await self.configure(message)
         elif isinstance(message, BoxesMessage):
             frame_id = self.next_id if message.frame_id is None else message.frame_id
-            try:
-                self.pending_boxes[frame_id] = parse_client_boxes(message.boxes)
-            except ValueError as exc:
-                await self.error("invalid_boxes", str(exc), frame_id)
+            if len(self.pending_boxes) >= MAX_PENDING_BOXES:
+                await self.error("invalid_boxes", f"boxes for more than {MAX_PENDING_BOXES} future frames")
+            else:
+                self.pending_boxes[frame_id] = message.boxes
         elif isinstance(message, AckMessage):
             while self.unacked and self.unacked[0] <= message.frame_id:
                 self.unacked.popleft()
@@ -163,9 +175,13 @@ class LiveStream:
         except MediaError as exc:
             await self.error(exc.kind, f"frame {frame_id}: {exc}", frame_id)
             return
-        boxes = self.pending_boxes.pop(frame_id, None)
-        if boxes is not None:
-            boxes = _clip_to(boxes, image.shape)
+        boxes = None
+        raw_boxes = self.pending_boxes.pop(frame_id, None)
+        if raw_boxes is not None:
+            try:
+                boxes = detections_array(parse_client_boxes(raw_boxes, (image.shape[1], image.shape[0])))
+            except ValueError as exc:
+                await self.error("invalid_boxes", f"frame {frame_id}: {exc}", frame_id)
         if reason is None and self.frames - self.sent > 2 * self.ack_window + self.session.options.lookahead:
             reason = "client_behind: results are not being read or acknowledged"
         self.frames += 1
@@ -199,10 +215,8 @@ class LiveStream:
             if remaining <= 0:
                 raise _Closing(4008, f"no ack for {self.settings.ack_timeout_s:g} s with a full window")
             self.ack_changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ack_changed.wait(), timeout=remaining)
-            except TimeoutError:
-                pass
 
     def _message(self, outcome: FrameOutcome) -> object:
         frame = outcome.frame
@@ -210,21 +224,15 @@ class LiveStream:
             self.metrics.frames.labels("live").inc()
             latency = (time.monotonic() - frame.arrived) * 1000.0
             return ResultMessage(
-                frame_id=frame.frame_id, timestamp=frame.timestamp, persons=outcome.poses.persons, latency_ms=latency
+                frame_id=frame.frame_id,
+                timestamp=frame.timestamp,
+                persons=outcome.poses.persons,
+                latency_ms=latency,
             )
         self.dropped += 1
         reason = outcome.dropped or outcome.error or "unknown"
         self.metrics.frames_dropped.labels(reason.split(":")[0]).inc()
         return DroppedMessage(frame_id=frame.frame_id, reason=reason)
-
-
-def _clip_to(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    h, w = shape[:2]
-    out = boxes.copy()
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
-    keep = (out[:, 2] - out[:, 0] >= 1) & (out[:, 3] - out[:, 1] >= 1)
-    return out[keep]
 
 
 @router.websocket("/v1/stream")
@@ -236,11 +244,19 @@ async def stream(ws: WebSocket) -> None:
         await ws.close(1008, "missing or wrong API key")
         return
     if app.state.not_ready_reason is not None or not app.state.accepting:
-        await ws.send_text(ErrorMessage(error="not_ready", detail=app.state.not_ready_reason or "shutting down").model_dump_json())
+        await ws.send_text(
+            ErrorMessage(
+                error="not_ready", detail=app.state.not_ready_reason or "shutting down"
+            ).model_dump_json()
+        )
         await ws.close(1013, "not ready")
         return
     if len(app.state.streams) >= settings.max_streams:
-        await ws.send_text(ErrorMessage(error="too_many_streams", detail=f"limit is {settings.max_streams}").model_dump_json())
+        await ws.send_text(
+            ErrorMessage(
+                error="too_many_streams", detail=f"limit is {settings.max_streams}"
+            ).model_dump_json()
+        )
         await ws.close(4029, "too many concurrent streams")
         return
     live = LiveStream(ws, settings, app.state.runtime, app.state.sessions, app.state.metrics)
@@ -270,10 +286,8 @@ async def stream(ws: WebSocket) -> None:
         app.state.streams.pop(live.stream_id, None)
         app.state.metrics.active_streams.dec()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
-            try:
+            with contextlib.suppress(RuntimeError):
                 await ws.close(code, reason)
-            except RuntimeError:
-                pass
 
 
 async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
@@ -293,4 +307,3 @@ async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
         elif message.get("text") is not None and await live.on_text(message["text"]):
             return
         live.ack_changed.set()  # wakes a sender waiting for the session to exist
-

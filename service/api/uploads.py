@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -32,7 +33,7 @@ class _Collector:
         self._headers: dict[bytes, bytes] = {}
         self._name: str | None = None
         self._value = bytearray()
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def on_part_begin(self) -> None:
         self._headers, self._name, self._value = {}, None, bytearray()

@@ -11,6 +11,7 @@ long video job cannot starve a live feed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict, deque
 
@@ -69,10 +70,8 @@ class Batcher:
                     batch = self._take()
                     self._changed.notify_all()
                     return batch
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=remaining)
-                except TimeoutError:
-                    pass
 
     def _take(self) -> list[FrameWork]:
         """Frames in round-robin order over streams until ``max_batch`` clips."""

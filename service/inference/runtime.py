@@ -83,7 +83,9 @@ class InferenceRuntime:
         try:
             return self.models[name]
         except KeyError:
-            raise UnknownModelError(f"model {name!r} is not loaded; loaded: {', '.join(self.models)}") from None
+            raise UnknownModelError(
+                f"model {name!r} is not loaded; loaded: {', '.join(self.models)}"
+            ) from None
 
     async def start(self) -> None:
         """Load, warm every batch bucket, then start batching; raises if the device is unusable."""
@@ -99,7 +101,9 @@ class InferenceRuntime:
             engine = InferenceEngine(worker, batcher, self.device_thread, self.metrics)
             engine.start()
             self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)
-            log.info("model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, worker.buckets)
+            log.info(
+                "model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, worker.buckets
+            )
 
     def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> InferenceWorker:
         network = build_model(preset.name, checkpoint)

@@ -54,7 +54,9 @@ class InferenceWorker:
     def run(self, batch: Sequence[FrameWork]) -> list[PoseArrays]:
         """Keypoints for every frame of ``batch`` (one ``PoseArrays`` per frame, same order)."""
         works = [w for w in batch if w.size]
-        results = {id(w): PoseArrays(np.zeros((0, self.preset.layout.num_joints, 3), np.float32)) for w in batch}
+        results = {
+            id(w): PoseArrays(np.zeros((0, self.preset.layout.num_joints, 3), np.float32)) for w in batch
+        }
         if works:
             for work, keypoints in zip(works, self._keypoints(works)):
                 results[id(work)] = PoseArrays(keypoints)

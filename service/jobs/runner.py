@@ -25,7 +25,7 @@ from service.jobs.store import JobRecord, JobStore, write_json_atomic
 from service.metrics import ServiceMetrics
 from service.streaming.factory import SessionFactory
 from service.streaming.session import StreamFrame, StreamSession
-from service.video import OverlayWriter, iter_frames, probe_video
+from service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
 
 __all__ = ["JobRunner"]
 
@@ -60,7 +60,8 @@ class JobRunner:
         for record in self.store.list(status="queued"):
             self._queue.put_nowait(record.id)
         self._tasks = [
-            asyncio.create_task(self._serve(), name=f"job-runner-{i}") for i in range(self.settings.max_running_jobs)
+            asyncio.create_task(self._serve(), name=f"job-runner-{i}")
+            for i in range(self.settings.max_running_jobs)
         ]
 
     async def stop(self) -> None:
@@ -145,7 +146,9 @@ class JobRunner:
         path = self.store.upload_path(record.id)
         info = await loop.run_in_executor(
             self._io,
-            lambda: probe_video(path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds),
+            lambda: probe_video(
+                path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds
+            ),
         )
         if not self.store.update_progress(record.id, 0, info.num_frames):
             raise asyncio.CancelledError
@@ -161,7 +164,7 @@ class JobRunner:
         )
         writer = None
         if options.get("render"):
-            writer = OverlayWriter(self.store.video_path(record.id), info.width, info.height, info.time_base, info.fps)
+            writer = OverlayWriter.for_video(self.store.video_path(record.id), info)
         producer = asyncio.create_task(self._feed(session, path, boxes))
         frames: list[FramePoses] = []
         last_progress = time.monotonic()
@@ -174,17 +177,22 @@ class JobRunner:
                 frames.append(outcome.poses)
                 if writer is not None:
                     image, poses = outcome.frame.image, outcome.poses
-                    await loop.run_in_executor(self._io, _render, writer, image, poses, skeleton, outcome.frame)
+                    await loop.run_in_executor(
+                        self._io, _render, writer, image, poses, skeleton, outcome.frame
+                    )
                 if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                     self.store.update_progress(record.id, len(frames), info.num_frames)
                     last_progress = time.monotonic()
-            await producer
+            await producer  # a decoding error surfaces here and fails the job
+            if writer is not None:
+                await loop.run_in_executor(self._io, writer.close)
+                writer = None
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
             if writer is not None:
-                await loop.run_in_executor(self._io, writer.close)
+                writer.abort()
         self.store.update_progress(record.id, len(frames), len(frames))
         return JobResultPublic(
             job_id=record.id,
@@ -197,21 +205,33 @@ class JobRunner:
     async def _feed(self, session: StreamSession, path: Path, boxes: dict[int, np.ndarray]) -> None:
         """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding."""
         loop = asyncio.get_running_loop()
-        frames: Iterator = iter_frames(path)
-        while True:
-            start = time.perf_counter()
-            decoded = await loop.run_in_executor(self._io, next, frames, None)
-            self.metrics.observe_stage("decode", time.perf_counter() - start)
-            if decoded is None:
-                break
-            client = boxes.get(decoded.index)
-            if boxes and client is None:
-                client = np.zeros((0, 5), dtype=np.float32)
-            await session.push(
-                StreamFrame(frame_id=decoded.index, image=decoded.image, pts=decoded.seconds, client_boxes=client)
-            )
-        await session.end()
+        frames: Iterator[DecodedFrame] = iter_frames(path)
+        try:
+            while True:
+                start = time.perf_counter()
+                decoded = await loop.run_in_executor(self._io, next, frames, None)
+                self.metrics.observe_stage("decode", time.perf_counter() - start)
+                if decoded is None:
+                    break
+                client = boxes.get(decoded.index)
+                if boxes and client is None:
+                    client = np.zeros((0, 5), dtype=np.float32)
+                frame = StreamFrame(
+                    frame_id=decoded.index,
+                    image=decoded.image,
+                    pts=decoded.seconds,
+                    ticks=decoded.pts,
+                    client_boxes=client,
+                )
+                await session.push(frame)
+        finally:
+            # also after a decoding error, so that the consumer drains what was decoded and stops
+            await session.end()
 
 
-def _render(writer: OverlayWriter, image: np.ndarray, poses: FramePoses, skeleton, frame: StreamFrame) -> None:  # noqa: ANN001
-    writer.write(draw_poses(image, poses.persons, skeleton), frame.pts)
+def _render(
+    writer: OverlayWriter, image: np.ndarray, poses: FramePoses, skeleton, frame: StreamFrame
+) -> None:
+    writer.write(
+        draw_poses(image, poses.persons, skeleton), frame.ticks if frame.ticks is not None else poses.index
+    )

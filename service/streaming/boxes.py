@@ -15,11 +15,10 @@ from typing import Literal
 
 import numpy as np
 
-from service.detection import Detector
-from service.detection.propagate import DetectionSchedule, boxes_from_keypoints
+from service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
 from service.streaming.session import StreamFrame
 
-__all__ = ["BoxMode", "SessionBoxes"]
+__all__ = ["BoxMode", "SessionBoxes", "detections_array"]
 
 BoxMode = Literal["auto", "client", "detector"]
 
@@ -44,11 +43,26 @@ class SessionBoxes:
             return frame.client_boxes
         if self.mode == "client" or self.detector is None:
             return np.zeros((0, 5), dtype=np.float32)
-        propagated = boxes_from_keypoints(list(previous.values()), frame.image.shape[:2])
-        if not self.schedule.should_detect(len(propagated)):
+        propagated = self._propagate(previous, frame.image.shape)
+        if not self.schedule.should_detect(tracked=len(previous), propagated=len(propagated)):
             return propagated
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(self.executor, self.detector.detect, frame.image)
         self._on_stage("detect", time.perf_counter() - start)
-        return np.concatenate([found.xyxy, found.scores[:, None]], axis=1).astype(np.float32)
+        return detections_array(found)
+
+    @staticmethod
+    def _propagate(previous: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        """Boxes around each tracked person's last keypoints, scored by their mean joint score."""
+        if not previous:
+            return np.zeros((0, 5), dtype=np.float32)
+        keypoints = np.stack(list(previous.values()))
+        boxes, index = boxes_from_keypoints(keypoints, (shape[1], shape[0]))
+        scores = keypoints[index, :, 2].mean(axis=1)
+        return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)
+
+
+def detections_array(found: Detections) -> np.ndarray:
+    """``Detections`` as the (N, 5) x1, y1, x2, y2, score array sessions carry."""
+    return np.concatenate([found.xyxy, found.scores[:, None]], axis=1).astype(np.float32)

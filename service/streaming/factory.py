@@ -51,7 +51,9 @@ class SessionFactory:
             self.metrics.observe_stage,
         )
         tracker = PoseTracker(
-            TrackerConfig(match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age)
+            TrackerConfig(
+                match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age
+            )
         )
         return StreamSession(stream_id, model.engine, options, boxes, tracker)
 

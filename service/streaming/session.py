@@ -21,7 +21,15 @@ from model.data.clips import clip_indices
 from protocol.poses import FramePoses, PersonPose
 from service.inference.work import Dropped, FrameWork, PoseArrays
 
-__all__ = ["BoxProvider", "FrameOutcome", "InferenceQueue", "SessionOptions", "StreamFrame", "StreamSession", "Tracker"]
+__all__ = [
+    "BoxProvider",
+    "FrameOutcome",
+    "InferenceQueue",
+    "SessionOptions",
+    "StreamFrame",
+    "StreamSession",
+    "Tracker",
+]
 
 
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
@@ -34,6 +42,7 @@ class StreamFrame:
     frame_id: int  # video frame index, or the live client's frame id
     image: np.ndarray  # (H, W, 3) uint8 RGB
     pts: float | None = None  # seconds
+    ticks: int | None = None  # the same PTS in the source's time base (video files)
     timestamp: float | None = None  # the live client's capture time, echoed back
     client_boxes: np.ndarray | None = None  # (N, 5) x1, y1, x2, y2, score given by the client
     arrived: float = 0.0  # monotonic arrival time, set by the session
@@ -152,7 +161,7 @@ class StreamSession:
         persons = [
             PersonPose(
                 track_id=int(track_id),
-                box=tuple(float(v) for v in box[:4]),
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 box_score=float(box[4]),
                 keypoints=[(float(x), float(y), float(s)) for x, y, s in points],
             )
@@ -170,7 +179,9 @@ class StreamSession:
             future.set_result(Dropped(frame.skip_reason))
             # the image stays in the buffer as a neighbour; the pending notice does not keep it
             notice = dataclasses.replace(frame, image=_NO_IMAGE)
-            self._pending.put_nowait(_Pending(notice, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), future))
+            self._pending.put_nowait(
+                _Pending(notice, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), future)
+            )
             return
         boxes = await self.boxes.boxes_for(frame, self._last_keypoints)
         track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)

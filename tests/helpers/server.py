@@ -1,0 +1,69 @@
+"""A real ``tdmi serve`` process on a free loopback port, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ServerProcess", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """Starts ``python -m service.cli serve`` with settings in the environment; waits for /readyz."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None):
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self.log_path = data_dir / f"server-{self.port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [*command, *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TDMI_DEVICE": "cpu", **(env or {})},
+        )
+
+    def wait_ready(self, timeout: float = 120, expect_ready: bool = True) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                reply = httpx.get(f"{self.base}/readyz", timeout=2)
+                if reply.status_code == 200 or (not expect_ready and reply.json().get("reason") != "loading models"):
+                    return reply
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

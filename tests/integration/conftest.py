@@ -1,0 +1,74 @@
+"""Fixtures of the integration tests: a synthetic video with ground truth, a tiny checkpoint, servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from model.checkpoint import save_checkpoint
+from model.data.synth import SynthOptions, generate_dataset
+from model.presets import build_model
+from tests.helpers.server import ServerProcess
+from tests.helpers.weights import randomize
+
+
+@dataclass(frozen=True)
+class SynthVideo:
+    path: Path  # the MP4
+    annotations: dict  # its PoseTrack 2018 file
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+    def boxes(self) -> dict[str, list[list[float]]]:
+        """Ground-truth boxes per frame index, in the job API's form."""
+        index = {image["id"]: i for i, image in enumerate(self.annotations["images"])}
+        out: dict[str, list[list[float]]] = {str(i): [] for i in range(self.frames)}
+        for ann in self.annotations["annotations"]:
+            x, y, w, h = ann["bbox"]
+            x1, y1 = max(x, 0.0), max(y, 0.0)
+            x2, y2 = min(x + w, self.width), min(y + h, self.height)
+            if x2 > x1 and y2 > y1:
+                out[str(index[ann["image_id"]])].append([x1, y1, x2, y2])
+        return out
+
+
+@pytest.fixture(scope="session")
+def synth_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
+    root = tmp_path_factory.mktemp("synth")
+    options = SynthOptions(out=root, videos=1, split="val", frames=16, width=192, height=144, seed=7,
+                           min_persons=2, max_persons=3)  # fmt: skip
+    generate_dataset(options)
+    (annotation,) = (root / "annotations" / "val").glob("*.json")
+    data = json.loads(annotation.read_text())
+    video = root / "videos" / "val" / f"{annotation.stem}.mp4"
+    return SynthVideo(video, data, options.frames, options.width, options.height, options.fps)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tdmi-tiny checkpoint with random (not trained) weights: exercises loading, not accuracy."""
+    path = tmp_path_factory.mktemp("weights") / "tdmi-tiny-random.pt"
+    save_checkpoint(randomize(build_model("tdmi-tiny")), path, "tdmi-tiny", note="random weights for tests")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
+    """One server for a module: tdmi-tiny on the CPU, small limits so that the limit tests stay small."""
+    env = {
+        "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
+        "TDMI_MAX_VIDEO_PIXELS": str(640 * 480),
+        "TDMI_WAIT_MAX_FRAMES": "40",
+        "TDMI_DETECT_EVERY": "4",
+        "TDMI_MAX_STREAMS": "4",
+    }
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
