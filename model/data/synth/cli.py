@@ -67,7 +67,7 @@ def add_synth_command(commands: argparse._SubParsersAction) -> None:
     synth = commands.add_parser(
         "synth",
         help="write synthetic multi-person videos with PoseTrack 2018 annotations",
-        description="Frames go to DIR/images/SPLIT/SEQ/%%06d.jpg, videos to DIR/videos/SPLIT/SEQ.mp4 and "
+        description="Frames go to DIR/images/SPLIT/SEQ/%06d.jpg, videos to DIR/videos/SPLIT/SEQ.mp4 and "
         "annotations to DIR/annotations/SPLIT/SEQ.json (official PoseTrack 2018 per-sequence format).",
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="data set root")
