@@ -37,7 +37,7 @@ class Appearance:
     pants_pattern: np.ndarray | None
     shade: float
     highlight: bool
-    outline: bool
+    edge: float  # colour factor of the rim round limbs and trunk: 0.3 a dark outline, 0.85 faint
 
 
 def random_colour(rng: np.random.Generator, saturation: tuple[float, float] = (0.0, 1.0)) -> Colour:
@@ -98,5 +98,5 @@ def sample_appearance(rng: np.random.Generator, scale: float) -> Appearance:
         pants_pattern=_pattern(rng, pants, scale) if rng.random() < 0.2 else None,
         shade=float(rng.uniform(0.1, 0.35)),
         highlight=bool(rng.random() < 0.5),
-        outline=bool(rng.random() < 0.2),
+        edge=float(rng.uniform(0.3, 0.85)),
     )

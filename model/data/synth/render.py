@@ -45,7 +45,7 @@ __all__ = [
 NUM_JOINTS = 17
 BLUR_SUBFRAMES = 5
 BLUR_FLAG_PX = 3.0
-SKIN, SHIRT, PANTS, SHOES, HAIR, SOLID = range(6)
+SKIN, SHIRT, PANTS, SHOES, HAIR, SOLID, EDGE = range(7)  # materials (patterns go by material)
 _MATERIALS = 8
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing
 _ONE = 1 << _SHIFT
@@ -164,12 +164,18 @@ def _material_colour(look: Appearance, material: int) -> Colour:
     ]
 
 
+_ARMPIT = 0.4
 _RING = np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], axis=1)
 
 
 def _torso_outline(view: PersonView, radius: float) -> np.ndarray:
-    """Convex hull of the chest, belly, shoulders and hips, rounded by ``radius``."""
+    """Convex hull of the chest, belly, hips and armpits, rounded by ``radius``.
+
+    The armpits sit 40% of the way from the shoulder joints to the neck, so arms hanging at
+    the sides stay outside the trunk, as shoulder joints lie at its edge in a real body.
+    """
     centres = view.uv[list(TORSO_OUTLINE)]
+    centres[:2] += _ARMPIT * (view.uv[NECK] - centres[:2])
     cloud = (centres[:, None, :] + _RING[None] * radius).reshape(-1, 2).astype(np.float32)
     return cv2.convexHull(cloud).reshape(-1, 2)
 
@@ -228,23 +234,25 @@ def draw_person(
     px = (view.px_per_m * view.height_m * view.build).tolist()
     centre_depth = sum(depth[k] for k in TORSO_OUTLINE[:4]) / 4
     parts: list[tuple[float, int]] = [((depth[a] + depth[b]) / 2, k) for k, (a, b, *_) in enumerate(_LIMBS)]
-    parts += [(centre_depth, _TORSO), (depth[HEAD_CENTER] - 0.05, _HEAD)]
+    # the trunk goes a little behind its own centre, so arms level with it are drawn over it
+    parts += [(centre_depth + 0.03, _TORSO), (depth[HEAD_CENTER] - 0.05, _HEAD)]
     reach = 0.15 * view.height_m
     for part_depth, part in sorted(parts, key=lambda item: (-item[0], item[1])):
         shade = 1.0 - look.shade * min(max((part_depth - centre_depth) / reach, -1.0), 1.0)
         if part == _HEAD:
             _draw_head(paint, uv, view, look)
         elif part == _TORSO:
-            if look.outline:
-                paint.polygon(_torso_outline(view, 0.03 * px[NECK] + 0.8), _scaled(look.shirt, 0.25), SHIRT)
-            paint.polygon(_torso_outline(view, 0.03 * px[NECK]), _scaled(look.shirt, shade), SHIRT)
+            rounding = 0.03 * px[NECK]
+            edge = _scaled(look.shirt, shade * look.edge)
+            paint.polygon(_torso_outline(view, rounding + max(0.7, 0.1 * rounding)), edge, EDGE)
+            paint.polygon(_torso_outline(view, rounding), _scaled(look.shirt, shade), SHIRT)
         else:
             a, b, ra, rb, kind = _LIMBS[part]
             material = _limb_material(kind, look)
             p, q, r1, r2 = (uv[a][0], uv[a][1]), (uv[b][0], uv[b][1]), ra * px[a], rb * px[b]
             colour = _scaled(_material_colour(look, material), shade)
-            if look.outline:
-                paint.capsule(p, q, r1 + 0.8, r2 + 0.8, _scaled(colour, 0.3), material)
+            grow = max(0.7, 0.08 * r1)  # a darker rim: where limbs of one colour cross, they stay apart
+            paint.capsule(p, q, r1 + grow, r2 + grow, _scaled(colour, look.edge), EDGE)
             paint.capsule(p, q, r1, r2, colour, material)
             if look.highlight and min(r1, r2) >= 2.0:
                 lx, ly = light[0] * 0.35, light[1] * 0.35
