@@ -19,7 +19,9 @@ from model.evaluation.posetrack_match import FrameMatch
 __all__ = ["joint_ap", "nan_mean", "precision_recall", "voc_ap"]
 
 
-def precision_recall(scores: np.ndarray, labels: np.ndarray, num_positive: float) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall(
+    scores: np.ndarray, labels: np.ndarray, num_positive: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall after each detection, best score first (poseval's ``computeRPC``)."""
     order = np.array(scores).argsort()[::-1]  # numpy's default sort, as poseval: ties rank alike
     true_positives = np.cumsum(labels[order] == 1)
@@ -47,7 +49,9 @@ def nan_mean(values: np.ndarray) -> float:
 def joint_ap(matches: Sequence[FrameMatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AP, precision and recall (percent, at the last rank) per joint over the given frames."""
     ap, precision, recall = (np.zeros(NUM_JOINTS) for _ in range(3))
-    num_gt = np.sum([m.num_gt for m in matches], axis=0, dtype=np.float64)
+    num_gt = np.zeros(NUM_JOINTS)
+    for m in matches:
+        num_gt += m.num_gt
     for j in range(NUM_JOINTS):
         scores = np.concatenate([np.zeros(0)] + [m.scores[j] for m in matches])
         labels = np.concatenate([np.zeros(0, dtype=bool)] + [m.labels[j] for m in matches])

@@ -246,9 +246,7 @@ def _check_unique_tracks(frames: list[tuple[Mapping[str, Any], list[_Person]]], 
             raise ValueError(f"{where}: frame {k} has the same track_id on two people")
 
 
-def prepare_sequence(
-    name: str, gt: Any, pred: Any, image_filter: ImageFilter | None = None
-) -> EvalSequence:
+def prepare_sequence(name: str, gt: Any, pred: Any, image_filter: ImageFilter | None = None) -> EvalSequence:
     """Pair one sequence's ground truth and predictions frame by frame, cleaned as poseval does.
 
     ``image_filter(gt_image)`` may leave out labelled frames; they are then treated like
@@ -303,6 +301,4 @@ def load_sequence_dirs(gt_dir: Path, pred_dir: Path) -> dict[str, tuple[Any, Any
             if part
         )
         raise ValueError(f"sequence files of {gt_dir} and {pred_dir} differ: {detail}")
-    return {
-        Path(n).stem: (_read_json(gt_dir / n), _read_json(pred_dir / n)) for n in sorted(gt_names)
-    }
+    return {Path(n).stem: (_read_json(gt_dir / n), _read_json(pred_dir / n)) for n in sorted(gt_names)}

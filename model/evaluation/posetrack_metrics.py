@@ -123,7 +123,7 @@ class PoseTrackMetrics:
 
 
 def _cell(value: float) -> str:
-    return "{:>5}".format("%1.1f" % value)
+    return f"{value:1.1f}".rjust(5)  # poseval: "{:>5}".format("%1.1f" % value)
 
 
 def _row(values: list[float]) -> str:

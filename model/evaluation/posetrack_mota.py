@@ -26,7 +26,7 @@ from model.evaluation.posetrack_ap import nan_mean
 from model.evaluation.posetrack_io import NUM_JOINTS
 from model.evaluation.posetrack_match import JointPairs
 
-__all__ = ["MotCounts", "JointTracker", "mot_counts", "mot_metrics"]
+__all__ = ["JointTracker", "MotCounts", "mot_counts", "mot_metrics"]
 
 
 def _assignment(costs: np.ndarray) -> list[tuple[int, int]]:
