@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from model.data.cli import add_convert_command
 from model.data.synth import add_synth_command
+from model.evaluation.cli import add_eval_commands
 from model.export import export_model, relative_error, run_exported
 from model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
 
@@ -107,3 +108,4 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
 
     add_convert_command(commands)
     add_synth_command(commands)
+    add_eval_commands(commands)
