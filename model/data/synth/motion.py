@@ -340,7 +340,7 @@ def _sample_heading(rng: np.random.Generator) -> float:
 def sample_schedule(rng: np.random.Generator, start: float, end: float) -> tuple[Segment, ...]:
     """Segments of 0.7..2.6 s covering [start, end]; each person leans toward moving or acting."""
     mover = rng.random()
-    weights = np.array([1.0, 4.0 * mover + 0.5, 1.5 * mover, 1.0, 0.8, 0.8, 0.6, 0.7])
+    weights = np.array([1.0, 5.0 * mover + 1.0, 2.0 * mover + 0.3, 0.8, 0.6, 0.6, 0.5, 0.6])
     weights /= weights.sum()
     heading = _sample_heading(rng)
     segments: list[Segment] = []

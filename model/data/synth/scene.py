@@ -149,8 +149,30 @@ def _camera(rng: np.random.Generator, spec: SceneSpec) -> Camera:
     )
 
 
+def _placement(
+    rng: np.random.Generator, motion: PersonMotion, others: list[Person], camera: Camera, duration: float
+) -> tuple[float, float]:
+    """An anchor time and the image column a person's neck should have then.
+
+    Someone who crosses a good part of the frame during the video often starts just outside
+    it (walks in) or ends just outside it (walks out); others are mostly well inside, now and
+    then at an edge, or at the very spot of someone already placed (so they cross or overlap).
+    """
+    w = camera.width
+    column = lambda state: camera.focal * state.x / state.z  # noqa: E731  (relative to the centre)
+    travel = column(motion.state(duration)) - column(motion.state(0.0))
+    if abs(travel) > 0.2 * w and rng.random() < 0.7:
+        side = -0.15 * w if travel > 0 else 1.15 * w
+        return (0.0, side) if rng.random() < 0.5 else (duration, w - side)
+    anchor = float(rng.uniform(0.0, duration))
+    if others and rng.random() < 0.35:
+        other = others[int(rng.integers(len(others)))].motion.state(anchor)
+        return anchor, w / 2 + column(other) + rng.normal(0.0, 0.05 * w)
+    return anchor, (rng.uniform(0.1, 0.9) if rng.random() < 0.8 else rng.uniform(-0.05, 1.05)) * w
+
+
 def _persons(rng: np.random.Generator, spec: SceneSpec, camera: Camera) -> tuple[Person, ...]:
-    """People placed so that each is on screen at some anchor time; some share a spot (crossings)."""
+    """People of 80..200 px (at 240 rows) placed by ``_placement``."""
     scale = spec.height / _ROWS
     duration = spec.num_frames / spec.fps
     count = int(rng.integers(spec.min_persons, spec.max_persons + 1))
@@ -162,17 +184,8 @@ def _persons(rng: np.random.Generator, spec: SceneSpec, camera: Camera) -> tuple
         z0 = camera.focal * shape.height / px_height
         segments = sample_schedule(rng, -_LEAD_S, duration + _LEAD_S)
         motion = simulate(shape, segments, z0, (near, far))
-        anchor = rng.uniform(0.0, duration)
+        anchor, target = _placement(rng, motion, persons, camera, duration)
         state = motion.state(anchor)
-        if persons and rng.random() < 0.35:
-            other = persons[int(rng.integers(len(persons)))].motion.state(anchor)
-            target = camera.width / 2 + camera.focal * other.x / other.z + rng.normal(0.0, 0.05 * spec.width)
-        else:  # mostly well inside the frame, sometimes at an edge, partly out of view
-            target = (
-                rng.uniform(0.1, 0.9) * spec.width
-                if rng.random() < 0.8
-                else rng.uniform(-0.05, 1.05) * spec.width
-            )
         dx = (target - camera.width / 2) * state.z / camera.focal - state.x
         persons.append(Person(motion.shifted(dx), sample_appearance(rng, spec.width / 320.0)))
     return tuple(persons)
