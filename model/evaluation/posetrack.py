@@ -30,7 +30,7 @@ from model.evaluation.posetrack_io import (
     load_sequence_dirs,
     prepare_sequence,
 )
-from model.evaluation.posetrack_match import FrameMatch, JointPairs, match_frame
+from model.evaluation.posetrack_match import FrameMatch, match_frame
 from model.evaluation.posetrack_metrics import JointValues, PoseTrackMetrics, TrackingMetrics
 from model.evaluation.posetrack_mota import MotCounts, mot_counts, mot_metrics
 
@@ -88,50 +88,53 @@ def evaluate_posetrack_sequences(
     if with_tracks:
         _require_gt_tracks(sequences)
     matches = {
-        s.name: [match_frame(f, with_tracks, f"{s.name}, frame {k}") for k, f in enumerate(s.frames)]
+        s.name: [match_frame(f, with_tracks, f"{s.name}, image {f.index}") for f in s.frames]
         for s in sequences
     }
-    per_sequence = {name: _summarise({name: frames}) for name, frames in matches.items()}
-    return replace(_summarise(matches), per_sequence=per_sequence)
+    counts = {name: _sequence_counts(frames) for name, frames in matches.items()}
+    per_sequence = {name: _summarise([matches[name]], [counts[name]]) for name in matches}
+    return replace(_summarise(list(matches.values()), list(counts.values())), per_sequence=per_sequence)
 
 
 def _require_gt_tracks(sequences: list[EvalSequence]) -> None:
     for s in sequences:
-        for k, f in enumerate(s.frames):
+        for f in s.frames:
             if any(track_id is None for track_id in f.gt.track_ids):
-                raise ValueError(f"{s.name}, frame {k}: a ground-truth person has no track_id")
+                raise ValueError(f"{s.name}, image {f.index}: a ground-truth person has no track_id")
 
 
-def _summarise(matches: Mapping[str, list[FrameMatch]]) -> PoseTrackMetrics:
-    """AP over all frames; MOT over the sequences that have tracks and at least two frames."""
-    frames = [m for sequence in matches.values() for m in sequence]
+def _sequence_counts(frames: list[FrameMatch]) -> MotCounts | None:
+    """MOT counts of one sequence; None without tracks or with one frame (poseval fails on it)."""
+    pairs = [m.pairs for m in frames if m.pairs is not None]
+    return mot_counts(pairs) if len(pairs) >= 2 else None
+
+
+def _summarise(sequences: list[list[FrameMatch]], counts: list[MotCounts | None]) -> PoseTrackMetrics:
+    """AP over all frames of the sequences; MOT over those that have counts."""
+    frames = [m for sequence in sequences for m in sequence]
     ap, precision, recall = joint_ap(frames)
-    tracked = [
-        [m.pairs for m in sequence if m.pairs is not None]
-        for sequence in matches.values()
-        if len(sequence) >= 2 and sequence[0].pairs is not None
-    ]
+    tracked = [c for c in counts if c is not None]
     return PoseTrackMetrics(
         ap=JointValues.of(ap, nan_mean(ap)),
         precision=JointValues.of(precision, nan_mean(precision)),
         recall=JointValues.of(recall, nan_mean(recall)),
         num_frames=len(frames),
-        num_sequences=len(matches),
+        num_sequences=len(sequences),
         tracking=_tracking(tracked) if tracked else None,
     )
 
 
-def _tracking(sequences: list[list[tuple[JointPairs, ...]]]) -> TrackingMetrics:
+def _tracking(sequences: list[MotCounts]) -> TrackingMetrics:
     counts = MotCounts.zeros()
-    for pairs in sequences:  # summed in sequence order, as poseval does
-        counts = counts + mot_counts(pairs)
+    for c in sequences:  # summed in sequence order, as poseval does
+        counts = counts + c
     values = {name: JointValues.of(*v) for name, v in mot_metrics(counts).items()}
     return TrackingMetrics(
         mota=values["mota"],
         motp=values["motp"],
         precision=values["precision"],
         recall=values["recall"],
-        num_frames=sum(len(pairs) - 1 for pairs in sequences),
+        num_frames=counts.num_frames,
         counts={
             "misses": int(counts.misses.sum()),
             "switches": int(counts.switches.sum()),

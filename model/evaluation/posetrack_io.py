@@ -12,6 +12,13 @@ poseval's numbers:
   predictions, and a person left without points is removed (in frames that have ignore regions,
   a person who had no points at all goes too);
 * joint scores come from ``scores`` (one per keypoint); without them every joint scores -9999.
+
+Annotations join their image by ``image_id`` = the image's ``id`` (``frame_id`` when it has
+none). ``is_labeled`` is not consulted, as poseval does not. Two differences, neither of which
+changes a number on official files: a file is one sequence whatever its ``file_name`` folders
+say (poseval groups frames by that folder and keeps the first group), and sequences go in name
+order (poseval takes the file system's order, which can move its total AP when scores tie
+across sequences).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class People:
 class EvalFrame:
     """One evaluated frame: ground truth and predictions after poseval's clean-up."""
 
+    index: int  # position in ``images``
     image: Mapping[str, Any]  # the ground truth's ``images`` entry
     gt: People
     pred: People
@@ -243,7 +251,7 @@ def _check_unique_tracks(frames: list[tuple[Mapping[str, Any], list[_Person]]], 
     for k, (_, people) in enumerate(frames):
         ids = [p.track_id for p in people if p.track_id is not None]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"{where}: frame {k} has the same track_id on two people")
+            raise ValueError(f"{where}: image {k} has the same track_id on two people")
 
 
 def prepare_sequence(name: str, gt: Any, pred: Any, image_filter: ImageFilter | None = None) -> EvalSequence:
@@ -268,7 +276,7 @@ def prepare_sequence(name: str, gt: Any, pred: Any, image_filter: ImageFilter | 
         if polygons is not None:
             gt_people = _without_ignored(gt_people, polygons)
             pred_people = _without_ignored(pred_people, polygons)
-        frames.append(EvalFrame(image, _stack(gt_people), _stack(pred_people)))
+        frames.append(EvalFrame(k, image, _stack(gt_people), _stack(pred_people)))
     return EvalSequence(name, tuple(frames))
 
 

@@ -121,7 +121,7 @@ class JointTracker:
 
 @dataclass(frozen=True)
 class MotCounts:
-    """Per joint (poseval order) counts summed over sequences."""
+    """Per joint (poseval order) counts summed over sequences, and the frames they come from."""
 
     misses: np.ndarray
     switches: np.ndarray
@@ -129,10 +129,12 @@ class MotCounts:
     objects: np.ndarray
     detections: np.ndarray
     distance_sum: np.ndarray
+    num_frames: int
 
     @classmethod
     def zeros(cls) -> MotCounts:
-        return cls(*(np.zeros(NUM_JOINTS) for _ in range(6)))
+        zeros = np.zeros(NUM_JOINTS)
+        return cls(zeros, zeros, zeros, zeros, zeros, zeros, num_frames=0)
 
     def __add__(self, other: MotCounts) -> MotCounts:
         return MotCounts(
@@ -142,6 +144,7 @@ class MotCounts:
             self.objects + other.objects,
             self.detections + other.detections,
             self.distance_sum + other.distance_sum,
+            self.num_frames + other.num_frames,
         )
 
 
@@ -158,6 +161,7 @@ def mot_counts(frames: Sequence[Sequence[JointPairs]]) -> MotCounts:
         objects=np.array([t.objects for t in trackers], dtype=np.float64),
         detections=np.array([t.matches + t.switches for t in trackers], dtype=np.float64),
         distance_sum=np.array([t.distance_sum for t in trackers]),
+        num_frames=len(frames) - 1,
     )
 
 
