@@ -40,12 +40,12 @@ FRAME_HEADER = struct.Struct("<4sQd")  # magic, frame id, capture timestamp (sec
 # Close codes the server uses (RFC 6455 and the 4000-4999 private range).
 CLOSE_CODES = {
     1000: "normal: the client sent `end` and every result was delivered",
-    1001: "going away: the server is shutting down",
+    1012: "service restart: the server is shutting down; reconnect (to another instance)",
+    1013: "try again later: the server is not ready (models loading or shutting down)",
     1008: "policy violation: missing or wrong API key",
     1009: "message too big",
-    1011: "internal error",
+    1011: "internal error, or keepalive timeout: the peer stopped answering pings",
     4000: "protocol error: too many bad messages",
-    4003: "heartbeat timeout: the client stopped answering pings",
     4008: "too slow: the client did not acknowledge results for too long",
     4029: "too many concurrent streams",
 }
@@ -91,9 +91,7 @@ class EndMessage(BaseModel):
     type: Literal["end"] = "end"
 
 
-ClientMessage = Annotated[
-    ConfigMessage | BoxesMessage | AckMessage | EndMessage, Field(discriminator="type")
-]
+ClientMessage = Annotated[ConfigMessage | BoxesMessage | AckMessage | EndMessage, Field(discriminator="type")]
 
 
 class ReadyMessage(BaseModel):

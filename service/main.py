@@ -70,13 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _shut_down(app: FastAPI) -> None:
-    """Stop taking work, close live streams (1001), requeue running jobs, stop the engines."""
+    """Stop taking work, close live streams (1012), requeue running jobs, stop the engines."""
     state = app.state
     state.accepting = False
     state.not_ready_reason = "shutting down"
     for live in list(state.streams.values()):
         with contextlib.suppress(Exception):  # a peer that is already gone
-            await asyncio.wait_for(live.ws.close(1001, "server shutting down"), timeout=2)
+            await asyncio.wait_for(live.ws.close(1012, "server shutting down"), timeout=2)
     if state.jobs is not None:
         await state.jobs.stop()
         state.jobs.store.close()

@@ -275,7 +275,7 @@ async def stream(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         code = 0
     except asyncio.CancelledError:
-        code, reason = 1001, "server shutting down"
+        code, reason = 1012, "server shutting down"
         raise
     finally:
         sender.cancel()

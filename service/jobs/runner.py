@@ -113,8 +113,10 @@ class JobRunner:
             try:
                 await task
             except asyncio.CancelledError:
-                if not task.cancelled():  # the runner itself is stopping
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # the runner itself is stopping
                     raise
+                # else the job alone was cancelled (DELETE): serve the next one
             finally:
                 self._running.pop(job_id, None)
                 record = self.store.get(job_id)
@@ -224,9 +226,12 @@ class JobRunner:
                     client_boxes=client,
                 )
                 await session.push(frame)
-        finally:
-            # also after a decoding error, so that the consumer drains what was decoded and stops
-            await session.end()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await session.end()  # the consumer drains what was decoded, then the error fails the job
+            raise
+        await session.end()
 
 
 def _render(
