@@ -12,7 +12,9 @@ from service.inference.batcher import Batcher
 from service.inference.work import Dropped, FrameWork
 
 
-def _work(stream: str, index: int, persons: int = 1, live: bool = False, deadline: float | None = None) -> FrameWork:
+def _work(
+    stream: str, index: int, persons: int = 1, live: bool = False, deadline: float | None = None
+) -> FrameWork:
     return FrameWork(
         stream_id=stream,
         frame_index=index,
@@ -24,7 +26,7 @@ def _work(stream: str, index: int, persons: int = 1, live: bool = False, deadlin
     )
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 

@@ -41,10 +41,12 @@ class OneBox:
 
 
 def _frame(i: int, boxes: np.ndarray | None = None) -> StreamFrame:
-    return StreamFrame(frame_id=100 + i, image=np.full((8, 8, 3), i, dtype=np.uint8), pts=i / 25, client_boxes=boxes)
+    return StreamFrame(
+        frame_id=100 + i, image=np.full((8, 8, 3), i, dtype=np.uint8), pts=i / 25, client_boxes=boxes
+    )
 
 
-async def _run(options: SessionOptions, frames: int, queue: RecordingQueue, check=None) -> list:  # noqa: ANN001
+async def _run(options: SessionOptions, frames: int, queue: RecordingQueue, check=None) -> list:
     session = StreamSession("s", queue, options, OneBox(), PoseTracker())
     submitted_after_push = []
     for i in range(frames):
@@ -80,7 +82,9 @@ def test_live_lookahead_zero_answers_each_frame_at_once() -> None:
 def test_refused_and_skipped_frames_become_drop_notices_in_order() -> None:
     async def scenario() -> list:
         queue = RecordingQueue(accept=False)
-        session = StreamSession("s", queue, SessionOptions(radius=1, lookahead=0, live=True), OneBox(), PoseTracker())
+        session = StreamSession(
+            "s", queue, SessionOptions(radius=1, lookahead=0, live=True), OneBox(), PoseTracker()
+        )
         await session.push(_frame(0))
         skipped = _frame(1)
         skipped.skip_reason = "rate: too many frames"
@@ -95,7 +99,9 @@ def test_refused_and_skipped_frames_become_drop_notices_in_order() -> None:
 def test_frames_without_persons_need_no_inference() -> None:
     async def scenario() -> tuple[RecordingQueue, list]:
         queue = RecordingQueue()
-        session = StreamSession("s", queue, SessionOptions(radius=2, lookahead=2, live=False), OneBox(), PoseTracker())
+        session = StreamSession(
+            "s", queue, SessionOptions(radius=2, lookahead=2, live=False), OneBox(), PoseTracker()
+        )
         await session.push(_frame(0, boxes=np.zeros((0, 5), np.float32)))
         await session.end()
         return queue, [o async for o in session.outcomes()]
@@ -107,4 +113,6 @@ def test_frames_without_persons_need_no_inference() -> None:
 
 def test_lookahead_beyond_the_model_is_refused() -> None:
     with pytest.raises(ValueError, match="lookahead"):
-        StreamSession("s", RecordingQueue(), SessionOptions(radius=2, lookahead=3, live=True), OneBox(), PoseTracker())
+        StreamSession(
+            "s", RecordingQueue(), SessionOptions(radius=2, lookahead=3, live=True), OneBox(), PoseTracker()
+        )

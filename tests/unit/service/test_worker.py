@@ -95,9 +95,14 @@ def test_buckets_and_padding_do_not_change_results() -> None:
 
     randomize(net)
     backend = make_backend("torch", net, PRESET, CPU, "fp32", Path("unused"), "test")
-    boxes = [np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]), np.array([[20.0, 30, 70, 90]])]
+    boxes = [
+        np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]),
+        np.array([[20.0, 30, 70, 90]]),
+    ]
     together = InferenceWorker(PRESET, backend, CPU, max_batch=4).run(_works(boxes))
-    alone = [InferenceWorker(PRESET, backend, CPU, max_batch=1).run(_works([b], i))[0] for i, b in enumerate(boxes)]
+    alone = [
+        InferenceWorker(PRESET, backend, CPU, max_batch=1).run(_works([b], i))[0] for i, b in enumerate(boxes)
+    ]
     assert len(together) == 2
     for a, b in zip(together, alone):
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
