@@ -18,7 +18,6 @@ from service.cli import main
 REFERENCE = Path(__file__).parents[2] / "data" / "poseval_reference"
 PRED_SETS = ("exact", "noise3", "noise10_drop_randscore", "missing_fp")
 HEAD = [0.0, 0.0, 30.0, 40.0]  # diagonal 50: head size 30, a joint is right within 15 px
-JOINTS = [POSETRACK_17.joints.index(n) for n in POSEVAL_JOINTS]  # the 15 evaluated slots
 
 
 def pose(x0: float, y0: float) -> dict[str, tuple[float, float]]:
