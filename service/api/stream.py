@@ -266,9 +266,6 @@ async def stream(ws: WebSocket) -> None:
     code, reason = 1000, "stream ended"
     try:
         await _receive(live, sender)
-        if live.session is not None:
-            await live.session.end()
-            await sender
         await live.send(EndedMessage(frames=live.frames, dropped=live.dropped))
     except _Closing as exc:
         code, reason = exc.code, exc.reason
@@ -291,7 +288,11 @@ async def stream(ws: WebSocket) -> None:
 
 
 async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
-    """Read messages until ``end``; a failed sender (slow client) closes the connection."""
+    """Read messages until every result after ``end`` is delivered; acks keep coming meanwhile.
+
+    A failed sender (a client that does not read or ack) closes the connection.
+    """
+    ended = False
     while True:
         receive = asyncio.ensure_future(live.ws.receive())
         done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
@@ -303,7 +304,14 @@ async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         if message.get("bytes") is not None:
-            await live.on_frame(message["bytes"])
-        elif message.get("text") is not None and await live.on_text(message["text"]):
-            return
+            if ended:
+                await live.error("invalid_message", "frame after end")
+            else:
+                await live.on_frame(message["bytes"])
+        elif message.get("text") is not None and await live.on_text(message["text"]) and not ended:
+            ended = True
+            if live.session is None:
+                receive.cancel()
+                return
+            await live.session.end()  # the sender finishes once the last result is acknowledged
         live.ack_changed.set()  # wakes a sender waiting for the session to exist
