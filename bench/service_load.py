@@ -115,7 +115,7 @@ def _raw_frames_per_second(spec: str, device: str, backend: str, batch: int, per
                 dict(enumerate(frames)),
                 [0, 1, 2, 3, 4][: preset.num_frames] or [0],
                 np.array(_boxes(persons), np.float32),
-            )  # fmt: skip
+            )
             for i in range(per_batch)
         ]
 
@@ -146,8 +146,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    env = {"TDMI_DEVICE": args.device, "TDMI_MAX_BATCH": str(args.max_batch), "TDMI_STALENESS_MS": "600000",
-           "TDMI_MAX_FPS": "10000"}  # fmt: skip
+    env = {
+        "TDMI_DEVICE": args.device,
+        "TDMI_MAX_BATCH": str(args.max_batch),
+        "TDMI_STALENESS_MS": "600000",
+        "TDMI_MAX_FPS": "10000",
+    }
     with tempfile.TemporaryDirectory() as data:
         server = ServerProcess(Path(data), "--model", args.model, "--backend", args.backend, env=env)
         try:

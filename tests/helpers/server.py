@@ -24,13 +24,24 @@ def free_port() -> int:
 class ServerProcess:
     """Starts ``python -m service.cli serve`` with settings in the environment; waits for /readyz."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self, data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+    ):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+        ]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [*command, *args],
@@ -46,7 +57,9 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 reply = httpx.get(f"{self.base}/readyz", timeout=2)
-                if reply.status_code == 200 or (not expect_ready and reply.json().get("reason") != "loading models"):
+                if reply.status_code == 200 or (
+                    not expect_ready and reply.json().get("reason") != "loading models"
+                ):
                     return reply
             except httpx.TransportError:
                 pass

@@ -41,8 +41,17 @@ class SynthVideo:
 @pytest.fixture(scope="session")
 def synth_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
     root = tmp_path_factory.mktemp("synth")
-    options = SynthOptions(out=root, videos=1, split="val", frames=16, width=192, height=144, seed=7,
-                           min_persons=2, max_persons=3)  # fmt: skip
+    options = SynthOptions(
+        out=root,
+        videos=1,
+        split="val",
+        frames=16,
+        width=192,
+        height=144,
+        seed=7,
+        min_persons=2,
+        max_persons=3,
+    )
     generate_dataset(options)
     (annotation,) = (root / "annotations" / "val").glob("*.json")
     data = json.loads(annotation.read_text())

@@ -74,10 +74,24 @@ CASES = [
     ("zero frames", lambda v: (_no_pictures(), {}), 422, "no_frames"),
     ("huge resolution", lambda v: (_video(1280, 720), {}), 413, "too_large"),
     ("malformed boxes", lambda v: (v, {"boxes": "{not json"}), 422, "invalid_boxes"),
-    ("boxes outside the frame", lambda v: (v, {"boxes": json.dumps({"0": [[500, 500, 600, 600]]})}), 422,
-     "invalid_boxes"),  # fmt: skip
-    ("box without area", lambda v: (v, {"boxes": json.dumps({"0": [[10, 10, 5, 50]]})}), 422, "invalid_boxes"),
-    ("boxes for a frame the video lacks", lambda v: (v, {"boxes": json.dumps({"99": []})}), 422, "invalid_boxes"),
+    (
+        "boxes outside the frame",
+        lambda v: (v, {"boxes": json.dumps({"0": [[500, 500, 600, 600]]})}),
+        422,
+        "invalid_boxes",
+    ),
+    (
+        "box without area",
+        lambda v: (v, {"boxes": json.dumps({"0": [[10, 10, 5, 50]]})}),
+        422,
+        "invalid_boxes",
+    ),
+    (
+        "boxes for a frame the video lacks",
+        lambda v: (v, {"boxes": json.dumps({"99": []})}),
+        422,
+        "invalid_boxes",
+    ),
     ("unknown model", lambda v: (v, {"model": "hrnet-w99"}), 422, "unknown_model"),
     ("lookahead beyond d", lambda v: (v, {"lookahead": "7"}), 422, "invalid_request"),
     ("render not a boolean", lambda v: (v, {"render": "maybe"}), 422, "invalid_request"),
@@ -86,7 +100,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("case", "make", "status", "kind"), CASES, ids=[c[0] for c in CASES])
-def test_bad_upload(server: ServerProcess, video_bytes: bytes, case: str, make, status, kind) -> None:  # noqa: ANN001
+def test_bad_upload(server: ServerProcess, video_bytes: bytes, case: str, make, status, kind) -> None:
     content, fields = make(video_bytes)
     reply = _post(server, content, **fields)
     body = reply.json()
@@ -104,7 +118,9 @@ def test_not_multipart_and_wait_limits(server: ServerProcess, video_bytes: bytes
     reply = httpx.post(f"{server.base}/v1/pose", content=video_bytes, headers={"content-type": "video/mp4"})
     assert reply.status_code == 415 and "multipart" in reply.json()["detail"]
     long_video = _video(64, 48, frames=50)  # the test server allows ?wait=true up to 40 frames
-    reply = httpx.post(f"{server.base}/v1/pose", params={"wait": "true"}, files={"file": ("v.mp4", long_video)})
+    reply = httpx.post(
+        f"{server.base}/v1/pose", params={"wait": "true"}, files={"file": ("v.mp4", long_video)}
+    )
     assert reply.status_code == 422 and reply.json()["error"] == "too_long_to_wait"
     reply = httpx.get(f"{server.base}/v1/pose/{'0' * 32}/result", params={"format": "xml"})
     assert reply.status_code in (404, 422)

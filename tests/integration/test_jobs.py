@@ -97,8 +97,11 @@ def test_wait_answers_with_the_result_and_the_detector_runs_without_client_boxes
     assert wait_done(server, job)["status"] == "done"
     # HOG (the default detector) ran, every 4th frame as configured; it is a pedestrian detector and
     # rarely fires on the cartoon figures, so what it found is not asserted here
-    detect = [line for line in httpx.get(f"{server.base}/metrics").text.splitlines()
-              if line.startswith('tdmi_stage_seconds_count{stage="detect"}')]  # fmt: skip
+    detect = [
+        line
+        for line in httpx.get(f"{server.base}/metrics").text.splitlines()
+        if line.startswith('tdmi_stage_seconds_count{stage="detect"}')
+    ]
     assert detect and float(detect[0].split()[-1]) >= synth_video.frames / 4
 
 

@@ -36,7 +36,7 @@ def _status(server: ServerProcess, job_id: str) -> dict:
     return httpx.get(f"{server.base}/v1/pose/{job_id}", timeout=10).json()
 
 
-def _wait_for(predicate, timeout: float = 60) -> None:  # noqa: ANN001
+def _wait_for(predicate, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
@@ -51,7 +51,11 @@ def test_a_job_in_flight_runs_again_after_a_restart(
     first = ServerProcess(tmp_path, "--model", model, env=SLOW)
     first.wait_ready()
     job = _submit(first, synth_video).json()["job_id"]
-    _wait_for(lambda: _status(first, job)["progress"]["frames_done"] > 0 or _status(first, job)["status"] != "queued")
+    _wait_for(
+        lambda: (
+            _status(first, job)["progress"]["frames_done"] > 0 or _status(first, job)["status"] != "queued"
+        )
+    )
     assert _status(first, job)["status"] == "running"
     code = first.stop(stop_signal)
     if stop_signal == signal.SIGTERM:  # uvicorn re-raises the signal once it has shut down cleanly
@@ -95,8 +99,12 @@ def test_shutdown_during_work_closes_streams_with_1012_and_exits_cleanly(
         again.stop()
 
 
-def test_api_keys_guard_http_and_websocket(tmp_path: Path, tiny_checkpoint: Path, synth_video: SynthVideo) -> None:
-    server = ServerProcess(tmp_path, "--model", f"tdmi-tiny={tiny_checkpoint}", env={"TDMI_API_KEYS": '["s3cret"]'})
+def test_api_keys_guard_http_and_websocket(
+    tmp_path: Path, tiny_checkpoint: Path, synth_video: SynthVideo
+) -> None:
+    server = ServerProcess(
+        tmp_path, "--model", f"tdmi-tiny={tiny_checkpoint}", env={"TDMI_API_KEYS": '["s3cret"]'}
+    )
     try:
         server.wait_ready()
         refused = _submit(server, synth_video)

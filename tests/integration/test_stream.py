@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -9,7 +10,6 @@ from collections.abc import Iterator
 
 import av
 import cv2
-import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -36,7 +36,9 @@ def _messages(ws: ClientConnection, until: str = "ended", timeout: float = 60) -
     raise AssertionError(f"no {until!r} message within {timeout} s")
 
 
-def _run_stream(server: ServerProcess, jpegs: list[bytes], boxes: dict[str, list], out: dict, key: str) -> None:
+def _run_stream(
+    server: ServerProcess, jpegs: list[bytes], boxes: dict[str, list], out: dict, key: str
+) -> None:
     with connect(f"{server.ws_base}/v1/stream") as ws:
         ws.send(json.dumps({"type": "config", "detector": "client", "lookahead": 2, "ack_window": 64}))
         ready = json.loads(ws.recv(timeout=30))
@@ -49,10 +51,8 @@ def _run_stream(server: ServerProcess, jpegs: list[bytes], boxes: dict[str, list
 
 
 def _wait_close(ws: ClientConnection) -> int | None:
-    try:
+    with contextlib.suppress(ConnectionClosed):
         ws.recv(timeout=10)
-    except ConnectionClosed:
-        pass
     return ws.close_code
 
 
@@ -61,7 +61,9 @@ def test_several_live_streams_at_once_each_in_order_with_own_track_ids(
 ) -> None:
     boxes = synth_video.boxes()
     out: dict = {}
-    threads = [threading.Thread(target=_run_stream, args=(server, jpegs, boxes, out, f"s{i}")) for i in range(3)]
+    threads = [
+        threading.Thread(target=_run_stream, args=(server, jpegs, boxes, out, f"s{i}")) for i in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -71,7 +73,9 @@ def test_several_live_streams_at_once_each_in_order_with_own_track_ids(
         messages = out[f"s{i}"]
         assert messages[0]["type"] == "ready" and messages[0]["lookahead"] == 2
         results = [m for m in messages if m["type"] == "result"]
-        assert [m["frame_id"] for m in results] == [1000 + k for k in range(len(jpegs))]  # every frame, in order
+        assert [m["frame_id"] for m in results] == [
+            1000 + k for k in range(len(jpegs))
+        ]  # every frame, in order
         assert results[3]["timestamp"] == pytest.approx(12.5 + 3 / 25)
         assert all(len(m["persons"]) == len(boxes[str(k)]) for k, m in enumerate(results))
         assert all(m["latency_ms"] > 0 for m in results)
@@ -115,10 +119,12 @@ def test_oversize_message_closes_with_1009(server: ServerProcess) -> None:
 
 
 def test_a_client_that_never_acks_is_closed_and_others_are_not_disturbed(
-    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, jpegs: list[bytes], synth_video: SynthVideo  # noqa: ANN001
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, jpegs: list[bytes], synth_video: SynthVideo
 ) -> None:
     env = {"TDMI_ACK_TIMEOUT_S": "2", "TDMI_REQUIRE_CONFIG": "true", "TDMI_STALENESS_MS": "100"}
-    slow_server = ServerProcess(tmp_path_factory.mktemp("slow"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env)
+    slow_server = ServerProcess(
+        tmp_path_factory.mktemp("slow"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env
+    )
     slow_server.wait_ready()
     try:
         with connect(f"{slow_server.ws_base}/v1/stream") as slow:
