@@ -14,8 +14,10 @@ from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from model.data.cli import add_convert_command
 from model.data.synth import add_synth_command
 from model.evaluation.cli import add_eval_commands
+from model.evaluation.predict import add_predict_command
 from model.export import export_model, relative_error, run_exported
 from model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
+from model.training.cli import add_train_command
 
 __all__ = ["add_model_commands", "count_flops"]
 
@@ -109,3 +111,5 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     add_convert_command(commands)
     add_synth_command(commands)
     add_eval_commands(commands)
+    add_train_command(commands)
+    add_predict_command(commands)

@@ -72,6 +72,7 @@ PRESETS: dict[str, ModelPreset] = {
             POSETRACK_17,
             "small TDMI for laptops, tests and the demo",
         ),
+        ModelPreset("hrnet-tiny", TINY, (128, 96), POSETRACK_17, "tdmi-tiny's backbone alone, single-frame"),
     )
 }
 
