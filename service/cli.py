@@ -18,6 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.auth import check_bind
     from service.config import Settings
+    from service.logs import configure_logging
     from service.main import create_app
 
     overrides = {
@@ -35,13 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     }
     settings = Settings(**overrides)
     check_bind(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging(settings.log_format)
     logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=log_config,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.heartbeat_s,
         ws_ping_timeout=settings.heartbeat_s,

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
     precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
     data_dir: Path = Field(default=Path("tdmi-data"), description="job database, uploads, results, caches")
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line")
 
     # batching
     max_batch: int = Field(default=16, ge=1, description="clips (persons) per batch")
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
 
     # boxes and tracking
     detector: str = Field(default="hog", description="hog, none, or onnx:/path/to/yolo.onnx")
-    detect_every: int = Field(default=1, ge=1, description="detector cadence; boxes propagate in between")
+    detect_every: int = Field(default=5, ge=1, description="detector cadence; boxes propagate in between")
     track_match_threshold: float = Field(default=0.3, ge=0, le=1)
     track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
 

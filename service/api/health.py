@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -10,9 +11,13 @@ from protocol import HealthPublic
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", operation_id="healthz")
-def healthz() -> HealthPublic:
-    return HealthPublic(status="ok")
+@router.get("/healthz", operation_id="healthz", responses={503: {"model": HealthPublic}})
+def healthz(request: Request) -> JSONResponse:
+    """The process is alive and its configured device is usable (models may still be loading)."""
+    device = request.app.state.settings.device if hasattr(request.app.state, "settings") else "cpu"
+    usable = not device.startswith("cuda") or torch.cuda.is_available()
+    body = HealthPublic(status="ok") if usable else HealthPublic(status="not ready", reason=f"{device} unusable")
+    return JSONResponse(body.model_dump(), status_code=200 if usable else 503)
 
 
 @router.get("/readyz", operation_id="readyz", responses={503: {"model": HealthPublic}})

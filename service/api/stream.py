@@ -168,10 +168,12 @@ class LiveStream:
             if self.session is None:
                 return
         reason = self._rate_limited()
+        start = time.perf_counter()
         try:
             image = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: decode_image(image_bytes, max_pixels=self.settings.max_frame_pixels)
             )
+            self.metrics.observe_stage("decode", time.perf_counter() - start)
         except MediaError as exc:
             await self.error(exc.kind, f"frame {frame_id}: {exc}", frame_id)
             return
@@ -204,7 +206,9 @@ class LiveStream:
             self.ack_changed.clear()
         async for outcome in self.session.outcomes():
             await self._wait_for_window()
+            start = time.perf_counter()
             await self.send(self._message(outcome))
+            self.metrics.observe_stage("send", time.perf_counter() - start)
             self.sent += 1
             self.unacked.append(outcome.frame.frame_id)
 

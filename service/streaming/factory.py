@@ -35,8 +35,9 @@ class SessionFactory:
         detect_every: int | None = None,
     ) -> StreamSession:
         radius = model.preset.num_frames // 2
-        if lookahead is None:
-            lookahead = radius if not live or self.settings.lookahead is None else self.settings.lookahead
+        if lookahead is None:  # the server's default, capped by what this model can use
+            default = self.settings.lookahead if live and self.settings.lookahead is not None else radius
+            lookahead = min(default, radius)
         options = SessionOptions(
             radius=radius,
             lookahead=lookahead,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from model.checkpoint import save_checkpoint
 from model.data.synth import SynthOptions, generate_dataset
@@ -67,9 +68,20 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def official_hrnet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file in the official HRNet release's form: a bare state dict under the official key names."""
+    path = tmp_path_factory.mktemp("weights") / "pose_hrnet_w32_256x192.pth"
+    torch.save(randomize(build_model("hrnet-w32-256x192")).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
-    """One server for a module: tdmi-tiny on the CPU, small limits so that the limit tests stay small."""
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, official_hrnet_checkpoint: Path
+) -> Iterator[ServerProcess]:
+    """One server for a module: tdmi-tiny and the single-frame HRNet-W32 (official file) on the CPU,
+    small limits so that the limit tests stay small."""
     env = {
         "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
         "TDMI_MAX_VIDEO_PIXELS": str(640 * 480),
@@ -78,7 +90,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> I
         "TDMI_MAX_STREAMS": "4",
         "TDMI_STALENESS_MS": "60000",  # a 2-core CI machine is slow: no live drops in these tests
     }
-    proc = ServerProcess(tmp_path_factory.mktemp("data"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env)
+    models = [
+        "--model",
+        f"tdmi-tiny={tiny_checkpoint}",
+        "--model",
+        f"hrnet-w32-256x192={official_hrnet_checkpoint}",
+    ]
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), *models, env=env)
     proc.wait_ready()
     yield proc
     proc.stop()

@@ -123,3 +123,21 @@ def test_metrics_count_the_work(server: ServerProcess) -> None:
     assert "tdmi_batch_size_clips_bucket" in text
     assert 'tdmi_stage_seconds_count{stage="model"}' in text
     assert 'tdmi_frames_total{kind="job"}' in text
+
+
+def test_several_models_at_once_including_an_official_hrnet_file(
+    server: ServerProcess, synth_video: SynthVideo
+) -> None:
+    models = {m["name"]: m for m in httpx.get(f"{server.base}/v1/models").json()["models"]}
+    assert set(models) == {"tdmi-tiny", "hrnet-w32-256x192"}
+    assert models["hrnet-w32-256x192"]["num_frames"] == 1
+    assert models["hrnet-w32-256x192"]["skeleton"]["joints"][1] == "left_eye"  # COCO layout
+    assert models["hrnet-w32-256x192"]["checkpoint"] == "pose_hrnet_w32_256x192.pth"
+    boxes = {k: v for k, v in synth_video.boxes().items() if int(k) < 3}
+    reply = submit(server, synth_video, model="hrnet-w32-256x192", boxes=json.dumps(boxes))
+    job = reply.json()["job_id"]
+    assert wait_done(server, job)["status"] == "done"
+    result = httpx.get(f"{server.base}/v1/pose/{job}/result").json()
+    assert result["model"] == "hrnet-w32-256x192" and result["skeleton"]["layout"] == "coco-17"
+    assert [len(f["persons"]) for f in result["frames"][:3]] == [len(boxes[str(i)]) for i in range(3)]
+    assert all(not f["persons"] for f in result["frames"][3:])  # frames without given boxes have nobody
