@@ -16,7 +16,8 @@ def healthz(request: Request) -> JSONResponse:
     """The process is alive and its configured device is usable (models may still be loading)."""
     device = request.app.state.settings.device if hasattr(request.app.state, "settings") else "cpu"
     usable = not device.startswith("cuda") or torch.cuda.is_available()
-    body = HealthPublic(status="ok") if usable else HealthPublic(status="not ready", reason=f"{device} unusable")
+    reason = None if usable else f"device {device} is not usable"
+    body = HealthPublic(status="ok" if usable else "not ready", reason=reason)
     return JSONResponse(body.model_dump(), status_code=200 if usable else 503)
 
 
