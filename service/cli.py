@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "device": args.device,
             "backend": args.backend,
+            "detector": args.detector,
             "data_dir": args.data_dir,
             "models": args.model,
             "insecure": args.insecure or None,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
     serve.add_argument("--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime")
     serve.add_argument("--data-dir", help="jobs database, uploads and results (TDMI_DATA_DIR)")
+    serve.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
     serve.add_argument(
         "--insecure", action="store_true", help="allow listening beyond loopback without API keys"
     )
