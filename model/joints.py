@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["COCO_17", "LAYOUTS", "POSETRACK_17", "JointLayout", "get_layout"]
+__all__ = ["COCO_17", "LAYOUTS", "POSETRACK_15_ORDER", "POSETRACK_17", "JointLayout", "get_layout"]
 
 _LIMBS = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -58,6 +58,14 @@ POSETRACK_17 = JointLayout(
     flip_pairs=((3, 4),) + _BODY_PAIRS,
     evaluated=(0, 1, 2) + tuple(range(5, 17)),
 )
+
+# The 15 annotated PoseTrack joints in the order of PoseTrack 2017's annotation ids, which the
+# official evaluator (poseval) keeps as its joint order (it calls head_bottom "neck").
+POSETRACK_15_ORDER = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+    "head_bottom", "nose", "head_top",
+)  # fmt: skip
 
 LAYOUTS = {layout.name: layout for layout in (COCO_17, POSETRACK_17)}
 

@@ -6,13 +6,13 @@ annotations are skipped (they mark regions, not people).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from model.data.detections import PERSON_CATEGORY
 from model.data.posetrack import Frame, Person, read_keypoints, xywh_to_xyxy
+from model.jsonfile import read_json
 
 __all__ = ["load_coco_keypoints"]
 
@@ -26,12 +26,7 @@ def _clipped_box(bbox: list[float], width: float, height: float) -> np.ndarray |
 def load_coco_keypoints(path: Path | str) -> list[Frame]:
     """Every image of a COCO keypoints file (file order) with its non-crowd people."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: not a COCO annotation file, no 'images' list")
     try:

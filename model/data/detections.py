@@ -6,7 +6,6 @@ a score threshold are dropped; 0.2 is the threshold the PoseTrack papers (DCPose
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from model.data.posetrack import xywh_to_xyxy
+from model.jsonfile import read_json
 
 __all__ = ["DEFAULT_SCORE_THRESHOLD", "PERSON_CATEGORY", "Detection", "read_detections"]
 
@@ -47,12 +47,7 @@ def read_detections(
     Entries of another ``category_id`` are skipped; an entry without one counts as a person.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detections file not found: {path}")
-    try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    entries = read_json(path, "detections file")
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a JSON list of detections")
     by_image: dict[int, list[Detection]] = {}

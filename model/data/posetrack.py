@@ -9,13 +9,14 @@ same ``images`` list the official evaluation expects.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model.jsonfile import read_json
 
 __all__ = [
     "NUM_KEYPOINTS",
@@ -127,12 +128,7 @@ def _ignore_regions(image: Mapping[str, Any], where: str) -> tuple[np.ndarray, .
 def load_sequence(path: Path | str) -> Sequence:
     """Read one per-video PoseTrack 2018 / PoseTrack21 annotation file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         hint = (
             " (PoseTrack 2017 'annolist' format: run `tdmi convert posetrack17` first)"

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from model.data.posetrack import NUM_KEYPOINTS, keypoint_box
-from model.joints import POSETRACK_17
+from model.joints import POSETRACK_15_ORDER, POSETRACK_17
+from model.jsonfile import read_json
 
 __all__ = [
     "POSETRACK17_JOINTS",
@@ -32,11 +33,7 @@ __all__ = [
     "posetrack_image_id",
 ]
 
-POSETRACK17_JOINTS = (
-    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
-    "head_bottom", "nose", "head_top",
-)  # fmt: skip
+POSETRACK17_JOINTS = POSETRACK_15_ORDER
 PT17_TO_SLOT = tuple(POSETRACK_17.joints.index(name) for name in POSETRACK17_JOINTS)
 _SOURCE_TYPES = {"mpii": 1, "bonn": 2, "mpiinew": 3}
 _SKELETON = [
@@ -163,10 +160,7 @@ def convert_posetrack17(src: Path | str, out: Path | str) -> dict[Path, dict[str
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for path in paths:
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path, "PoseTrack 2017 annotation file")
         converted = convert_annolist(data, str(path))
         (out / path.name).write_text(json.dumps(converted))
         written[out / path.name] = converted

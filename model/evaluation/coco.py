@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from model.jsonfile import read_json
 
 __all__ = ["CocoMetrics", "evaluate_coco", "evaluate_coco_results"]
 
@@ -46,15 +47,6 @@ class CocoMetrics:
         return "\n".join(
             [" | ".join(f"{n:>5}" for n in names), " | ".join(f"{v:5.3f}" for v in self.to_dict().values())]
         )
-
-
-def _read_json(path: Path, kind: str) -> Any:
-    if not path.is_file():
-        raise ValueError(f"{kind} file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _check_results(results: Any, image_ids: set[Any]) -> None:
@@ -92,6 +84,6 @@ def evaluate_coco_results(gt: Mapping[str, Any], results: Sequence[Mapping[str, 
 
 def evaluate_coco(gt_file: Path | str, pred_file: Path | str) -> CocoMetrics:
     """Evaluate a COCO results file against a COCO person-keypoints annotation file."""
-    gt = _read_json(Path(gt_file), "ground-truth")
-    results = _read_json(Path(pred_file), "prediction")
+    gt = read_json(Path(gt_file), "ground-truth file")
+    results = read_json(Path(pred_file), "prediction file")
     return evaluate_coco_results(gt, results)

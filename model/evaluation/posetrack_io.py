@@ -23,7 +23,6 @@ across sequences).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from model.joints import POSETRACK_17
+from model.joints import POSETRACK_15_ORDER, POSETRACK_17
+from model.jsonfile import read_json
 
 __all__ = [
     "MISSING_SCORE",
@@ -46,11 +46,7 @@ __all__ = [
 ]
 
 # poseval's joint ids (eval_helpers.Joint; it calls head_bottom "neck")
-POSEVAL_JOINTS = (
-    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
-    "head_bottom", "nose", "head_top",
-)  # fmt: skip
+POSEVAL_JOINTS = POSETRACK_15_ORDER
 NUM_JOINTS = len(POSEVAL_JOINTS)
 MISSING_SCORE = -9999.0  # poseval's MIN_SCORE for predictions without scores
 HEAD_SIZE_FACTOR = 0.6  # poseval: head size = 0.6 x the head box diagonal
@@ -280,15 +276,6 @@ def prepare_sequence(name: str, gt: Any, pred: Any, image_filter: ImageFilter | 
     return EvalSequence(name, tuple(frames))
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
-
-
 def load_sequence_dirs(gt_dir: Path, pred_dir: Path) -> dict[str, tuple[Any, Any]]:
     """Read ``gt_dir/*.json`` and the same file names in ``pred_dir``, sorted by name."""
     for kind, folder in (("ground-truth", gt_dir), ("prediction", pred_dir)):
@@ -309,4 +296,4 @@ def load_sequence_dirs(gt_dir: Path, pred_dir: Path) -> dict[str, tuple[Any, Any
             if part
         )
         raise ValueError(f"sequence files of {gt_dir} and {pred_dir} differ: {detail}")
-    return {Path(n).stem: (_read_json(gt_dir / n), _read_json(pred_dir / n)) for n in sorted(gt_names)}
+    return {Path(n).stem: (read_json(gt_dir / n), read_json(pred_dir / n)) for n in sorted(gt_names)}
