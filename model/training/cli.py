@@ -13,6 +13,8 @@ __all__ = ["add_train_command"]
 def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     result = train(cfg, resume=args.resume)
+    if not result.is_main:
+        return 0
     best = "no validation" if result.best_map is None else f"best val mAP {result.best_map:.2f}"
     print(f"trained {cfg.model.name}: {result.epoch} epochs, {result.step} steps, {best}")
     print(f"checkpoints (last.pt, best.pt) and metrics.csv in {result.out_dir}")

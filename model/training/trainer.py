@@ -59,6 +59,7 @@ class TrainResult:
     step: int  # optimizer steps taken
     best_map: float | None
     out_dir: Path
+    is_main: bool = True  # rank 0 (under torchrun, the process that logs and saves)
 
 
 def build_network(cfg: TrainConfig) -> tuple[nn.Module, ModelPreset]:
@@ -176,6 +177,20 @@ class Trainer:
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            tqdm.write(self._summary())
+
+    def _summary(self) -> str:
+        cfg = self.cfg.train
+        precision: str = cfg.precision if self.amp_dtype is not None else "fp32"
+        if precision != cfg.precision:
+            precision += f" ({cfg.precision} is for CUDA)"
+        val = 0 if self.val_set is None else len(self.val_set)
+        start = f"; resuming at step {self.step}" if self.step else ""
+        return (
+            f"{self.preset.name}: {len(self.train_set)} training and {val} validation clips;"
+            f" {self.ctx.world_size} process(es) on {self.device}, {precision},"
+            f" batch {cfg.batch_size} per process{start}"
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -183,6 +198,7 @@ class Trainer:
         cfg = self.cfg.train
         started = time.monotonic()
         stopped = False
+        self.net.train()  # a frozen backbone's train() keeps it (and its BatchNorm) in eval mode
         while self.epoch < cfg.epochs and not stopped:
             self.sampler.set_epoch(self.epoch, skip=self.epoch_batches * cfg.batch_size)
             bar = tqdm(
@@ -222,7 +238,7 @@ class Trainer:
             if validate:
                 self._validate()
             self._save("last.pt")
-        return TrainResult(self.net, self.epoch, self.step, self.best_map, self.out_dir)
+        return TrainResult(self.net, self.epoch, self.step, self.best_map, self.out_dir, self.ctx.is_main)
 
     def _train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         inputs = batch["inputs"].to(self.device, non_blocking=True)

@@ -23,8 +23,9 @@ from model.evaluation.predict import PersonPrediction, assign_tracks, predict_po
 from model.presets import build_model, get_preset
 from model.tracking import PoseTracker, TrackerConfig
 from model.training.config import ConfigError, load_config, validate_config
+from model.training.distributed import init_distributed
 from model.training.metrics_log import MetricsLog, read_metrics
-from model.training.trainer import train
+from model.training.trainer import Trainer, train
 from service.cli import main
 
 REPO = Path(__file__).parents[3]
@@ -166,7 +167,8 @@ _DDP_SCRIPT = """
 import os, sys, torch
 torch.set_num_threads(1)
 from model.training.config import load_config
-from model.training.trainer import train
+from model.training.distributed import init_distributed
+from model.training.trainer import Trainer, train
 result = train(load_config(sys.argv[1]))
 params = {k: v.detach() for k, v in result.net.named_parameters()}
 torch.save(params, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
@@ -214,6 +216,36 @@ def test_train_command_validates_and_keeps_the_best_checkpoint(synth: Path, tmp_
     assert sorted(p.name for p in (tmp_path / "run" / "val_predictions").iterdir()) == sorted(
         p.name for p in (synth / "annotations" / "val").iterdir()
     )
+
+
+def test_single_frame_preset_trains_and_validates(synth: Path, tmp_path: Path) -> None:
+    raw = _config(synth, tmp_path, max_steps=2, val_every=1)
+    raw["model"]["name"] = "hrnet-tiny"
+    result = train(validate_config(raw))
+    assert result.step == 2 and result.best_map is not None
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert "mi_useful_noisy" not in rows[0] and float(rows[0]["heatmap"]) == float(rows[0]["loss"])
+    assert not build_model("hrnet-tiny", tmp_path / "best.pt").training
+
+
+def test_backbone_starts_from_an_hrnet_file_and_stays_frozen(synth: Path, tmp_path: Path) -> None:
+    hrnet = get_preset("hrnet-tiny").build()
+    torch.save(hrnet.state_dict(), tmp_path / "hrnet.pth")  # a plain state dict, as official files are
+    raw = _config(synth, tmp_path / "run", max_steps=2)
+    raw["model"].update(init=str(tmp_path / "hrnet.pth"), freeze_backbone=True)
+    trainer = Trainer(validate_config(raw), init_distributed("cpu"))
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    after = trainer.fit().net.state_dict()
+    for name, value in hrnet.state_dict().items():
+        if not name.startswith("final_layer."):
+            assert torch.equal(before[f"backbone.{name}"], value) and torch.equal(
+                after[f"backbone.{name}"], value
+            )
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    assert not torch.equal(before["tde.stages.0.proj.0.weight"], after["tde.stages.0.proj.0.weight"])
+    raw["model"]["name"] = "hrnet-tiny"
+    with pytest.raises(ValueError, match="freeze_backbone needs a TDMI preset"):
+        train(validate_config(raw))
 
 
 # -- prediction --------------------------------------------------------------------------------
