@@ -161,14 +161,22 @@ def test_resume_continues_from_the_saved_step_with_the_same_lr(synth: Path, tmp_
         1e-4
     )
     assert {int(r["epoch"]) for r in rows if int(r["step"]) > stop} == {2}
+    # Adam's moments came back too: its step count runs on from the first run's
+    adam = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["state"][0]
+    assert int(adam["step"]) == stop + 2
+
+
+def test_time_budget_stops_and_saves(synth: Path, tmp_path: Path) -> None:
+    result = train(validate_config(_config(synth, tmp_path, epochs=50, max_minutes=1e-4)))
+    assert result.step == 1  # the budget is checked after every step
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 1
 
 
 _DDP_SCRIPT = """
 import os, sys, torch
 torch.set_num_threads(1)
 from model.training.config import load_config
-from model.training.distributed import init_distributed
-from model.training.trainer import Trainer, train
+from model.training.trainer import train
 result = train(load_config(sys.argv[1]))
 params = {k: v.detach() for k, v in result.net.named_parameters()}
 torch.save(params, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
