@@ -142,10 +142,12 @@ def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str 
     ``backbone`` names the submodule (``"backbone"`` for TDMI) that an HRNet file initialises
     when the model itself is not an HRNet.
     """
-    if ckpt.preset is not None and ckpt.preset != preset:
+    into_backbone = backbone is not None and ckpt.is_hrnet
+    # our own single-frame HRNet checkpoints may initialise a TDMI backbone (shapes are checked)
+    if ckpt.preset is not None and ckpt.preset != preset and not into_backbone:
         raise CheckpointError(f"checkpoint was made for preset {ckpt.preset!r}, not {preset!r}")
     state = ckpt.state_dict
-    if backbone is not None and ckpt.is_hrnet:
+    if into_backbone:
         target = model.get_submodule(backbone)
         # the file's pose head has no place in a backbone without one
         ignorable = ("final_layer.", *_IMAGENET_ONLY)
