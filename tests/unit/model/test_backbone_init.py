@@ -1,0 +1,32 @@
+"""A single-frame HRNet checkpoint of ours initialises the backbone of the TDMI preset built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, save_checkpoint
+from model.presets import build_model, get_preset, load_checkpoint
+from tests.helpers.weights import randomize
+
+
+def test_hrnet_tiny_checkpoint_initialises_the_tdmi_tiny_backbone(tmp_path: Path) -> None:
+    single = randomize(build_model("hrnet-tiny"))
+    path = tmp_path / "hrnet_tiny.pt"
+    save_checkpoint(single, path, "hrnet-tiny")
+    tdmi = get_preset("tdmi-tiny").build()
+    report = load_checkpoint(tdmi, get_preset("tdmi-tiny"), path)
+    for name, tensor in single.state_dict().items():
+        if not name.startswith("final_layer."):
+            assert torch.equal(tdmi.backbone.state_dict()[name], tensor), name
+    assert report.ignored == ["final_layer.weight", "final_layer.bias"]  # the single-frame head has no place
+    assert any(k.startswith("tde.") for k in report.initialised)  # the temporal parts start fresh
+
+
+def test_a_checkpoint_of_another_preset_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(build_model("tdmi-tiny"), path, "tdmi-tiny")
+    with pytest.raises(CheckpointError, match="made for preset 'tdmi-tiny'"):
+        load_checkpoint(get_preset("tdmi-w32-256x192").build(), get_preset("tdmi-w32-256x192"), path)
