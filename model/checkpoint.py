@@ -147,7 +147,7 @@ def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str 
     if ckpt.preset is not None and ckpt.preset != preset and not into_backbone:
         raise CheckpointError(f"checkpoint was made for preset {ckpt.preset!r}, not {preset!r}")
     state = ckpt.state_dict
-    if into_backbone:
+    if into_backbone and backbone is not None:
         target = model.get_submodule(backbone)
         # the file's pose head has no place in a backbone without one
         ignorable = ("final_layer.", *_IMAGENET_ONLY)
