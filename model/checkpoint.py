@@ -136,11 +136,14 @@ def save_checkpoint(model: nn.Module, path: str | Path, preset: str, **meta: Any
     torch.save(payload, path)
 
 
-def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str | None = None) -> LoadReport:
+def load_weights(
+    model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str | None = None, head: str | None = None
+) -> LoadReport:
     """Load ``ckpt`` into ``model`` (built from ``preset``), or an HRNet file into its backbone.
 
     ``backbone`` names the submodule (``"backbone"`` for TDMI) that an HRNet file initialises
-    when the model itself is not an HRNet.
+    when the model itself is not an HRNet; ``head`` names the model's 3x3 heatmap conv, which the
+    file's 1x1 ``final_layer`` then initialises (as the centre of the kernel) when the shapes fit.
     """
     into_backbone = backbone is not None and ckpt.is_hrnet
     # our own single-frame HRNet checkpoints may initialise a TDMI backbone (shapes are checked)
@@ -155,7 +158,26 @@ def load_weights(model: nn.Module, ckpt: Checkpoint, preset: str, backbone: str 
             target, state, optional_missing=(), ignorable=ignorable, what=f"{preset} backbone"
         )
         report.initialised = [k for k in model.state_dict() if not k.startswith(backbone + ".")]
+        if head is not None and _init_head_from_final_layer(model.get_submodule(head), state):
+            report.ignored = [k for k in report.ignored if not k.startswith("final_layer.")]
+            report.initialised = [k for k in report.initialised if not k.startswith(head + ".")]
+            report.loaded += 2
         return report
+
+
+def _init_head_from_final_layer(head: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Copy a 1x1 ``final_layer`` into the centre of a 3x3 head conv (zeros around); False if unfit."""
+    weight, bias = state.get("final_layer.weight"), state.get("final_layer.bias")
+    if not isinstance(head, nn.Conv2d) or weight is None or bias is None or head.bias is None:
+        return False
+    out_ch, in_ch, kh, kw = head.weight.shape
+    if tuple(weight.shape) != (out_ch, in_ch, 1, 1) or kh % 2 == 0 or kw % 2 == 0:
+        return False
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[:, :, kh // 2, kw // 2] = weight[:, :, 0, 0]
+        head.bias.copy_(bias)
+    return True
     if ckpt.is_imagenet:
         return _load_matching(
             model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset

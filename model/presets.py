@@ -90,8 +90,13 @@ def get_preset(name: str) -> ModelPreset:
 
 def load_checkpoint(model: nn.Module, preset: ModelPreset, checkpoint: str | Path) -> LoadReport:
     """Load our checkpoint, or an official HRNet file (into the backbone for TDMI presets)."""
+    multi = preset.multi_frame
     return load_weights(
-        model, read_checkpoint(checkpoint), preset.name, backbone="backbone" if preset.multi_frame else None
+        model,
+        read_checkpoint(checkpoint),
+        preset.name,
+        backbone="backbone" if multi else None,
+        head="head" if multi else None,
     )
 
 
