@@ -163,6 +163,11 @@ def load_weights(
             report.initialised = [k for k in report.initialised if not k.startswith(head + ".")]
             report.loaded += 2
         return report
+    if ckpt.is_imagenet:
+        return _load_matching(
+            model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset
+        )
+    return _load_matching(model, state, optional_missing=(), ignorable=(), what=preset)
 
 
 def _init_head_from_final_layer(head: nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -178,11 +183,6 @@ def _init_head_from_final_layer(head: nn.Module, state: dict[str, torch.Tensor])
         head.weight[:, :, kh // 2, kw // 2] = weight[:, :, 0, 0]
         head.bias.copy_(bias)
     return True
-    if ckpt.is_imagenet:
-        return _load_matching(
-            model, state, optional_missing=("final_layer.",), ignorable=_IMAGENET_ONLY, what=preset
-        )
-    return _load_matching(model, state, optional_missing=(), ignorable=(), what=preset)
 
 
 def _load_matching(
