@@ -155,12 +155,14 @@ class TDMI(nn.Module):
         )
         self.rdm = RepresentationDisentanglement(width, cfg.mask_reduction)
         self.clip_fusion = conv_bn(cfg.num_frames * width, width, 1) if cfg.spatiotemporal else None
+        branch_out = conv_bn(width, width, 1, relu=False)
+        assert isinstance(branch_out[1], nn.BatchNorm2d)
+        nn.init.zeros_(branch_out[1].weight)  # the temporal branch starts as a no-op
         self.fusion = nn.Sequential(
             conv_bn(2 * width, width, 3),
             *[BasicBlock(width, width) for _ in range(cfg.fusion_blocks)],
-            conv_bn(width, width, 1, relu=False),
+            branch_out,
         )
-        nn.init.zeros_(self.fusion[-1][1].weight)  # the temporal branch starts as a no-op
         self.head = nn.Conv2d(width, cfg.backbone.num_joints, 3, 1, 1)
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
