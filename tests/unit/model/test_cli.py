@@ -19,7 +19,7 @@ DATA = Path(__file__).parents[2] / "data" / "hrnet"
 def test_info(capsys) -> None:
     assert main(["info", "tdmi-tiny"]) == 0
     out = capsys.readouterr().out
-    assert "parameters:  904,501" in out
+    assert "parameters:  904,789" in out
     assert "(1, 5, 3, 128, 96)" in out and "(1, 17, 32, 24)" in out
     gflops = float(out.split("GFLOPs/clip:")[1].split()[0])
     assert 0.5 < gflops < 5
