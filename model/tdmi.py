@@ -166,6 +166,7 @@ class TDMI(nn.Module):
         self.head = nn.Conv2d(width, cfg.backbone.num_joints, 3, 1, 1)
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
+            self.backbone.eval()  # its BatchNorm statistics stay as loaded, from the start
 
     def train(self, mode: bool = True) -> TDMI:
         super().train(mode)
