@@ -14,6 +14,7 @@ the two is the service's overhead: decoding JPEGs, batching, tracking, JSON, Web
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from model.presets import build_model
@@ -67,7 +69,8 @@ def _stream(
                     latencies.append(time.perf_counter() - sent[message["frame_id"]])
                 elif message["type"] == "dropped":
                     dropped.append(message["reason"])
-                ws.send(json.dumps({"type": "ack", "frame_id": message["frame_id"]}))
+                with contextlib.suppress(ConnectionClosed):  # the last acks may cross the close
+                    ws.send(json.dumps({"type": "ack", "frame_id": message["frame_id"]}))
 
         reader = threading.Thread(target=receive)
         reader.start()
