@@ -116,7 +116,7 @@ def _raw_frames_per_second(spec: str, device: str, backend: str, batch: int, per
                 f"s{i}",
                 0,
                 dict(enumerate(frames)),
-                [0, 1, 2, 3, 4][: preset.num_frames] or [0],
+                list(range(preset.num_frames)),
                 np.array(_boxes(persons), np.float32),
             )
             for i in range(per_batch)

@@ -20,6 +20,7 @@ __all__ = [
     "FRAME_HEADER",
     "FRAME_MAGIC",
     "AckMessage",
+    "BoxMode",
     "BoxesMessage",
     "ClientMessage",
     "ConfigMessage",
@@ -51,6 +52,10 @@ CLOSE_CODES = {
 }
 
 
+# where a live frame's person boxes come from (see ConfigMessage.detector)
+BoxMode = Literal["auto", "client", "detector"]
+
+
 class ConfigMessage(BaseModel):
     """First message of a stream (optional unless the server requires it)."""
 
@@ -59,7 +64,7 @@ class ConfigMessage(BaseModel):
     lookahead: int | None = Field(
         default=None, ge=0, description="future frames to wait for (0..d); default: the server's"
     )
-    detector: Literal["auto", "client", "detector"] = Field(
+    detector: BoxMode = Field(
         default="auto",
         description="client: only boxes sent by the client; detector: the server's detector; "
         "auto: client boxes when given for a frame, else the detector",

@@ -105,13 +105,12 @@ class LiveStream:
             return
         try:
             model = self.runtime.get(config.model)
-            mode = {"auto": "auto", "client": "client", "detector": "detector"}[config.detector]
             self.session = self.sessions.new(
                 self.stream_id,
                 model,
                 live=True,
                 lookahead=config.lookahead,
-                box_mode=mode,  # type: ignore[arg-type]
+                box_mode=config.detector,
                 detect_every=config.detect_every,
             )
         except (UnknownModelError, ValueError) as exc:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -235,7 +235,11 @@ class JobRunner:
 
 
 def _render(
-    writer: OverlayWriter, image: np.ndarray, poses: FramePoses, skeleton, frame: StreamFrame
+    writer: OverlayWriter,
+    image: np.ndarray,
+    poses: FramePoses,
+    skeleton: Sequence[tuple[int, int]],
+    frame: StreamFrame,
 ) -> None:
     writer.write(
         draw_poses(image, poses.persons, skeleton), frame.ticks if frame.ticks is not None else poses.index

@@ -11,16 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Literal
 
 import numpy as np
 
+from protocol.stream import BoxMode
 from service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
 from service.streaming.session import StreamFrame
 
 __all__ = ["BoxMode", "SessionBoxes", "detections_array"]
-
-BoxMode = Literal["auto", "client", "detector"]
 
 
 class SessionBoxes:
