@@ -30,6 +30,7 @@ __all__ = [
     "ErrorMessage",
     "ReadyMessage",
     "ResultMessage",
+    "ResumedMessage",
     "ServerMessage",
     "pack_frame",
     "unpack_frame",
@@ -122,6 +123,20 @@ class DroppedMessage(BaseModel):
     reason: str
 
 
+class ResumedMessage(BaseModel):
+    """Scale-out only: the stream moved to another worker (its worker died) and goes on.
+
+    Frames in flight on the old worker are lost (answered as ``dropped``); the new worker
+    rebuilds its buffer from the next frames, so the first results after this may use fewer
+    neighbours. Track ids restart.
+    """
+
+    type: Literal["resumed"] = "resumed"
+    stream_id: str
+    next_frame_id: int = Field(description="the first frame the new worker will answer")
+    reason: str
+
+
 class ErrorMessage(BaseModel):
     type: Literal["error"] = "error"
     error: str
@@ -136,7 +151,7 @@ class EndedMessage(BaseModel):
 
 
 ServerMessage = Annotated[
-    ReadyMessage | ResultMessage | DroppedMessage | ErrorMessage | EndedMessage,
+    ReadyMessage | ResultMessage | DroppedMessage | ResumedMessage | ErrorMessage | EndedMessage,
     Field(discriminator="type"),
 ]
 
