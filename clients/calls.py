@@ -1,0 +1,171 @@
+"""The REST API as data: one ``Call`` per endpoint says what to send and how to read the answer.
+
+The sync and async clients differ only in how they send a ``Call`` (``httpx.Client`` or
+``httpx.AsyncClient``), so every URL, form field, status check and model lives here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from clients.errors import (
+    AuthError,
+    BadRequest,
+    JobFailed,
+    PoseError,
+    ServerError,
+    ServerUnreachable,
+    SourceError,
+)
+from protocol import ErrorPublic, JobCreatedPublic, JobPublic, JobResultPublic, ModelsPublic
+
+__all__ = [
+    "FINISHED",
+    "Call",
+    "ResultFormat",
+    "auth_headers",
+    "cancel_job",
+    "check_outcome",
+    "get_job",
+    "get_result",
+    "list_models",
+    "open_upload",
+    "raise_for_error",
+    "submit_job",
+    "unreachable",
+    "video_path",
+    "ws_url",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+ResultFormat = Literal["json", "posetrack", "coco"]
+FINISHED = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request: method, path (relative to the server's URL), what to send, how to parse."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
+    upload: Path | None = None  # sent as the multipart field "file"
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def ws_url(base_url: str, path: str = "/v1/stream") -> str:
+    """``http(s)://host/prefix`` -> ``ws(s)://host/prefix/v1/stream``."""
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None:
+        raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
+
+
+def unreachable(base_url: str, exc: Exception) -> ServerUnreachable:
+    return ServerUnreachable(f"cannot reach the server at {base_url}: {exc or type(exc).__name__}")
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the server's error (``ErrorPublic`` body) as ``AuthError``, ``BadRequest`` or ``ServerError``."""
+    if response.is_success:
+        return
+    try:
+        body = ErrorPublic.model_validate_json(response.read())
+        kind, detail = body.error, body.detail
+    except ValidationError:
+        kind, detail = "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+    status = response.status_code
+    cls = AuthError if status == 401 else BadRequest if 400 <= status < 500 else ServerError
+    raise cls(status, kind, detail)
+
+
+def _model(cls: type[M]) -> Callable[[httpx.Response], M]:
+    def parse(response: httpx.Response) -> M:
+        raise_for_error(response)
+        try:
+            return cls.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PoseError(f"unexpected answer from the server (not a {cls.__name__}): {exc}") from None
+
+    return parse
+
+
+def _json(response: httpx.Response) -> Any:
+    raise_for_error(response)
+    return response.json()
+
+
+def list_models() -> Call[ModelsPublic]:
+    return Call("GET", "/v1/models", _model(ModelsPublic))
+
+
+def submit_job(
+    video: str | Path,
+    *,
+    model: str | None = None,
+    lookahead: int | None = None,
+    render: bool = False,
+    boxes: dict[str, list[list[float]]] | None = None,
+) -> Call[JobCreatedPublic]:
+    """Upload ``video`` as a job; ``boxes`` maps frame index -> person boxes (then no detector runs)."""
+    path = Path(video)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    data = {"render": "true" if render else "false"}
+    if model:
+        data["model"] = model
+    if lookahead is not None:
+        data["lookahead"] = str(lookahead)
+    if boxes is not None:
+        data["boxes"] = json.dumps(boxes)
+    return Call("POST", "/v1/pose", _model(JobCreatedPublic), data=data, upload=path)
+
+
+def get_job(job_id: str) -> Call[JobPublic]:
+    return Call("GET", f"/v1/pose/{job_id}", _model(JobPublic))
+
+
+def get_result(job_id: str, format: ResultFormat = "json") -> Call[Any]:
+    """``json``: a ``JobResultPublic``; ``posetrack``: a PoseTrack 2018 dict; ``coco``: a list of dicts."""
+    if format not in ("json", "posetrack", "coco"):
+        raise ValueError(f"format must be json, posetrack or coco, got {format!r}")
+    parse = _model(JobResultPublic) if format == "json" else _json
+    return Call("GET", f"/v1/pose/{job_id}/result", parse, params={"format": format})
+
+
+def cancel_job(job_id: str) -> Call[JobPublic]:
+    return Call("DELETE", f"/v1/pose/{job_id}", _model(JobPublic))
+
+
+def video_path(job_id: str) -> str:
+    return f"/v1/pose/{job_id}/video"
+
+
+def check_outcome(job: JobPublic) -> JobPublic:
+    """A finished job as it is when done; ``JobFailed`` with the server's reason otherwise."""
+    if job.status in ("failed", "cancelled"):
+        reason = f": {job.error}" if job.error else ""
+        raise JobFailed(job, f"job {job.job_id} {job.status}{reason}")
+    return job
+
+
+def open_upload(call: Call[Any]) -> dict[str, Any] | None:
+    """The ``files=`` argument of httpx for ``call`` (the caller closes the file)."""
+    if call.upload is None:
+        return None
+    return {"file": (call.upload.name, call.upload.open("rb"), "application/octet-stream")}

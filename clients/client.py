@@ -1,0 +1,136 @@
+"""``PoseClient``: the synchronous Python SDK (video jobs over REST, live feeds over WebSocket).
+
+    from clients import PoseClient
+
+    with PoseClient("http://127.0.0.1:8000", api_key="...") as client:
+        job = client.submit("clip.mp4", render=True)
+        job.wait(progress=True)
+        result = job.result()  # a protocol.JobResultPublic
+        for event in client.stream(0):  # webcam 0
+            ...
+
+Requests and answers are described once in ``clients.calls``; this module only sends them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
+
+import httpx
+
+from clients import calls
+from clients.bridge import iterate_in_thread
+from clients.events import StreamEvent
+from clients.sources import FrameSource, Source, open_source
+from clients.streaming import StreamOptions, stream_events
+from clients.waiting import JobWaiter
+from protocol import JobPublic, JobResultPublic, ModelsPublic
+
+__all__ = ["Job", "PoseClient"]
+
+T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class PoseClient:
+    """A connection to one pose server; ``api_key`` is sent as ``Authorization: Bearer``."""
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, *, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self._http = httpx.Client(base_url=self.url, headers=calls.auth_headers(api_key), timeout=timeout)
+
+    def __enter__(self) -> PoseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, call: calls.Call[T]) -> T:
+        """Send one request of ``clients.calls`` and parse its answer (raising the server's error)."""
+        files = calls.open_upload(call)
+        try:
+            response = self._http.request(
+                call.method, call.path, params=call.params, data=call.data or None, files=files
+            )
+        except httpx.TransportError as exc:
+            raise calls.unreachable(self.url, exc) from None
+        finally:
+            if files:
+                files["file"][1].close()
+        return call.parse(response)
+
+    def models(self) -> ModelsPublic:
+        return self.call(calls.list_models())
+
+    def submit(self, video: str | Path, **options: Any) -> Job:
+        """Upload a video as a job. Options: ``model``, ``lookahead``, ``render``, ``boxes``."""
+        return Job(self, self.call(calls.submit_job(video, **options)).job_id)
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job."""
+        return Job(self, job_id)
+
+    def stream(self, source: Source | FrameSource, **options: Any) -> Iterator[StreamEvent]:
+        """Stream a live source and yield events in frame order (see ``clients.streaming``).
+
+        ``source``: webcam index, video file, RTSP/HTTP URL, or an iterable of RGB images.
+        ``options``: the fields of ``StreamOptions`` (model, lookahead, fps, max_frames, ...).
+        """
+        stream_options = StreamOptions(**options)
+        frames = open_source(source)
+        url, headers = calls.ws_url(self.url), calls.auth_headers(self.api_key)
+        return iterate_in_thread(lambda: stream_events(url, headers, frames, stream_options))
+
+
+class Job:
+    """A video job on the server."""
+
+    def __init__(self, client: PoseClient, job_id: str):
+        self.client, self.id = client, job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def status(self) -> JobPublic:
+        return self.client.call(calls.get_job(self.id))
+
+    def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None) -> JobPublic:
+        """Poll until the job is over; ``JobFailed`` when it failed or was cancelled."""
+        waiter = JobWaiter(progress, poll_s, timeout_s)
+        try:
+            while (done := waiter.step(self.status())) is None:
+                time.sleep(waiter.poll_s)
+        finally:
+            waiter.close()
+        return done
+
+    @overload
+    def result(self, format: Literal["json"] = "json") -> JobResultPublic: ...
+    @overload
+    def result(self, format: Literal["posetrack", "coco"]) -> Any: ...
+    def result(self, format: calls.ResultFormat = "json") -> Any:
+        """``json``: ``JobResultPublic``; ``posetrack``: a PoseTrack 2018 dict; ``coco``: a list."""
+        return self.client.call(calls.get_result(self.id, format))
+
+    def download_video(self, path: str | Path) -> Path:
+        """Save the overlay MP4 (the job must have been submitted with ``render=True``)."""
+        path = Path(path)
+        try:
+            with self.client._http.stream("GET", calls.video_path(self.id)) as response:
+                calls.raise_for_error(response)
+                with path.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise calls.unreachable(self.client.url, exc) from None
+        return path
+
+    def cancel(self) -> JobPublic:
+        return self.client.call(calls.cancel_job(self.id))

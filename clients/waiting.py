@@ -1,0 +1,47 @@
+"""Waiting for a job: one poll step shared by the sync and async clients, with a progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+from clients.calls import FINISHED, check_outcome
+from protocol import JobPublic
+
+__all__ = ["JobWaiter"]
+
+
+class JobWaiter:
+    """Feed it each polled status; it draws the bar and says when the job is over.
+
+    ``step`` returns the finished job (raising ``JobFailed`` for failed or cancelled ones) or
+    None when the caller should sleep ``poll_s`` and poll again; past ``timeout_s`` it raises
+    ``TimeoutError``.
+    """
+
+    def __init__(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None):
+        self.poll_s = poll_s
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._bar: tqdm | None = (
+            tqdm(unit="frame", file=sys.stderr, dynamic_ncols=True, leave=True) if progress else None
+        )
+
+    def step(self, job: JobPublic) -> JobPublic | None:
+        if self._bar is not None:
+            self._bar.total = job.progress.frames_total
+            self._bar.set_description_str(f"{job.job_id} {job.status}")
+            self._bar.update(job.progress.frames_done - self._bar.n)
+        if job.status in FINISHED:
+            self.close()
+            return check_outcome(job)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self.close()
+            raise TimeoutError(f"job {job.job_id} still {job.status} after the timeout")
+        return None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
