@@ -126,15 +126,10 @@ def test_settings_in_the_image_are_real_settings(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_dependencies_are_installed_before_the_code(variant: str) -> None:
     image = _image(variant)
-    requirements = [
-        n for n, i in enumerate(image) if i.keyword == "RUN" and "-r /requirements" in i.arguments
-    ]
-    code = [
-        n
-        for n, i in enumerate(image)
-        if i.keyword == "RUN" and i.flags().get("mount", "").count("from=wheel")
-    ]
-    torch = [n for n, i in enumerate(image) if i.keyword == "RUN" and "torch==" in i.arguments]
+    runs = [(n, i) for n, i in enumerate(image) if i.keyword == "RUN"]
+    requirements = [n for n, i in runs if "-r /requirements" in i.arguments]
+    code = [n for n, i in runs if "from=wheel" in i.flags().get("mount", "")]
+    torch = [n for n, i in runs if "torch==" in i.arguments]
     assert len(requirements) == 1 and len(code) == 1 and len(torch) == 1
     assert torch[0] < requirements[0] < code[0]
     # the code comes only as the wheel: no COPY of the source into the image itself
@@ -176,7 +171,7 @@ def test_every_pip_install_leaves_no_cache() -> None:
     installs = [
         (i, cmd)
         for i, cmd in _runs(DOCKERFILE.instructions)
-        if cmd[:1] == ["pip"] and cmd[1] in {"install", "wheel"}
+        if cmd[:2] in (["pip", "install"], ["pip", "wheel"])
     ]
     assert len(installs) >= 4
     for instruction, command in installs:
