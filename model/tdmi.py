@@ -174,12 +174,16 @@ class TDMI(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward_features(self, clips: torch.Tensor) -> TDMIRepresentations:
-        b, t = clips.shape[0], clips.shape[1]
-        frames = clips.flatten(0, 1)
-        stage_features = [
-            f.view(b, t, f.shape[1], f.shape[2], f.shape[3]) for f in self.backbone.forward_features(frames)
-        ]
+    def forward_frame_features(self, frames: torch.Tensor) -> List[torch.Tensor]:
+        """The backbone on single crops (N, 3, H, W): the four stage features (N, C_i, h, w).
+
+        A frame's features depend on that crop alone, so a stream whose person keeps one crop box
+        can compute them once and reuse them in every clip that holds the frame.
+        """
+        return self.backbone.forward_features(frames)
+
+    def forward_clip_features(self, stage_features: List[torch.Tensor]) -> TDMIRepresentations:
+        """Everything after the backbone, on per-frame features stacked per clip (B, T, C_i, h, w)."""
         motion = self.tde(stage_features)
         useful, noisy = self.rdm(motion)
         last = stage_features[-1]
@@ -190,8 +194,20 @@ class TDMI(nn.Module):
         enhanced = feature + self.fusion(torch.cat((useful, feature), dim=1))
         return TDMIRepresentations(motion, useful, noisy, feature, enhanced)
 
+    def forward_features(self, clips: torch.Tensor) -> TDMIRepresentations:
+        b, t = clips.shape[0], clips.shape[1]
+        stage_features = [
+            f.view(b, t, f.shape[1], f.shape[2], f.shape[3])
+            for f in self.forward_frame_features(clips.flatten(0, 1))
+        ]
+        return self.forward_clip_features(stage_features)
+
     def forward_head(self, enhanced: torch.Tensor) -> torch.Tensor:
         return self.head(enhanced)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(clips).enhanced)
+
+    def forward_from_frame_features(self, stage_features: List[torch.Tensor]) -> torch.Tensor:
+        """Heatmaps from stacked ``forward_frame_features`` outputs: ``forward`` in two halves."""
+        return self.forward_head(self.forward_clip_features(stage_features).enhanced)

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long the oldest frame may wait for a batch"
     )
     queue_frames: int = Field(default=64, ge=1, description="frames the batcher holds across all streams")
+    feature_reuse: bool = Field(
+        default=False,
+        description="crop each track with a box kept while its person stays inside it and compute each "
+        "frame's backbone features once for the 2d+1 clips that read them (backend torch only)",
+    )
+    reuse_drift_iou: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="feature reuse: re-crop a track when its box's IoU with the kept box falls below this",
+    )
 
     # boxes and tracking
     detector: str = Field(default="hog", description="hog, none, or onnx:/path/to/yolo.onnx")

@@ -120,7 +120,14 @@ class InferenceRuntime:
             )
         except ProviderUnavailableError as exc:
             raise DeviceUnavailableError(str(exc)) from exc
-        worker = InferenceWorker(preset, backend, device, self.settings.max_batch, self.metrics.observe_stage)
+        worker = InferenceWorker(
+            preset,
+            backend,
+            device,
+            self.settings.max_batch,
+            self.metrics.observe_stage,
+            feature_reuse=self.settings.feature_reuse and preset.multi_frame,  # raises unless backend torch
+        )
         worker.warm_up()
         return worker
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.inference.feature_cache import FeatureRequest
+
 __all__ = ["Dropped", "FrameWork", "PoseArrays"]
 
 
@@ -31,7 +33,9 @@ class FrameWork:
     """Everything the worker needs for one frame; its persons always travel in one batch.
 
     ``clip`` holds, per clip position, the key of a frame in ``images`` (the key frame stands in
-    for missing neighbours, see ``model.data.clips``); ``boxes`` (N, 4) are the key frame's.
+    for missing neighbours, see ``model.data.clips``); ``boxes`` (N, 4) are the key frame's, the
+    crop boxes of its clips. In feature-reuse mode ``features`` is set: ``boxes`` are then the
+    tracks' anchors and the worker reuses cached per-frame features (frame keys are positions).
     """
 
     stream_id: str
@@ -41,6 +45,7 @@ class FrameWork:
     boxes: np.ndarray
     live: bool = False
     deadline: float | None = None  # monotonic time after which a live frame is dropped
+    features: FeatureRequest | None = None  # feature reuse: the stream's cache and the anchors
     enqueued_at: float = field(default_factory=time.monotonic)
     future: asyncio.Future[PoseArrays | Dropped] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

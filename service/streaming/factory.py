@@ -43,6 +43,8 @@ class SessionFactory:
             lookahead=lookahead,
             live=live,
             staleness_s=self.settings.staleness_ms / 1000.0 if live else None,
+            feature_reuse=self.settings.feature_reuse and model.preset.multi_frame,
+            reuse_drift_iou=self.settings.reuse_drift_iou,
         )
         boxes = SessionBoxes(
             box_mode,

@@ -4,6 +4,10 @@ Frames enter a rolling buffer. Frame t is *ready* when frame t + lookahead has a
 stream has ended); it then gets its person boxes and track ids and goes to the batcher as one
 ``FrameWork`` whose clip comes from ``model.data.clips.clip_indices``, the same rule training
 uses. Results come back out of order from batches; ``outcomes()`` yields them in frame order.
+
+With ``feature_reuse`` each track is cropped with an anchor box that stays put while its person
+stays inside it (``service.streaming.anchors``), and the frame carries the stream's feature cache,
+so the worker runs the backbone once per frame and track instead of once per clip position.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import numpy as np
 
 from model.data.clips import clip_indices
 from protocol.poses import FramePoses, PersonPose
+from service.inference.feature_cache import FeatureCache, FeatureRequest
 from service.inference.work import Dropped, FrameWork, PoseArrays
+from service.streaming.anchors import TrackAnchors
 
 __all__ = [
     "BoxProvider",
@@ -66,6 +72,8 @@ class SessionOptions:
     live: bool
     staleness_s: float | None = None  # live frames waiting longer than this are dropped
     max_in_flight: int = 8  # frames submitted but not yet consumed (video jobs wait beyond it)
+    feature_reuse: bool = False  # crop tracks with anchors and reuse per-frame backbone features
+    reuse_drift_iou: float = 0.8  # re-anchor a track when its box's IoU with the anchor falls below
 
 
 class InferenceQueue(Protocol):
@@ -116,6 +124,9 @@ class StreamSession:
         self._in_flight = asyncio.Semaphore(options.max_in_flight)
         self._last_keypoints: dict[int, np.ndarray] = {}
         self.frames_dropped = 0
+        reuse = options.feature_reuse and options.radius > 0
+        self.anchors = TrackAnchors(options.reuse_drift_iou) if reuse else None
+        self.feature_cache = FeatureCache() if reuse else None
 
     async def push(self, frame: StreamFrame) -> None:
         """Add the next frame; submits every frame that became ready."""
@@ -152,6 +163,8 @@ class StreamSession:
                 yield FrameOutcome(pending.frame, dropped=outcome.reason)
             else:
                 yield FrameOutcome(pending.frame, poses=self._poses(pending, outcome.keypoints))
+        if self.feature_cache is not None:  # every frame is answered: no worker touches it any more
+            self.feature_cache.clear()
 
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
         if len(keypoints):
@@ -187,14 +200,16 @@ class StreamSession:
         track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)
         total = self._arrived if self._ended else None
         clip = clip_indices(position, total, self.options.radius, self.options.lookahead)
+        crop_boxes, features = self._crops(position, track_ids, boxes[:, :4])
         work = FrameWork(
             stream_id=self.stream_id,
             frame_index=position,
             images={p: self._buffer[p].image for p in set(clip)},
             clip=list(clip),
-            boxes=boxes[:, :4],
+            boxes=crop_boxes,
             live=self.options.live,
             deadline=self._deadline(),
+            features=features,
         )
         self._submitted += 1
         self._forget_before(self._submitted - self.options.radius)
@@ -203,6 +218,20 @@ class StreamSession:
         elif not await self.queue.submit(work):
             work.resolve(Dropped("queue full: the server is overloaded"))
         self._pending.put_nowait(_Pending(frame, boxes, track_ids, work.future))
+
+    def _crops(
+        self, position: int, track_ids: np.ndarray, boxes: np.ndarray
+    ) -> tuple[np.ndarray, FeatureRequest | None]:
+        """The boxes the frame's clips are cropped with: the persons' own, or their tracks' anchors."""
+        if self.anchors is None or self.feature_cache is None or not len(boxes):
+            return boxes, None
+        anchors = self.anchors.assign(track_ids, boxes)
+        request = FeatureRequest(
+            self.feature_cache,
+            tuple(a.anchor_id for a in anchors),
+            keep_from=position + 1 - self.options.radius,  # where the next key frame's clip starts
+        )
+        return np.stack([a.box for a in anchors]).astype(np.float32), request
 
     def _deadline(self) -> float | None:
         """Live frames may wait in the queue at most the staleness budget from when they are ready."""
