@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TypeVar
 
 __all__ = ["iterate_in_thread"]
@@ -21,7 +21,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def iterate_in_thread(make: Callable[[], AsyncIterator[T]], buffer: int = 4) -> Iterator[T]:
+def iterate_in_thread(make: Callable[[], AsyncIterator[T]], buffer: int = 4) -> Generator[T, None, None]:
     """Yield the items of ``make()`` (called on the background loop) as they come."""
     items: queue.Queue[object] = queue.Queue(maxsize=buffer)
     loop = asyncio.new_event_loop()

@@ -15,7 +15,7 @@ Requests and answers are described once in ``clients.calls``; this module only s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -77,7 +77,7 @@ class PoseClient:
         """A handle on an existing job."""
         return Job(self, job_id)
 
-    def stream(self, source: Source | FrameSource, **options: Any) -> Iterator[StreamEvent]:
+    def stream(self, source: Source | FrameSource, **options: Any) -> Generator[StreamEvent, None, None]:
         """Stream a live source and yield events in frame order (see ``clients.streaming``).
 
         ``source``: webcam index, video file, RTSP/HTTP URL, or an iterable of RGB images.

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import health, jobs, metrics, models, stream
+from service.api import health, jobs, metrics, models, page, stream
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
 from service.inference.runtime import InferenceRuntime
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, models, jobs, stream, metrics):
+    for module in (health, models, jobs, stream, metrics, page):
         app.include_router(module.router)
     return app
 

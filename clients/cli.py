@@ -1,0 +1,272 @@
+"""``tdmi-client``: the pose service from a terminal (video jobs, live feeds, models, job status).
+
+Exit codes: 0 done; 1 other server or stream error; 2 bad usage or bad input (a missing or unwritable file, a
+video the server refuses, an unknown job); 3 server unreachable; 4 missing or wrong API key;
+5 the job failed or was cancelled; 130 interrupted while waiting for a job. Errors are one line
+on stderr; results go to ``--out`` or stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+
+from clients.client import DEFAULT_URL, PoseClient
+from clients.errors import (
+    AuthError,
+    BadRequest,
+    JobFailed,
+    PoseError,
+    ServerUnreachable,
+    SourceError,
+)
+from clients.events import FrameDropped, FrameResult, Reconnecting, StreamEnded, StreamResumed, StreamStarted
+from clients.render import PreviewWindow, VideoFileWriter, display_available
+from protocol.overlay import draw_poses
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = {
+    "ok": 0,
+    "error": 1,
+    "bad_input": 2,
+    "unreachable": 3,
+    "auth": 4,
+    "job_failed": 5,
+    "interrupted": 130,
+}
+
+
+def _say(message: str) -> None:
+    print(f"tdmi-client: {message}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace) -> PoseClient:
+    return PoseClient(args.url, api_key=args.api_key, timeout=args.timeout)
+
+
+def _write_json(data: Any, out: Path | None) -> None:
+    text = json.dumps(data, indent=None if out is None else 1)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text + "\n")
+
+
+def _pose(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.submit(args.video, model=args.model, lookahead=args.lookahead, render=bool(args.render))
+        _say(f"job {job.id} submitted")
+        job.wait(progress=not args.quiet)
+        result = job.result(args.format)
+        data = result.model_dump(mode="json") if args.format == "json" else result
+        _write_json(data, args.out)
+        if args.render:
+            job.download_video(args.render)
+        where = f" -> {args.out}" if args.out else ""
+        _say(f"job {job.id} done{where}" + (f", overlay video {args.render}" if args.render else ""))
+    return 0
+
+
+class _StreamOutputs:
+    """Everything ``stream`` does with each answer: JSON lines, overlay video, window, summary."""
+
+    def __init__(self, args: argparse.Namespace, client: PoseClient):
+        self.client = client
+        self.lines: TextIO | None = args.out.open("w") if args.out else None
+        self.video = VideoFileWriter(args.render, args.render_fps) if args.render else None
+        self.window: PreviewWindow | None = None
+        if args.show and not display_available():
+            _say("no display (DISPLAY is not set): --show ignored")
+        elif args.show:
+            self.window = PreviewWindow()
+        self.edges: list[tuple[int, int]] = []
+        self.results = self.dropped = 0
+        self.latencies: list[float] = []
+        self.stopped = False
+
+    def on_start(self, event: StreamStarted) -> None:
+        models = {m.name: m for m in self.client.models().models}
+        model = models.get(event.ready.model)
+        self.edges = list(model.skeleton.edges) if model else []
+        _say(f"stream {event.ready.stream_id}: model {event.ready.model}, lookahead {event.ready.lookahead}")
+
+    def on_frame(self, event: FrameResult | FrameDropped) -> None:
+        if self.lines is not None:
+            self.lines.write(event.message.model_dump_json() + "\n")
+        if isinstance(event, FrameDropped):
+            self.dropped += 1
+            persons: list[Any] = []
+        else:
+            self.results += 1
+            self.latencies.append(event.latency_ms)
+            persons = event.persons
+        if event.image is None or (self.video is None and self.window is None):
+            return
+        drawn = draw_poses(event.image, persons, self.edges)
+        if self.video is not None:
+            self.video.write(drawn)
+        if self.window is not None:
+            self._show(drawn)
+
+    def _show(self, image: Any) -> None:
+        assert self.window is not None
+        try:
+            self.stopped = not self.window.show(image)
+        except cv2.error:
+            _say("this OpenCV build has no window support (opencv-python-headless): --show ignored")
+            self.window = None
+
+    def close(self) -> None:
+        if self.lines is not None:
+            self.lines.close()
+        if self.video is not None:
+            self.video.close()
+        if self.window is not None:
+            self.window.close()
+        if not self.results and not self.dropped:
+            return
+        mean = sum(self.latencies) / len(self.latencies) if self.latencies else 0.0
+        _say(f"{self.results} results, {self.dropped} dropped, mean server latency {mean:.0f} ms")
+
+
+def _stream(args: argparse.Namespace) -> int:
+    source: int | str = int(args.source) if args.source.isdigit() else args.source
+    options = {
+        "model": args.model,
+        "lookahead": args.lookahead,
+        "fps": args.fps,
+        "max_frames": args.max_frames,
+        "quality": args.quality,
+        "keep_images": bool(args.render or args.show),
+    }
+    with _client(args) as client:
+        outputs = _StreamOutputs(args, client)
+        events = client.stream(source, **options)
+        try:
+            for event in events:
+                if isinstance(event, StreamStarted):
+                    outputs.on_start(event)
+                elif isinstance(event, FrameResult | FrameDropped):
+                    outputs.on_frame(event)
+                elif isinstance(event, Reconnecting):
+                    _say(f"connection lost ({event.reason}); reconnecting in {event.delay_s:.1f} s, "
+                         f"{len(event.lost)} frames in flight lost")  # fmt: skip
+                elif isinstance(event, StreamResumed):
+                    _say(f"stream resumed on another worker: {event.message.reason}")
+                elif isinstance(event, StreamEnded):
+                    break
+                if outputs.stopped:
+                    break
+        except KeyboardInterrupt:
+            _say("interrupted: stream stopped")
+        finally:
+            events.close()
+            outputs.close()
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        listed = client.models().models
+    if args.json:
+        _write_json([m.model_dump(mode="json") for m in listed], None)
+        return 0
+    for m in listed:
+        size = "x".join(str(v) for v in m.input_size)
+        print(f"{m.name}\t{m.num_frames} frames\t{size}\t{m.checkpoint or 'untrained'}\t{m.description}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.job(args.job).status()
+    _write_json(job.model_dump(mode="json"), None)
+    return 0
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tdmi-client",
+        description="Client of the TDMI pose service.",
+        epilog="exit codes: 0 ok, 1 server error, 2 bad input, 3 unreachable, 4 bad key, 5 job failed",
+    )
+    parser.add_argument("--url", default=os.environ.get("TDMI_URL", DEFAULT_URL), help="server (TDMI_URL)")
+    parser.add_argument("--api-key", default=os.environ.get("TDMI_API_KEY"), help="API key (TDMI_API_KEY)")
+    parser.add_argument("--timeout", type=_positive(float), default=60.0, help="HTTP timeout, seconds")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pose = commands.add_parser("pose", help="poses of a video file (a job), with a progress bar")
+    pose.add_argument("video", type=Path)
+    pose.add_argument("--out", type=Path, help="write the result here (default: stdout)")
+    pose.add_argument("--render", type=Path, metavar="OUT.mp4", help="also save the server's overlay video")
+    pose.add_argument("--format", choices=["json", "posetrack", "coco"], default="json")
+    pose.add_argument("--model", help="model name (default: the server's first)")
+    pose.add_argument("--lookahead", type=int, help="future frames per clip, 0..d")
+    pose.add_argument("--quiet", action="store_true", help="no progress bar")
+    pose.set_defaults(run=_pose)
+
+    stream = commands.add_parser("stream", help="live poses of a camera, URL or video file")
+    stream.add_argument("source", help="webcam index (0), video file, or rtsp:// / http:// URL")
+    stream.add_argument("--show", action="store_true", help="draw skeletons live in a window")
+    stream.add_argument("--out", type=Path, help="one JSON line per frame (result or dropped)")
+    stream.add_argument("--render", type=Path, metavar="OUT.mp4", help="write the drawn frames to a video")
+    stream.add_argument("--render-fps", type=_positive(float), default=25.0, help="frame rate of --render")
+    stream.add_argument("--fps", type=_positive(float), help="send at most N frames per second")
+    stream.add_argument("--max-frames", type=_positive(int), help="stop after N frames")
+    stream.add_argument("--quality", type=int, default=85, choices=range(1, 101), metavar="1..100")
+    stream.add_argument("--model", help="model name (default: the server's first)")
+    stream.add_argument("--lookahead", type=int, help="future frames to wait for, 0..d")
+    stream.set_defaults(run=_stream)
+
+    models = commands.add_parser("models", help="models the server has loaded")
+    models.add_argument("--json", action="store_true", help="the full descriptions as JSON")
+    models.set_defaults(run=_models)
+
+    status = commands.add_parser("status", help="where a job stands (JSON)")
+    status.add_argument("job", help="job id")
+    status.set_defaults(run=_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (SourceError, BadRequest) as exc:
+        code, message = "bad_input", str(exc)
+    except ServerUnreachable as exc:
+        code, message = "unreachable", str(exc)
+    except AuthError as exc:
+        code, message = "auth", f"{exc.detail} (give --api-key or TDMI_API_KEY)"
+    except JobFailed as exc:
+        code, message = "job_failed", str(exc)
+    except OSError as exc:  # a local file: network failures arrive as ServerUnreachable
+        code, message = "bad_input", str(exc)
+    except (PoseError, TimeoutError) as exc:
+        code, message = "error", str(exc) or type(exc).__name__
+    except KeyboardInterrupt:
+        code, message = "interrupted", "interrupted"
+    _say(message)
+    return EXIT_CODES[code]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
