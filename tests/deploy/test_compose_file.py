@@ -155,6 +155,17 @@ def test_prometheus_finds_the_api_and_every_worker_by_dns() -> None:
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs.values())
 
 
+def _readme_section() -> str:
+    """The README's deployment section: it names settings too."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("## Deployment: several workers over Redis")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_readme_says_the_images_were_not_built_here() -> None:
+    assert "**The images were not built here.**" in _readme_section()
+
+
 def test_every_tdmi_variable_named_in_the_deployment_is_a_setting() -> None:
     files = [
         REPO / "docker-compose.yml",
@@ -162,7 +173,8 @@ def test_every_tdmi_variable_named_in_the_deployment_is_a_setting() -> None:
         *(REPO / "deploy").rglob("*.y*ml"),
         ENV_EXAMPLE,
     ]
-    names = set().union(*(re.findall(r"\bTDMI_[A-Z_]+\b", path.read_text()) for path in files))
+    texts = [path.read_text() for path in files] + [_readme_section()]
+    names = set().union(*(re.findall(r"\bTDMI_[A-Z_]+\b", text) for text in texts))
     assert {"TDMI_REDIS_URL", "TDMI_DEVICE", "TDMI_API_KEYS", "TDMI_DATA_DIR"} <= names
     # compose-only knobs: interpolated into the compose files, never passed to the service
     compose_only = {"TDMI_IMAGE", "TDMI_IMAGE_CPU", "TDMI_API_PORT", "TDMI_PROMETHEUS_PORT"}
