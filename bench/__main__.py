@@ -1,0 +1,38 @@
+"""``python -m bench model|service|pipeline|plots``: the benchmark suite (see BENCHMARKS.md).
+
+Each command prints a table, or JSON with ``--json``; each measures what it compares side by
+side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMANDS = {
+    "model": "clips/s per preset, variant (eager, bf16, compile, TorchScript, ONNX Runtime) and batch",
+    "service": "a real server under N streams x K persons against the model and a naive baseline",
+    "pipeline": "decode, detection, crop, model and post-processing, each alone",
+    "plots": "PNG plots from the JSON reports of the other commands",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"bench.{name}")
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.main)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

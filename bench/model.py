@@ -1,0 +1,173 @@
+"""``python -m bench model``: clips/s and ms per batch of each preset, variant and batch size, in one run.
+
+    python -m bench model [--device cpu|cuda] [--presets ...] [--batches ...] [--variants ...]
+                          [--repeats N] [--json]
+
+A clip is one person at one key frame (5 crops for TDMI presets, 1 image for HRNet presets).
+Every variant (see ``bench.variants``) runs the same weights (deterministic random values: an
+untrained head is zero, which would hide every error) on fresh random inputs; its error
+is measured against eager fp32 on one fixed input of the same batch. FLOPs per clip are counted
+once per preset (``bench.flops``); the device's peak matrix rate is measured in the same run
+(``bench.hardware``), and utilisation is the model's achieved FLOP/s over the peak of the
+variant's precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from typing import Any
+
+import torch
+
+from bench.flops import flops_per_clip
+from bench.hardware import device_from_name, measure_peak_flops
+from bench.report import emit, print_table, report_header
+from bench.timing import Unavailable, median_seconds, synchronize
+from bench.variants import VARIANTS, build_runner, default_variants
+from model.export import relative_error
+from model.presets import PRESETS, build_model, get_preset
+from tests.helpers.weights import randomize
+
+__all__ = ["add_arguments", "main", "measure"]
+
+GPU_BATCHES = [1, 2, 4, 8, 16, 32, 64]
+CPU_BATCHES = [1, 2, 4, 8, 16]
+CPU_PRESETS = ["tdmi-tiny", "hrnet-tiny"]
+GPU_PRESETS = ["tdmi-w48-384x288", "tdmi-tiny"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--presets", nargs="+", choices=list(PRESETS), help="default: tiny on CPU, W48 on GPU"
+    )
+    parser.add_argument("--batches", nargs="+", type=int, help="default: 1..16 on CPU, 1..64 on GPU")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="default: all but compile on CPU"
+    )
+    parser.add_argument("--repeats", type=int, help="timed calls per point (default 5 on CPU, 20 on GPU)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def main(args: argparse.Namespace) -> None:
+    device = device_from_name(args.device)
+    gpu = device.type == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True  # cuDNN autotuning, as the service does on a GPU
+    report = measure(
+        args.presets or (GPU_PRESETS if gpu else CPU_PRESETS),
+        args.batches or (GPU_BATCHES if gpu else CPU_BATCHES),
+        args.variants or default_variants(device),
+        device,
+        args.repeats or (20 if gpu else 5),
+    )
+    emit(report, args.json, _render)
+
+
+def peak_flops(device: torch.device) -> dict[str, float]:
+    """The device's measured dense matrix rate (FLOP/s) per precision the variants use."""
+    precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"]
+    return {p: measure_peak_flops(device, p) for p in precisions}
+
+
+def measure(
+    presets: list[str], batches: list[int], variants: list[str], device: torch.device, repeats: int
+) -> dict[str, Any]:
+    report = report_header("model", device)
+    peaks = peak_flops(device)
+    report.update(
+        {
+            "repeats": repeats,
+            "peak_flops": peaks,
+            "flops_per_clip": {p: flops_per_clip(p) for p in presets},
+            "rows": [],
+            "unavailable": [],
+        }
+    )
+    for name in presets:
+        preset = get_preset(name)
+        base = randomize(build_model(name)).to(device)
+        probes = {b: _probe(preset.input_shape(b), device) for b in batches}
+        with torch.inference_mode():
+            references = {b: base(x).float().cpu().numpy() for b, x in probes.items()}
+        fp32_speed: dict[int, float] = {}
+        for label in ["eager-fp32", *(v for v in variants if v != "eager-fp32")]:
+            variant = VARIANTS[label]
+            try:
+                runner = build_runner(variant, copy.deepcopy(base), preset, device)
+            except Unavailable as exc:
+                report["unavailable"].append({"preset": name, "variant": label, "reason": str(exc)})
+                continue
+            for batch in batches:
+                row = {"preset": name, "variant": label, "precision": variant.precision, "batch": batch}
+                try:
+                    seconds = median_seconds(
+                        runner,
+                        lambda s=preset.input_shape(batch): torch.randn(s, device=device),
+                        device,
+                        repeats,
+                    )
+                    error = relative_error(runner(probes[batch]).float().cpu().numpy(), references[batch])
+                except torch.OutOfMemoryError:
+                    report["unavailable"].append(
+                        {"preset": name, "variant": label, "reason": f"out of memory at batch {batch}"}
+                    )
+                    _release(device)
+                    break
+                if label == "eager-fp32":
+                    fp32_speed[batch] = seconds
+                achieved = report["flops_per_clip"][name] * batch / seconds
+                row.update(
+                    {
+                        "ms_per_batch": 1e3 * seconds,
+                        "clips_per_s": batch / seconds,
+                        "speedup_vs_eager_fp32": fp32_speed[batch] / seconds if batch in fp32_speed else None,
+                        "rel_error_vs_fp32": error,
+                        "achieved_tflops": achieved / 1e12,
+                        "utilisation": achieved / peaks.get(variant.precision, peaks["fp32"]),
+                    }
+                )
+                report["rows"].append(row)
+            del runner
+            _release(device)
+    return report
+
+
+def _probe(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The fixed input every variant's error is measured on (seeded, so the same for all)."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def _release(device: torch.device) -> None:
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _render(report: dict[str, Any]) -> None:
+    peaks = ", ".join(f"{p} {v / 1e12:.3g} TFLOP/s" for p, v in report["peak_flops"].items())
+    print(f"measured peak (dense matrix product): {peaks}")
+    for name, flops in report["flops_per_clip"].items():
+        print(f"{name}: {flops / 1e9:.3g} GFLOPs per clip")
+    print()
+    print_table(
+        ("preset", "variant", "batch", "ms/batch", "clips/s", "x eager-fp32", "rel.err", "TFLOP/s", "util %"),
+        [
+            (
+                r["preset"],
+                r["variant"],
+                r["batch"],
+                r["ms_per_batch"],
+                r["clips_per_s"],
+                r["speedup_vs_eager_fp32"],
+                f"{r['rel_error_vs_fp32']:.1e}",
+                r["achieved_tflops"],
+                100 * r["utilisation"],
+            )
+            for r in report["rows"]
+        ],
+    )
+    for item in report["unavailable"]:
+        print(f"{item['preset']} {item['variant']}: {item['reason']}")
