@@ -212,10 +212,11 @@ async def stream_events(
                         _send_frames(ws, reader, in_flight, ids, options, options.in_flight_limit(ready))
                     )
                     try:
-                        async for event in _receive(ws, sender, in_flight, options):
-                            yield event
-                            if isinstance(event, StreamEnded):
-                                return
+                        async with contextlib.aclosing(_receive(ws, sender, in_flight, options)) as events:
+                            async for event in events:
+                                yield event
+                                if isinstance(event, StreamEnded):
+                                    return
                     finally:
                         sender.cancel()
                         await asyncio.gather(sender, return_exceptions=True)
