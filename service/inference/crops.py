@@ -19,9 +19,17 @@ __all__ = ["crop_clips", "input_to_image_affines", "upload_frame"]
 
 
 def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on ``device``, one copy over the bus."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
-    return tensor.permute(2, 0, 1).float().div_(255.0)
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on ``device``, one copy over the bus.
+
+    To a GPU the uint8 frame goes from pinned (page-locked) memory with a non-blocking copy: the
+    host goes on uploading and cropping the batch's other frames while the copy runs (a copy
+    from pageable memory would wait). The caching host allocator keeps the pinned block until
+    the copy is done.
+    """
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
 
 
 def input_to_image_affines(boxes: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
