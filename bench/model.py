@@ -7,7 +7,8 @@ A clip is one person at one key frame (5 crops for TDMI presets, 1 image for HRN
 Every variant (see ``bench.variants``) runs the same weights (deterministic random values: an
 untrained head is zero, which would hide every error) on fresh random inputs; its error
 is measured against eager fp32 on one fixed input of the same batch. FLOPs per clip are counted
-once per preset (``bench.flops``); the device's peak matrix rate is measured in the same run
+once per preset (``bench.flops``), and the share of eager time spent in the deformable
+convolutions at the largest batch (``bench.dcn``); the device's peak matrix rate is measured in the same run
 (``bench.hardware``), and utilisation is the model's achieved FLOP/s over the peak of the
 variant's precision.
 """
@@ -19,7 +20,9 @@ import copy
 from typing import Any
 
 import torch
+from torch import nn
 
+from bench.dcn import deformable_share
 from bench.flops import flops_per_clip
 from bench.hardware import device_from_name, measure_peak_flops
 from bench.report import emit, print_table, report_header
@@ -81,6 +84,7 @@ def measure(
             "repeats": repeats,
             "peak_flops": peaks,
             "flops_per_clip": {p: flops_per_clip(p) for p in presets},
+            "deformable_conv_share": {},
             "rows": [],
             "unavailable": [],
         }
@@ -131,7 +135,19 @@ def measure(
                 report["rows"].append(row)
             del runner
             _release(device)
+        report["deformable_conv_share"][name] = _dcn_shares(base, preset.input_shape(max(batches)), device)
     return report
+
+
+def _dcn_shares(network: nn.Module, shape: tuple[int, ...], device: torch.device) -> dict[str, float | None]:
+    """Share of eager forward time in the deformable convolutions, at the largest batch."""
+    dtypes = (
+        {"fp32": torch.float32, "bf16": torch.bfloat16} if device.type == "cuda" else {"fp32": torch.float32}
+    )
+    return {
+        label: deformable_share(network, lambda: torch.randn(shape, device=device), device, dtype)
+        for label, dtype in dtypes.items()
+    }
 
 
 def _probe(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -150,7 +166,9 @@ def _render(report: dict[str, Any]) -> None:
     peaks = ", ".join(f"{p} {v / 1e12:.3g} TFLOP/s" for p, v in report["peak_flops"].items())
     print(f"measured peak (dense matrix product): {peaks}")
     for name, flops in report["flops_per_clip"].items():
-        print(f"{name}: {flops / 1e9:.3g} GFLOPs per clip")
+        shares = report["deformable_conv_share"].get(name, {})
+        dcn = ", ".join(f"{p} {100 * s:.1f}%" for p, s in shares.items() if s is not None) or "none"
+        print(f"{name}: {flops / 1e9:.3g} GFLOPs per clip; time in deformable convolutions (eager): {dcn}")
     print()
     print_table(
         ("preset", "variant", "batch", "ms/batch", "clips/s", "x eager-fp32", "rel.err", "TFLOP/s", "util %"),

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+CPU = torch.device("cpu")
 
 
 def _bench(*args: str) -> dict[str, Any]:
@@ -53,9 +55,10 @@ def model_report() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def service_report() -> dict[str, Any]:
+    # the single-frame hrnet-tiny: no lookahead, so the open-loop level needs few frames
     return _bench(
-        "service", "--streams", "2", "--persons", "1", "--frames", "5", "--max-batch", "2",
-        "--loads", "0.5", "--load-seconds", "1", "--baseline-frames", "1",
+        "service", "--model", "hrnet-tiny", "--streams", "2", "--persons", "1", "--frames", "5",
+        "--max-batch", "2", "--loads", "0.5", "--load-seconds", "1", "--baseline-frames", "1",
     )  # fmt: skip
 
 
@@ -77,6 +80,9 @@ def test_model_reports_every_variant_batch_and_utilisation(model_report: dict[st
         assert row["utilisation"] == pytest.approx(achieved / model_report["peak_flops"]["fp32"])
         assert 0 <= row["rel_error_vs_fp32"] < 1e-4  # every fp32 runtime computes the same heatmaps
         assert math.isclose(row["clips_per_s"], 1e3 * row["batch"] / row["ms_per_batch"])
+    assert model_report["deformable_conv_share"] == {
+        "hrnet-tiny": {"fp32": None}
+    }  # a single-frame HRNet has none
     missing = {u["variant"]: u["reason"] for u in model_report["unavailable"]}
     assert set(missing) == {"eager-bf16-cl", "onnxruntime-cuda"}
     assert all("not available on this device" in reason for reason in missing.values())
@@ -148,3 +154,12 @@ def test_a_missing_gpu_is_a_one_line_error() -> None:
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("--device cuda:99: ") and "CUDA" in line
+
+
+def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
+    from bench.dcn import deformable_share
+    from model.presets import build_model, get_preset
+
+    preset = get_preset("tdmi-tiny")
+    share = deformable_share(build_model(preset.name), lambda: torch.randn(preset.input_shape(1)), CPU)
+    assert share is not None and 0.0 < share < 0.5  # tdmi-tiny: a few percent on a CPU
