@@ -155,22 +155,23 @@ class InferenceWorker:
 
         start = time.perf_counter()
         if entries:
-            chunks = [
-                [f[:real] for f in self.split.frame_features(parts[0])]
-                for parts, real in self._chunks([crops])
-            ]
-            stages = [torch.cat(chunk_stages) for chunk_stages in zip(*chunks)]
-            for i, (cache, key, _, _) in enumerate(entries):
-                cache.put(key, [f[i].clone() for f in stages])  # its own storage, freed on its own
-            self.backbone_crops += len(entries)
-        clips = [
-            [request.cache.get((anchor_id, frame)) for frame in work.clip]  # type: ignore[arg-type]
+            done = 0
+            for parts, real in self._chunks([crops]):
+                stages = self.split.frame_features(parts[0])
+                for i, (cache, key, _, _) in enumerate(entries[done : done + real]):
+                    cache.put(key, [f[i].clone() for f in stages])  # its own storage, freed on its own
+                done += real
+            self.backbone_crops += done
+        frames_used = [
+            request.cache.get((anchor_id, frame))  # type: ignore[arg-type]
             for work, request in zip(works, requests)
             for anchor_id in request.anchor_ids
+            for frame in work.clip
         ]
+        clip_shape = (len(frames_used) // len(works[0].clip), len(works[0].clip))
         stacks = [
-            torch.stack([torch.stack([f[s] for f in clip]) for clip in clips])
-            for s in range(len(clips[0][0]))
+            torch.stack([f[s] for f in frames_used]).unflatten(0, clip_shape)
+            for s in range(len(frames_used[0]))
         ]
         heatmaps = torch.cat([self.split.heatmaps(parts)[:real] for parts, real in self._chunks(stacks)])
         self._lap("model", start)

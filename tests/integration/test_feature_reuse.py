@@ -1,0 +1,70 @@
+"""Feature reuse end to end: ``TDMI_FEATURE_REUSE=true`` on a real server gives nearly the exact
+mode's keypoints for a synthetic video with ground-truth boxes, and a backend that cannot run the
+network in halves is refused at start-up with a readable reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from tests.helpers.server import ServerProcess
+from tests.integration.conftest import SynthVideo
+
+# measured 2026-11-21 on this video (demo checkpoint, drift IoU 0.8): 0.28 px median shift, 94 % of
+# joints within 4 px of exact mode; the bounds leave room for other CPUs and library versions
+MAX_MEDIAN_SHIFT_PX = 1.5
+MIN_SHARE_WITHIN_4PX = 0.8
+
+
+def _job_keypoints(server: ServerProcess, video: SynthVideo) -> list[dict]:
+    with video.path.open("rb") as f:
+        reply = httpx.post(
+            f"{server.base}/v1/pose",
+            params={"wait": "true"},
+            files={"file": (video.path.name, f)},
+            data={"boxes": json.dumps(video.boxes())},
+            timeout=300,
+        )
+    assert reply.status_code == 200, reply.text
+    job = reply.json()["job_id"]
+    return httpx.get(f"{server.base}/v1/pose/{job}/result", timeout=30).json()["frames"]
+
+
+def _served(tmp_path: Path, video: SynthVideo, env: dict[str, str]) -> list[dict]:
+    server = ServerProcess(tmp_path, env=env)  # the default model: the demo checkpoint
+    try:
+        server.wait_ready()
+        return _job_keypoints(server, video)
+    finally:
+        server.stop()
+
+
+def test_reuse_mode_stays_close_to_exact_mode(tmp_path: Path, synth_video: SynthVideo) -> None:
+    exact = _served(tmp_path / "exact", synth_video, {})
+    reuse = _served(
+        tmp_path / "reuse", synth_video, {"TDMI_FEATURE_REUSE": "true", "TDMI_REUSE_DRIFT_IOU": "0.8"}
+    )
+    assert [f["index"] for f in reuse] == list(range(synth_video.frames))  # every frame, in order
+    shifts = []
+    for a, b in zip(exact, reuse, strict=True):
+        assert [p["box"] for p in a["persons"]] == [p["box"] for p in b["persons"]]  # the persons' own boxes
+        for pa, pb in zip(a["persons"], b["persons"]):
+            shifts.extend(
+                np.linalg.norm(np.array(pa["keypoints"])[:, :2] - np.array(pb["keypoints"])[:, :2], axis=1)
+            )
+    assert len(shifts) > 17 * synth_video.frames  # two or more persons a frame
+    assert np.median(shifts) < MAX_MEDIAN_SHIFT_PX
+    assert np.mean(np.array(shifts) < 4.0) > MIN_SHARE_WITHIN_4PX
+
+
+def test_a_backend_without_the_halves_is_refused_at_start_up(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, "--backend", "torchscript", env={"TDMI_FEATURE_REUSE": "true"})
+    try:
+        reply = server.wait_ready(expect_ready=False)
+        assert reply.status_code == 503
+        assert "feature_reuse needs backend torch, got torchscript" in reply.json()["reason"]
+    finally:
+        server.stop()
