@@ -12,6 +12,7 @@ from protocol.jobs import (
 )
 from protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
 from protocol.poses import FramePoses, PersonPose
+from protocol.workers import WorkerModelPublic, WorkerPublic, WorkersPublic
 
 __all__ = [
     "ErrorPublic",
@@ -28,4 +29,7 @@ __all__ = [
     "PersonPose",
     "SkeletonPublic",
     "VideoPublic",
+    "WorkerModelPublic",
+    "WorkerPublic",
+    "WorkersPublic",
 ]

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from model.cli import add_model_commands
 
 __all__ = ["main"]
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import json
-    import logging
-
-    import uvicorn
-
-    from service.auth import check_bind
+def _settings(args: argparse.Namespace) -> Any:
+    """Settings from the environment, overridden by the flags given."""
     from service.config import Settings
-    from service.logs import configure_logging
-    from service.main import create_app
 
     overrides = {
         key: value
@@ -28,19 +23,32 @@ def _serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "device": args.device,
             "backend": args.backend,
-            "detector": args.detector,
+            "detector": getattr(args, "detector", None),
             "data_dir": args.data_dir,
             "models": args.model,
+            "redis_url": args.redis,
+            "worker_id": getattr(args, "worker_id", None),
             "insecure": args.insecure or None,
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)
+    return Settings(**overrides)
+
+
+def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
+    import json
+    import logging
+
+    import uvicorn
+
+    from service.auth import check_bind
+    from service.logs import configure_logging
+
     check_bind(settings)
     log_config = configure_logging(settings.log_format)
     logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
     uvicorn.run(
-        create_app(settings),
+        app_factory(settings),
         host=settings.host,
         port=settings.port,
         log_config=log_config,
@@ -52,28 +60,60 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tdmi", description="TDMI human pose for video")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_model_commands(commands)
-    serve = commands.add_parser("serve", help="run the pose service (embedded mode)")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, TDMI_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8000, TDMI_PORT)")
-    serve.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
-    serve.add_argument("--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime")
-    serve.add_argument("--data-dir", help="jobs database, uploads and results (TDMI_DATA_DIR)")
-    serve.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
-    serve.add_argument(
+def _serve(args: argparse.Namespace) -> int:
+    from service.main import create_app
+
+    return _run_server(create_app, _settings(args))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from service.cluster.worker import create_worker_app
+
+    settings = _settings(args)
+    if settings.redis_url is None:
+        raise ValueError("tdmi worker needs --redis URL (or TDMI_REDIS_URL)")
+    return _run_server(create_worker_app, settings)
+
+
+def _add_node_flags(parser: argparse.ArgumentParser, role: str) -> None:
+    """Flags shared by the API node and the worker (each also readable from TDMI_* variables)."""
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1, TDMI_HOST)")
+    parser.add_argument("--port", type=int, help=f"port of the {role}'s HTTP (default 8000, TDMI_PORT)")
+    parser.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
+    parser.add_argument(
+        "--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime"
+    )
+    parser.add_argument(
+        "--data-dir", help="uploads and results; shared by all nodes of a cluster (TDMI_DATA_DIR)"
+    )
+    parser.add_argument("--redis", metavar="URL", help="redis://host:6379/0: run as a node of a cluster")
+    parser.add_argument(
         "--insecure", action="store_true", help="allow listening beyond loopback without API keys"
     )
-    serve.add_argument(
+    parser.add_argument(
         "--model",
         action="append",
         default=None,
         metavar="NAME[=CHECKPOINT]",
         help="model to load (repeatable)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdmi", description="TDMI human pose for video")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_model_commands(commands)
+    serve = commands.add_parser(
+        "serve", help="run the pose service (embedded; with --redis, an API node of a cluster)"
+    )
+    _add_node_flags(serve, "service")
+    serve.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
     serve.set_defaults(run=_serve)
+    worker = commands.add_parser("worker", help="run an inference worker of a cluster (needs --redis)")
+    _add_node_flags(worker, "worker")
+    worker.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
+    worker.add_argument("--worker-id", help="name in the cluster (default host-pid, TDMI_WORKER_ID)")
+    worker.set_defaults(run=_worker)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,19 @@ class Settings(BaseSettings):
     max_running_jobs: int = Field(default=2, ge=1)
     max_queued_jobs: int = Field(default=100, ge=1)
     wait_max_frames: int = Field(default=600, ge=1, description="?wait=true only for videos this short")
+
+    # scale-out over Redis (see README "Deployment"); without redis_url the service runs embedded
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0: run as a cluster node")
+    worker_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="a worker's name in the cluster (default host-pid)",
+    )
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="how often nodes say they are alive")
+    node_ttl_s: float = Field(default=5.0, gt=0, description="a node silent this long is taken as dead")
+    job_claim_idle_s: float = Field(
+        default=30.0, gt=0, description="a job whose worker stopped renewing it this long is run again"
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="runs of a job before it fails for good")
 
     # safety
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")

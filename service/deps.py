@@ -9,26 +9,27 @@ from fastapi import Depends, Request
 from service.auth import is_authorised
 from service.config import Settings
 from service.errors import ApiError
-from service.inference.runtime import InferenceRuntime
-from service.jobs.runner import JobRunner
+from service.inference.runtime import ModelCatalog
+from service.jobs.interface import JobService
 from service.metrics import ServiceMetrics
 
-__all__ = ["Authorised", "JobsDep", "MetricsDep", "RuntimeDep", "SettingsDep"]
+__all__ = ["Authorised", "CatalogDep", "JobsDep", "MetricsDep", "SettingsDep"]
 
 
 def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _runtime(request: Request) -> InferenceRuntime:
-    runtime = request.app.state.runtime
-    if runtime is None or request.app.state.not_ready_reason is not None:
+def _catalog(request: Request) -> ModelCatalog:
+    """The models requests may name; 503 while the node is not ready (loading, Redis unreachable)."""
+    catalog = request.app.state.catalog
+    if catalog is None or request.app.state.not_ready_reason is not None:
         raise ApiError(503, "not_ready", request.app.state.not_ready_reason or "starting")
-    return runtime
+    return catalog
 
 
-def _jobs(request: Request) -> JobRunner:
-    _runtime(request)
+def _jobs(request: Request) -> JobService:
+    _catalog(request)
     return request.app.state.jobs
 
 
@@ -42,7 +43,7 @@ def _authorise(request: Request) -> None:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-RuntimeDep = Annotated[InferenceRuntime, Depends(_runtime)]
-JobsDep = Annotated[JobRunner, Depends(_jobs)]
+CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
+JobsDep = Annotated[JobService, Depends(_jobs)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 Authorised = Depends(_authorise)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from protocol import ErrorPublic
@@ -41,6 +44,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownModelError)
     async def _unknown_model(request: Request, exc: UnknownModelError) -> JSONResponse:
         return error_response(422, "unknown_model", str(exc))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:
+        """A cluster node whose Redis is away answers 503 (retry), never 500."""
+        return error_response(503, "redis_unreachable", f"redis unreachable: {exc}", {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,16 +1,24 @@
-"""``create_app(settings)``: the FastAPI application; models, jobs and streams start in the lifespan."""
+"""``create_app(settings)``: the FastAPI application; models, jobs and streams start in the lifespan.
+
+Embedded mode (no ``redis_url``): this process loads the models and is its own worker. API node
+of a cluster (``redis_url`` set): jobs and live streams go to workers over Redis (``cluster/``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from service.api import health, jobs, metrics, models, page, stream
+from service.api import health, jobs, metrics, models, page, stream, workers
+from service.cluster.node import ApiNode
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
 from service.inference.runtime import InferenceRuntime
@@ -18,6 +26,7 @@ from service.jobs.runner import JobRunner
 from service.jobs.store import JobStore
 from service.metrics import ServiceMetrics
 from service.streaming.factory import SessionFactory
+from service.streaming.feed import LocalFeed
 
 __all__ = ["create_app"]
 
@@ -32,21 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = app.state
         state.settings = settings
         state.metrics = ServiceMetrics()
-        state.runtime = InferenceRuntime(settings, state.metrics)
-        state.sessions = None
-        state.jobs = None
+        state.started_at = time.time()
+        state.runtime = state.sessions = state.catalog = state.jobs = state.node = None
         state.streams = {}
         state.accepting = True
         state.not_ready_reason = "loading models"
         try:
-            await state.runtime.start()
-            state.sessions = SessionFactory(settings, state.metrics)
-            state.jobs = JobRunner(
-                JobStore(settings.data_dir), state.runtime, state.sessions, settings, state.metrics
-            )
-            await state.jobs.start()
-            state.not_ready_reason = None
-            log.info("ready: %s", ", ".join(state.runtime.models))
+            await (_start_cluster(state) if settings.redis_url else _start_embedded(state))
         except Exception as exc:  # not ready, with the reason on /readyz; the process stays up
             state.not_ready_reason = (
                 f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
@@ -64,9 +65,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, models, jobs, stream, metrics, page):
+    for module in (health, models, jobs, stream, workers, metrics, page):
         app.include_router(module.router)
     return app
+
+
+async def _start_embedded(state: Any) -> None:
+    settings = state.settings
+    state.runtime = InferenceRuntime(settings, state.metrics)
+    await state.runtime.start()
+    sessions = state.sessions = SessionFactory(settings, state.metrics)
+    state.jobs = JobRunner(JobStore(settings.data_dir), state.runtime, sessions, settings, state.metrics)
+    await state.jobs.start()
+    state.open_feed = functools.partial(
+        LocalFeed, runtime=state.runtime, sessions=sessions, settings=settings, metrics=state.metrics
+    )
+    state.catalog = state.runtime
+    state.not_ready_reason = None
+    log.info("ready: %s", ", ".join(state.runtime.models))
+
+
+async def _start_cluster(state: Any) -> None:
+    """No models here: requests go to the workers; ready while Redis answers."""
+    state.not_ready_reason = "connecting to redis"
+    node = state.node = ApiNode(state.settings, lambda reason: setattr(state, "not_ready_reason", reason))
+    state.jobs, state.catalog, state.open_feed = node.jobs, node.catalog, node.link.feed
+    await node.start()
+    await node.watch.check()
+    log.info("API node %s of the cluster at %s", node.node_id, state.settings.redis_url)
 
 
 async def _shut_down(app: FastAPI) -> None:
@@ -77,9 +103,12 @@ async def _shut_down(app: FastAPI) -> None:
     for live in list(state.streams.values()):
         with contextlib.suppress(Exception):  # a peer that is already gone
             await asyncio.wait_for(live.ws.close(1012, "server shutting down"), timeout=2)
-    if state.jobs is not None:
+    if state.node is not None:
+        await state.node.stop()
+    if isinstance(state.jobs, JobRunner):
         await state.jobs.stop()
         state.jobs.store.close()
     if state.sessions is not None:
         state.sessions.close()
-    await state.runtime.stop()
+    if state.runtime is not None:
+        await state.runtime.stop()

@@ -11,10 +11,11 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
 from service.api.uploads import receive_upload
-from service.deps import Authorised, JobsDep, RuntimeDep, SettingsDep
+from service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
 from service.detection import parse_client_boxes
 from service.errors import ApiError
 from service.jobs.formats import ResultFormat, render_result
+from service.jobs.interface import JobService
 from service.jobs.store import JobRecord, new_job_id
 from service.streaming.boxes import detections_array
 from service.video import probe_video
@@ -117,22 +118,22 @@ def _boxes(text: str | None, width: int, height: int, frames: int) -> dict[str, 
 async def create_job(
     request: Request,
     jobs: JobsDep,
-    runtime: RuntimeDep,
+    catalog: CatalogDep,
     settings: SettingsDep,
     wait: Annotated[bool, Query(description="answer with the result (short videos only)")] = False,
 ) -> JSONResponse:
     if not jobs.accepting:
         raise ApiError(503, "shutting_down", "the server is shutting down")
-    if jobs.queued() >= settings.max_queued_jobs:
+    if await jobs.queued() >= settings.max_queued_jobs:
         raise ApiError(
             429, "too_many_jobs", f"{settings.max_queued_jobs} jobs are already waiting; retry later"
         )
     job_id = new_job_id()
-    upload_path = jobs.store.upload_path(job_id)
+    upload_path = jobs.upload_path(job_id)
     try:
         upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes)
         fields = upload.fields
-        model = runtime.get(fields.get("model") or None)
+        model = catalog.get(fields.get("model") or None)
         lookahead = fields.get("lookahead")
         radius = model.preset.num_frames // 2
         if lookahead not in (None, "") and (not lookahead.strip().isdigit() or int(lookahead) > radius):
@@ -159,41 +160,39 @@ async def create_job(
     except BaseException:
         upload_path.unlink(missing_ok=True)
         raise
-    record = jobs.store.create(
-        model.name, options, input_path=upload_path, frames_total=info.num_frames, job_id=job_id
-    )
-    jobs.enqueue(record)
+    record = await jobs.submit(job_id, model.name, options, upload_path, info.num_frames)
     if wait:
         record = await jobs.wait(record.id)
-        if record.status != "done":
+        if record.status != "done" or record.result_path is None:
             raise ApiError(422, f"job_{record.status}", record.error or f"job {record.status}")
-        return JSONResponse(json.loads(jobs.store.result_path(record.id).read_text()), status_code=200)
+        return JSONResponse(json.loads(record.result_path.read_text()), status_code=200)
     created = JobCreatedPublic(job_id=record.id, status=record.status, links=_links(request, record))
     return JSONResponse(
         created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self}
     )
 
 
-def _record(jobs: JobsDep, job_id: str) -> JobRecord:
-    record = jobs.store.get(job_id)
+async def _record(jobs: JobService, job_id: str) -> JobRecord:
+    record = await jobs.get(job_id)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return record
 
 
 @router.get("/{job_id}", operation_id="get_job", responses=_ERRORS)
-def get_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
-    return _public(request, _record(jobs, job_id))
+async def get_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
+    return _public(request, await _record(jobs, job_id))
 
 
 @router.get("/{job_id}/result", operation_id="get_job_result", responses=_ERRORS)
-def get_job_result(
+async def get_job_result(
     job_id: str, jobs: JobsDep, format: Annotated[ResultFormat, Query()] = "json"
 ) -> JSONResponse:
-    record = _record(jobs, job_id)
-    if record.status != "done":
+    record = await _record(jobs, job_id)
+    if record.status != "done" or record.result_path is None:
         raise ApiError(409, "not_done", f"job {job_id} is {record.status}; no result yet")
-    result = JobResultPublic.model_validate_json(jobs.store.result_path(job_id).read_text())
+    text = await asyncio.to_thread(record.result_path.read_text)
+    result = JobResultPublic.model_validate_json(text)
     return JSONResponse(render_result(result, format))
 
 
@@ -203,18 +202,18 @@ def get_job_result(
     responses={**_ERRORS, 200: {"content": {"video/mp4": {}}}},
     response_class=FileResponse,
 )
-def get_job_video(job_id: str, jobs: JobsDep) -> FileResponse:
-    record = _record(jobs, job_id)
+async def get_job_video(job_id: str, jobs: JobsDep) -> FileResponse:
+    record = await _record(jobs, job_id)
     if not record.options.get("render"):
         raise ApiError(404, "not_rendered", f"job {job_id} was submitted without render=true")
-    if record.status != "done":
+    if record.status != "done" or record.video_path is None:
         raise ApiError(409, "not_done", f"job {job_id} is {record.status}; no video yet")
-    return FileResponse(jobs.store.video_path(job_id), media_type="video/mp4", filename=f"{job_id}.mp4")
+    return FileResponse(record.video_path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
 
 @router.delete("/{job_id}", operation_id="cancel_job", responses=_ERRORS)
 async def cancel_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
-    record = _record(jobs, job_id)
+    record = await _record(jobs, job_id)
     if not await jobs.cancel(job_id):
         raise ApiError(409, "finished", f"job {job_id} is already {record.status}")
-    return _public(request, _record(jobs, job_id))
+    return _public(request, await _record(jobs, job_id))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from protocol import ModelPublic, ModelsPublic
-from service.inference.runtime import ModelRuntime
+from service.inference.runtime import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-def _public(loaded: ModelRuntime) -> ModelPublic:
+def _public(loaded: ModelInfo) -> ModelPublic:
     preset = loaded.preset
     return ModelPublic(
         name=preset.name,
@@ -24,5 +24,5 @@ def _public(loaded: ModelRuntime) -> ModelPublic:
 
 @router.get("/models", operation_id="list_models")
 def list_models(request: Request) -> ModelsPublic:
-    runtime = getattr(request.app.state, "runtime", None)
-    return ModelsPublic(models=[_public(m) for m in runtime.models.values()] if runtime else [])
+    catalog = getattr(request.app.state, "catalog", None)
+    return ModelsPublic(models=[_public(m) for m in catalog.models.values()] if catalog else [])

@@ -14,9 +14,10 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
 from protocol.stream import (
@@ -30,18 +31,13 @@ from protocol.stream import (
     ErrorMessage,
     ReadyMessage,
     ResultMessage,
+    ResumedMessage,
     unpack_frame,
 )
 from service.auth import is_authorised
 from service.config import Settings
-from service.detection import parse_client_boxes
-from service.images import decode_image
-from service.inference.runtime import InferenceRuntime, UnknownModelError
-from service.media import MediaError
 from service.metrics import ServiceMetrics
-from service.streaming.boxes import detections_array
-from service.streaming.factory import SessionFactory
-from service.streaming.session import FrameOutcome, StreamFrame, StreamSession
+from service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
 
 __all__ = ["router"]
 
@@ -51,6 +47,9 @@ _CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MAX_BAD_MESSAGES = 20
 MAX_PENDING_BOXES = 64
 
+# (stream id, error sink) -> the stream's feed; the app picks local or remote at start-up
+FeedOpener = Callable[[str, ErrorSink], LiveFeed]
+
 
 class _Closing(Exception):
     def __init__(self, code: int, reason: str):
@@ -59,19 +58,13 @@ class _Closing(Exception):
 
 
 class LiveStream:
-    """State of one WebSocket connection."""
+    """State of one WebSocket connection: the protocol side; the feed does the pose work."""
 
-    def __init__(self, ws: WebSocket, settings: Settings, runtime: InferenceRuntime, sessions: SessionFactory,
-                 metrics: ServiceMetrics):  # fmt: skip
-        self.ws, self.settings, self.runtime, self.sessions, self.metrics = (
-            ws,
-            settings,
-            runtime,
-            sessions,
-            metrics,
-        )
+    def __init__(self, ws: WebSocket, settings: Settings, metrics: ServiceMetrics, open_feed: FeedOpener):
+        self.ws, self.settings, self.metrics = ws, settings, metrics
         self.stream_id = uuid.uuid4().hex[:12]
-        self.session: StreamSession | None = None
+        self.feed: LiveFeed = open_feed(self.stream_id, self.error)
+        self.ready: ReadyMessage | None = None
         self.ack_window = settings.ack_window
         self.unacked: deque[int] = deque()  # frame ids of results sent and not yet acknowledged
         self.sent = 0
@@ -79,13 +72,14 @@ class LiveStream:
         self.next_id = 0
         self.pending_boxes: dict[int, list[list[float]]] = {}
         self.arrivals: deque[float] = deque()
+        self.arrived_at: dict[int, float] = {}  # frame id -> arrival here, for the latency
         self.bad_messages = 0
         self.frames = 0
         self.dropped = 0
         self.send_lock = asyncio.Lock()
 
-    async def send(self, message: object) -> None:
-        data = message.model_dump_json()  # type: ignore[attr-defined]
+    async def send(self, message: BaseModel) -> None:
+        data = message.model_dump_json()
         async with self.send_lock:
             try:
                 await asyncio.wait_for(self.ws.send_text(data), timeout=self.settings.ack_timeout_s)
@@ -100,32 +94,16 @@ class LiveStream:
             raise _Closing(4000, "too many bad messages")
 
     async def configure(self, config: ConfigMessage) -> None:
-        if self.session is not None:
+        if self.ready is not None:
             await self.error("invalid_message", "config must come before the first frame and only once")
             return
         try:
-            model = self.runtime.get(config.model)
-            self.session = self.sessions.new(
-                self.stream_id,
-                model,
-                live=True,
-                lookahead=config.lookahead,
-                box_mode=config.detector,
-                detect_every=config.detect_every,
-            )
-        except (UnknownModelError, ValueError) as exc:
-            await self.error("invalid_config", str(exc))
+            self.ready = await self.feed.open(config)
+        except FeedConfigError as exc:
+            await self.error(exc.kind, str(exc))
             return
-        self.ack_window = config.ack_window or self.settings.ack_window
-        await self.send(
-            ReadyMessage(
-                stream_id=self.stream_id,
-                model=model.name,
-                lookahead=self.session.options.lookahead,
-                ack_window=self.ack_window,
-                joints=list(model.preset.layout.joints),
-            )
-        )
+        self.ack_window = self.ready.ack_window
+        await self.send(self.ready)
 
     async def on_text(self, text: str) -> bool:
         """Handle a control message; True when the client ended the stream."""
@@ -159,35 +137,20 @@ class LiveStream:
         image_bytes, frame_id, timestamp = unpack_frame(data)
         frame_id = self.next_id if frame_id is None else frame_id
         self.next_id = frame_id + 1
-        if self.session is None:
+        if self.ready is None:
             if self.settings.require_config:
                 await self.error("config_required", "send a config message before the first frame", frame_id)
                 return
             await self.configure(ConfigMessage())
-            if self.session is None:
+            if self.ready is None:
                 return
         reason = self._rate_limited()
-        start = time.perf_counter()
-        try:
-            image = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: decode_image(image_bytes, max_pixels=self.settings.max_frame_pixels)
-            )
-            self.metrics.observe_stage("decode", time.perf_counter() - start)
-        except MediaError as exc:
-            await self.error(exc.kind, f"frame {frame_id}: {exc}", frame_id)
-            return
-        boxes = None
-        raw_boxes = self.pending_boxes.pop(frame_id, None)
-        if raw_boxes is not None:
-            try:
-                boxes = detections_array(parse_client_boxes(raw_boxes, (image.shape[1], image.shape[0])))
-            except ValueError as exc:
-                await self.error("invalid_boxes", f"frame {frame_id}: {exc}", frame_id)
-        if reason is None and self.frames - self.sent > 2 * self.ack_window + self.session.options.lookahead:
+        if reason is None and self.frames - self.sent > 2 * self.ack_window + self.ready.lookahead:
             reason = "client_behind: results are not being read or acknowledged"
         self.frames += 1
-        frame = StreamFrame(frame_id, image, timestamp=timestamp, client_boxes=boxes, skip_reason=reason)
-        await self.session.push(frame)
+        self.arrived_at[frame_id] = time.monotonic()
+        boxes = self.pending_boxes.pop(frame_id, None)
+        await self.feed.push(image_bytes, frame_id, timestamp, boxes, reason)
 
     def _rate_limited(self) -> str | None:
         now = time.monotonic()
@@ -199,17 +162,17 @@ class LiveStream:
         return None
 
     async def deliver(self) -> None:
-        """Send every outcome in order, never more than ``ack_window`` unacknowledged results."""
-        while self.session is None:
-            await self.ack_changed.wait()
-            self.ack_changed.clear()
-        async for outcome in self.session.outcomes():
+        """Send every reply in order, never more than ``ack_window`` unacknowledged results."""
+        async for reply in self.feed.replies():
+            if isinstance(reply, ResumedMessage):  # not a frame's answer: no ack needed
+                await self.send(reply)
+                continue
             await self._wait_for_window()
             start = time.perf_counter()
-            await self.send(self._message(outcome))
+            await self.send(self._counted(reply))
             self.metrics.observe_stage("send", time.perf_counter() - start)
             self.sent += 1
-            self.unacked.append(outcome.frame.frame_id)
+            self.unacked.append(reply.frame_id)
 
     async def _wait_for_window(self) -> None:
         deadline = time.monotonic() + self.settings.ack_timeout_s
@@ -221,21 +184,17 @@ class LiveStream:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ack_changed.wait(), timeout=remaining)
 
-    def _message(self, outcome: FrameOutcome) -> object:
-        frame = outcome.frame
-        if outcome.poses is not None:
+    def _counted(self, reply: ResultMessage | DroppedMessage) -> BaseModel:
+        """Count the reply; a result's latency is measured here, from the frame's arrival on this node."""
+        arrived = self.arrived_at.pop(reply.frame_id, None)
+        if isinstance(reply, ResultMessage):
             self.metrics.frames.labels("live").inc()
-            latency = (time.monotonic() - frame.arrived) * 1000.0
-            return ResultMessage(
-                frame_id=frame.frame_id,
-                timestamp=frame.timestamp,
-                persons=outcome.poses.persons,
-                latency_ms=latency,
-            )
+            if arrived is None:
+                return reply
+            return reply.model_copy(update={"latency_ms": (time.monotonic() - arrived) * 1000.0})
         self.dropped += 1
-        reason = outcome.dropped or outcome.error or "unknown"
-        self.metrics.frames_dropped.labels(reason.split(":")[0]).inc()
-        return DroppedMessage(frame_id=frame.frame_id, reason=reason)
+        self.metrics.frames_dropped.labels(reply.reason.split(":")[0]).inc()
+        return reply
 
 
 @router.websocket("/v1/stream")
@@ -262,7 +221,7 @@ async def stream(ws: WebSocket) -> None:
         )
         await ws.close(4029, "too many concurrent streams")
         return
-    live = LiveStream(ws, settings, app.state.runtime, app.state.sessions, app.state.metrics)
+    live = LiveStream(ws, settings, app.state.metrics, app.state.open_feed)
     app.state.streams[live.stream_id] = live
     app.state.metrics.active_streams.inc()
     sender = asyncio.create_task(live.deliver())
@@ -280,9 +239,7 @@ async def stream(ws: WebSocket) -> None:
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-        if live.session is not None:
-            for runtime in app.state.runtime.models.values():
-                await runtime.engine.batcher.cancel_stream(live.stream_id, "stream closed")
+        await live.feed.close()
         app.state.streams.pop(live.stream_id, None)
         app.state.metrics.active_streams.dec()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
@@ -313,8 +270,8 @@ async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
                 await live.on_frame(message["bytes"])
         elif message.get("text") is not None and await live.on_text(message["text"]) and not ended:
             ended = True
-            if live.session is None:
+            if live.ready is None:
                 receive.cancel()
                 return
-            await live.session.end()  # the sender finishes once the last result is acknowledged
+            await live.feed.end()  # the sender finishes once the last result is acknowledged
         live.ack_changed.set()  # wakes a sender waiting for the session to exist

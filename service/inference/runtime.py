@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -23,7 +25,15 @@ from service.inference.engine import InferenceEngine
 from service.inference.worker import InferenceWorker
 from service.metrics import ServiceMetrics
 
-__all__ = ["DeviceUnavailableError", "InferenceRuntime", "ModelRuntime", "UnknownModelError"]
+__all__ = [
+    "DeviceUnavailableError",
+    "InferenceRuntime",
+    "ModelCatalog",
+    "ModelInfo",
+    "ModelRuntime",
+    "UnknownModelError",
+    "parse_model_spec",
+]
 
 log = logging.getLogger("tdmi.inference")
 
@@ -37,10 +47,11 @@ class UnknownModelError(ValueError):
 
 
 @dataclass
-class ModelRuntime:
+class ModelInfo:
+    """What a client may know of a model: enough to validate requests and describe it."""
+
     preset: ModelPreset
     checkpoint: Path | None
-    engine: InferenceEngine
 
     @property
     def name(self) -> str:
@@ -54,6 +65,24 @@ class ModelRuntime:
             edges=list(layout.skeleton),
             flip_pairs=list(layout.flip_pairs),
         )
+
+
+@dataclass
+class ModelRuntime(ModelInfo):
+    """A loaded model with the engine that batches its work."""
+
+    engine: InferenceEngine
+
+
+class ModelCatalog(Protocol):
+    """The models requests may name: loaded here (embedded) or on the workers (scale-out)."""
+
+    @property
+    def models(self) -> Mapping[str, ModelInfo]: ...
+
+    def get(self, name: str | None) -> ModelInfo:
+        """The named model, or the default one for None; raises ``UnknownModelError``."""
+        ...
 
 
 def parse_model_spec(spec: str) -> tuple[ModelPreset, Path | None]:

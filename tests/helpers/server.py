@@ -22,21 +22,27 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Starts ``python -m service.cli serve`` with settings in the environment; waits for /readyz."""
+    """Starts ``python -m service.cli serve`` (or ``worker``) with settings in the environment;
+    ``wait_ready`` waits for /readyz."""
 
     def __init__(
-        self, data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        command: str = "serve",
     ):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}"
-        self.log_path = data_dir / f"server-{self.port}.log"
+        self.log_path = data_dir / f"{command}-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
             "-m",
             "service.cli",
-            "serve",
+            command,
             "--port",
             str(self.port),
             "--data-dir",

@@ -1,0 +1,47 @@
+"""The models an API node may accept requests for: those its live workers serve."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from model.presets import get_preset
+from protocol import WorkerPublic
+from service.inference.runtime import ModelInfo, UnknownModelError
+
+__all__ = ["ClusterCatalog"]
+
+
+class ClusterCatalog:
+    """Refreshed from the workers' reports; before any worker is up, the node's own model list
+    stands in, so that jobs can be queued for workers that are still starting."""
+
+    def __init__(self, configured: list[str]):
+        # names only: the checkpoints are the workers' files
+        self._configured = [get_preset(spec.partition("=")[0].strip()).name for spec in configured]
+        self._models: dict[str, ModelInfo] = {
+            name: ModelInfo(get_preset(name), None) for name in self._configured
+        }
+
+    @property
+    def models(self) -> Mapping[str, ModelInfo]:
+        return self._models
+
+    def update(self, workers: list[WorkerPublic]) -> None:
+        served = {
+            m.name: ModelInfo(get_preset(m.name), Path(m.checkpoint) if m.checkpoint else None)
+            for w in workers
+            for m in w.models
+        }
+        if served:
+            self._models = served
+
+    def get(self, name: str | None) -> ModelInfo:
+        if name is None:
+            name = next((n for n in self._configured if n in self._models), next(iter(self._models)))
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UnknownModelError(
+                f"model {name!r} is not served by any worker; served: {', '.join(self._models)}"
+            ) from None

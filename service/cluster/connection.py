@@ -1,0 +1,81 @@
+"""Redis connections that survive a Redis restart: backoff for loops, a watch for readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect"]
+
+log = logging.getLogger("tdmi.cluster")
+
+# what a restarting or unreachable Redis raises; loops wait and try again
+TRANSIENT: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+BLOCK_MS = 1000  # blocking reads wake up this often, so loops notice a stop
+
+
+def connect(url: str) -> Redis:
+    """A client with bounded waits: a dead Redis fails calls in seconds, never hangs them.
+
+    Pooled connections opened before a Redis restart are dead; a call that meets one retries on
+    a fresh connection instead of failing.
+    """
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=BLOCK_MS / 1000 + 5,
+        health_check_interval=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+class Backoff:
+    """Exponential waits between reconnection attempts, reset by a success."""
+
+    def __init__(self, first_s: float = 0.1, cap_s: float = 5.0):
+        self.first_s, self.cap_s = first_s, cap_s
+        self.delay_s = first_s
+
+    async def wait(self, what: str, exc: BaseException) -> None:
+        log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, self.delay_s)
+        await asyncio.sleep(self.delay_s)
+        self.delay_s = min(self.delay_s * 2, self.cap_s)
+
+    def reset(self) -> None:
+        self.delay_s = self.first_s
+
+
+class RedisWatch:
+    """Pings Redis every ``interval_s``; tells ``on_change`` the reason it is unreachable, or None."""
+
+    def __init__(self, redis: Redis, interval_s: float, on_change: Callable[[str | None], None]):
+        self.redis, self.interval_s, self.on_change = redis, interval_s, on_change
+        self.reason: str | None = "connecting to redis"
+
+    async def check(self) -> bool:
+        try:
+            await self.redis.ping()
+            reason = None
+        except (RedisError, OSError) as exc:
+            reason = f"redis unreachable: {exc}"
+        if reason != self.reason:
+            (log.info if reason is None else log.warning)(
+                "redis %s", "reachable" if reason is None else reason
+            )
+            self.reason = reason
+            self.on_change(reason)
+        return reason is None
+
+    async def run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,45 @@
+"""Every Redis key the cluster uses, in one place (prefix ``tdmi:``)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "JOBS_GROUP",
+    "JOBS_QUEUED",
+    "JOBS_STREAM",
+    "WORKERS",
+    "api_node",
+    "inbox",
+    "job",
+    "replies",
+    "worker",
+]
+
+JOBS_STREAM = "tdmi:jobs"  # Stream: one entry per run of a job {job: id}
+JOBS_GROUP = "workers"  # its consumer group; consumers are worker ids
+JOBS_QUEUED = "tdmi:jobs:queued"  # Set of job ids waiting for a worker
+WORKERS = "tdmi:workers"  # Set of worker ids that registered (dead ones are pruned on read)
+
+
+def job(job_id: str) -> str:
+    """Hash: a job's state, progress, attempts and the token of the run that owns it."""
+    return f"tdmi:job:{job_id}"
+
+
+def worker(worker_id: str) -> str:
+    """String with a TTL: the worker's latest ``WorkerPublic`` report; gone when it stops beating."""
+    return f"tdmi:worker:{worker_id}"
+
+
+def inbox(worker_id: str) -> str:
+    """Stream: live-stream operations (open, frames, end, close) for one worker."""
+    return f"tdmi:inbox:{worker_id}"
+
+
+def api_node(node_id: str) -> str:
+    """String with a TTL: an API node is alive (its workers' streams are kept while it is)."""
+    return f"tdmi:api:{node_id}"
+
+
+def replies(node_id: str) -> str:
+    """Stream: live-stream replies from workers to the API node that holds the WebSockets."""
+    return f"tdmi:replies:{node_id}"

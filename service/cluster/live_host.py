@@ -1,0 +1,145 @@
+"""A worker's side of live streams: reads its inbox, runs one ``LocalFeed`` per pinned stream.
+
+Each stream has its own task that applies its operations in order, so a slow stream (decoding,
+a full batcher) never holds up the others; replies go to the Stream of the API node holding the
+WebSocket. Streams whose API node stopped beating are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+
+from protocol.stream import ErrorMessage, ResultMessage
+from service.cluster import keys
+from service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
+from service.cluster.messages import OPERATION, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp
+from service.metrics import ServiceMetrics
+from service.streaming.feed import FeedConfigError, LocalFeed
+
+__all__ = ["LiveHost"]
+
+log = logging.getLogger("tdmi.cluster.live")
+REPLIES_MAXLEN = 10_000  # per API node; a node reads its replies within milliseconds
+
+FeedMaker = Callable[..., LocalFeed]  # (stream_id, on_error) -> LocalFeed
+
+
+class _Hosted:
+    def __init__(self, open_op: OpenOp):
+        self.open_op = open_op
+        self.ops: asyncio.Queue[tuple[FrameOp | EndOp, bytes]] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.serving = False  # opened on this worker (counted in active_streams)
+
+
+class LiveHost:
+    def __init__(self, redis: Redis, worker_id: str, make_feed: FeedMaker, metrics: ServiceMetrics):
+        self.redis, self.worker_id, self.make_feed, self.metrics = redis, worker_id, make_feed, metrics
+        self.streams: dict[str, _Hosted] = {}
+
+    async def run(self) -> None:
+        """Read the inbox from its start: the key is this worker's own and new."""
+        inbox, last_id, backoff = keys.inbox(self.worker_id), "0", Backoff()
+        while True:
+            try:
+                answer: Any = await self.redis.xread({inbox: last_id}, count=256, block=BLOCK_MS)
+                backoff.reset()
+            except TRANSIENT as exc:
+                await backoff.wait("live inbox", exc)
+                continue
+            for _, entries in answer or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    self._dispatch(fields)
+                await self.redis.xtrim(inbox, minid=last_id)
+
+    async def reap(self) -> None:
+        """Close streams whose API node is gone (its WebSockets died with it)."""
+        for stream_id, hosted in list(self.streams.items()):
+            with contextlib.suppress(*TRANSIENT):
+                if not await self.redis.exists(keys.api_node(hosted.open_op.api_node)):
+                    log.info("stream %s: its API node %s is gone", stream_id, hosted.open_op.api_node)
+                    await self._close(stream_id)
+
+    async def stop(self) -> None:
+        for stream_id in list(self.streams):
+            await self._close(stream_id)
+
+    def _dispatch(self, fields: dict[bytes, bytes]) -> None:
+        try:
+            op = OPERATION.validate_json(fields[b"op"])
+        except (KeyError, ValidationError) as exc:  # written by our API nodes: a version mismatch
+            log.error("bad inbox entry: %s", exc)
+            return
+        if isinstance(op, OpenOp):
+            if op.stream_id in self.streams:
+                return
+            hosted = self.streams[op.stream_id] = _Hosted(op)
+            hosted.tasks.append(asyncio.create_task(self._serve(hosted), name=f"live-{op.stream_id}"))
+        elif isinstance(op, CloseOp):
+            asyncio.create_task(self._close(op.stream_id))  # noqa: RUF006  # awaited by its own cleanup
+        elif (hosted_stream := self.streams.get(op.stream_id)) is not None:
+            hosted_stream.ops.put_nowait((op, fields.get(b"data", b"")))
+
+    async def _serve(self, hosted: _Hosted) -> None:
+        stream_id, reply_to = hosted.open_op.stream_id, keys.replies(hosted.open_op.api_node)
+
+        async def send(message: BaseModel) -> None:
+            await self.redis.xadd(
+                reply_to,
+                {"stream": stream_id, "worker": self.worker_id, "msg": message.model_dump_json()},
+                maxlen=REPLIES_MAXLEN,
+                approximate=True,
+            )
+
+        async def on_error(kind: str, detail: str, frame_id: int | None) -> None:
+            await send(ErrorMessage(error=kind, detail=detail, frame_id=frame_id))
+
+        feed = self.make_feed(stream_id, on_error)
+        try:
+            try:
+                await send(await feed.open(hosted.open_op.config))
+            except FeedConfigError as exc:
+                await send(ErrorMessage(error=exc.kind, detail=str(exc)))
+                await send(FeedClosed())
+                return
+            hosted.serving = True
+            self.metrics.active_streams.inc()
+            pump = asyncio.create_task(self._pump(feed, send))
+            hosted.tasks.append(pump)
+            while True:
+                op, data = await hosted.ops.get()
+                if isinstance(op, EndOp):
+                    await feed.end()
+                    break
+                await feed.push(data, op.frame_id, op.timestamp, op.boxes, op.skip_reason)
+            await pump
+            await send(FeedClosed())
+        except TRANSIENT as exc:
+            log.warning("stream %s: lost redis (%s); closing it", stream_id, exc)
+        finally:
+            await feed.close()
+            self.streams.pop(stream_id, None)
+            if hosted.serving:
+                self.metrics.active_streams.dec()
+
+    async def _pump(self, feed: LocalFeed, send: Callable[[BaseModel], Awaitable[None]]) -> None:
+        async for reply in feed.replies():
+            if isinstance(reply, ResultMessage):
+                self.metrics.frames.labels("live").inc()
+            await send(reply)
+
+    async def _close(self, stream_id: str) -> None:
+        hosted = self.streams.get(stream_id)
+        if hosted is None:
+            return
+        for task in hosted.tasks:
+            task.cancel()
+        await asyncio.gather(*hosted.tasks, return_exceptions=True)

@@ -1,0 +1,161 @@
+"""One video job's work: decode -> session -> poses, the overlay video, progress reports.
+
+Shared by the embedded runner (SQLite) and the scale-out worker (Redis): both hand it a record,
+where to write the overlay, and a progress callback whose False answer (the job was cancelled
+or taken by someone else) stops the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+
+from protocol import FramePoses, JobResultPublic, VideoPublic
+from protocol.overlay import draw_poses
+from service.config import Settings
+from service.inference.runtime import InferenceRuntime
+from service.jobs.store import JobRecord
+from service.metrics import ServiceMetrics
+from service.streaming.factory import SessionFactory
+from service.streaming.session import StreamFrame, StreamSession
+from service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
+
+__all__ = ["JobProcessor", "ProgressReport"]
+
+PROGRESS_EVERY_S = 0.5
+
+# (frames done, frames total) -> keep going?
+ProgressReport = Callable[[int, int], Awaitable[bool]]
+
+
+class JobProcessor:
+    def __init__(
+        self,
+        runtime: InferenceRuntime,
+        sessions: SessionFactory,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        io: Executor,
+    ):
+        self.runtime = runtime
+        self.sessions = sessions
+        self.settings = settings
+        self.metrics = metrics
+        self.io = io
+
+    async def run(
+        self, record: JobRecord, report: ProgressReport, video_path: Path | None
+    ) -> JobResultPublic:
+        """Poses of every frame of the job's upload; writes the overlay to ``video_path`` if given.
+
+        Raises ``asyncio.CancelledError`` when ``report`` answers False.
+        """
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        path = record.input_path
+        if path is None:
+            raise RuntimeError(f"job {record.id} has no upload")
+        info = await loop.run_in_executor(
+            self.io,
+            lambda: probe_video(
+                path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds
+            ),
+        )
+        if not await report(0, info.num_frames):
+            raise asyncio.CancelledError
+        model = self.runtime.get(record.model)
+        options = record.options
+        boxes = {int(k): np.asarray(v, dtype=np.float32) for k, v in (options.get("boxes") or {}).items()}
+        session = self.sessions.new(
+            f"job-{record.id}",
+            model,
+            live=False,
+            lookahead=options.get("lookahead"),
+            box_mode="client" if boxes else "auto",
+        )
+        writer = OverlayWriter.for_video(video_path, info) if video_path is not None else None
+        producer = asyncio.create_task(self._feed(session, path, boxes))
+        frames: list[FramePoses] = []
+        last_progress = time.monotonic()
+        skeleton = model.preset.layout.skeleton
+        try:
+            async for outcome in session.outcomes():
+                if outcome.error is not None:
+                    raise RuntimeError(f"frame {outcome.frame.frame_id}: {outcome.error}")
+                assert outcome.poses is not None
+                frames.append(outcome.poses)
+                if writer is not None:
+                    image, poses = outcome.frame.image, outcome.poses
+                    await loop.run_in_executor(
+                        self.io, _render, writer, image, poses, skeleton, outcome.frame
+                    )
+                if time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                    if not await report(len(frames), info.num_frames):
+                        raise asyncio.CancelledError
+                    last_progress = time.monotonic()
+            await producer  # a decoding error surfaces here and fails the job
+            if writer is not None:
+                await loop.run_in_executor(self.io, writer.close)
+                writer = None
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
+            if writer is not None:
+                writer.abort()
+        await report(len(frames), len(frames))
+        self.metrics.frames.labels("job").inc(len(frames))
+        return JobResultPublic(
+            job_id=record.id,
+            model=model.name,
+            video=VideoPublic(width=info.width, height=info.height, fps=float(info.fps), frames=len(frames)),
+            skeleton=model.skeleton(),
+            frames=frames,
+        )
+
+    async def _feed(self, session: StreamSession, path: Path, boxes: dict[int, np.ndarray]) -> None:
+        """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding."""
+        loop = asyncio.get_running_loop()
+        frames: Iterator[DecodedFrame] = iter_frames(path)
+        try:
+            while True:
+                start = time.perf_counter()
+                decoded = await loop.run_in_executor(self.io, next, frames, None)
+                self.metrics.observe_stage("decode", time.perf_counter() - start)
+                if decoded is None:
+                    break
+                client = boxes.get(decoded.index)
+                if boxes and client is None:
+                    client = np.zeros((0, 5), dtype=np.float32)
+                frame = StreamFrame(
+                    frame_id=decoded.index,
+                    image=decoded.image,
+                    pts=decoded.seconds,
+                    ticks=decoded.pts,
+                    client_boxes=client,
+                )
+                await session.push(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await session.end()  # the consumer drains what was decoded, then the error fails the job
+            raise
+        await session.end()
+
+
+def _render(
+    writer: OverlayWriter,
+    image: np.ndarray,
+    poses: FramePoses,
+    skeleton: Sequence[tuple[int, int]],
+    frame: StreamFrame,
+) -> None:
+    writer.write(
+        draw_poses(image, poses.persons, skeleton), frame.ticks if frame.ticks is not None else poses.index
+    )
