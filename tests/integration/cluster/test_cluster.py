@@ -43,8 +43,14 @@ def test_jobs_spread_over_two_workers_with_equal_results(make_cluster, synth_vid
     results = [result(api, job_id) for job_id in job_ids]
     assert all(_same_poses(r, results[0]) for r in results)  # the same video, the same poses
     assert len(results[0]["frames"]) == synth_video.frames
-    workers = {w["worker_id"]: w for w in httpx.get(f"{api.base}/v1/workers").json()["workers"]}
+    listing = httpx.get(f"{api.base}/v1/workers").json()
+    assert listing["mode"] == "cluster"
+    workers = {w["worker_id"]: w for w in listing["workers"]}
     assert all(w["frames"] > 0 and w["models"][0]["name"] == "tdmi-tiny" for w in workers.values())
+    assert all(sum(w["batches"].values()) > 0 for w in workers.values())
+    for worker in cluster.workers.values():  # each worker's own Prometheus endpoint
+        text = httpx.get(f"{worker.base}/metrics").text
+        assert 'tdmi_frames_total{kind="job"}' in text and "tdmi_batch_size_clips_bucket" in text
 
 
 def test_two_api_nodes_serve_the_same_job(make_cluster, synth_video: SynthVideo) -> None:
