@@ -3,6 +3,8 @@
 ``SessionBoxes`` is the ``BoxProvider`` of a session. Client boxes win when a frame has them.
 Otherwise the detector runs on its cadence (every ``detect_every`` frames, and whenever no
 track is left to follow); in between, each track's box is propagated from its latest keypoints.
+A live stream sends frame t+1 before frame t's keypoints are back: until the first keypoints
+arrive, the boxes of the frame before are carried over as they are.
 """
 
 from __future__ import annotations
@@ -35,20 +37,25 @@ class SessionBoxes:
         self.schedule = DetectionSchedule(detect_every)
         self.executor = executor
         self._on_stage = on_stage
+        self._last = np.zeros((0, 5), dtype=np.float32)  # the boxes of the frame before
 
     async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
         if frame.client_boxes is not None and self.mode != "detector":
             return frame.client_boxes
         if self.mode == "client" or self.detector is None:
             return np.zeros((0, 5), dtype=np.float32)
-        propagated = self._propagate(previous, frame.image.shape)
-        if not self.schedule.should_detect(tracked=len(previous), propagated=len(propagated)):
-            return propagated
-        start = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(self.executor, self.detector.detect, frame.image)
-        self._on_stage("detect", time.perf_counter() - start)
-        return detections_array(found)
+        if previous:
+            tracked, propagated = len(previous), self._propagate(previous, frame.image.shape)
+        else:  # no keypoints back yet: follow the boxes of the frame before
+            tracked, propagated = len(self._last), self._last
+        if self.schedule.should_detect(tracked=tracked, propagated=len(propagated)):
+            start = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self.executor, self.detector.detect, frame.image)
+            self._on_stage("detect", time.perf_counter() - start)
+            propagated = detections_array(found)
+        self._last = propagated
+        return propagated
 
     @staticmethod
     def _propagate(previous: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:

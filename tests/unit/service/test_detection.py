@@ -3,6 +3,8 @@ propagation from keypoints and the detector schedule."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ from service.detection import (
     parse_client_boxes,
 )
 from service.detection.onnx_yolo import letterbox, yolo_layout
+from service.streaming.boxes import SessionBoxes
+from service.streaming.session import StreamFrame
 
 DATA = Path(__file__).parents[2] / "data" / "detection"
 
@@ -350,3 +354,32 @@ def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
     assert all(DetectionSchedule(every=1).should_detect(0, 0) for _ in range(3))
     with pytest.raises(ValueError, match=">= 1 frame"):
         DetectionSchedule(every=0)
+
+
+class _CountingDetector:
+    """Finds the same two people in every image and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> Detections:
+        self.calls += 1
+        return Detections(np.array([[10, 10, 50, 90], [60, 10, 100, 90]]), np.array([0.9, 0.8]))
+
+
+def test_a_live_stream_follows_the_last_boxes_until_keypoints_come_back() -> None:
+    """Frame t+1 is boxed before frame t's keypoints exist: it must not come out empty."""
+    detector = _CountingDetector()
+    boxes = SessionBoxes("auto", detector, 3, ThreadPoolExecutor(1))
+    image = np.zeros((120, 160, 3), np.uint8)
+
+    async def frames() -> list[np.ndarray]:
+        return [await boxes.boxes_for(StreamFrame(i, image), {}) for i in range(4)]
+
+    found = asyncio.run(frames())
+    assert [len(b) for b in found] == [2, 2, 2, 2]
+    assert detector.calls == 2  # frame 0, then frame 3 on the cadence; frames 1-2 carried over
+    assert np.array_equal(found[1], found[0])
+    keypoints = {7: np.array([[20.0, 20.0, 0.9], [40.0, 80.0, 0.9], [30.0, 50.0, 0.9]])}
+    moved = asyncio.run(boxes.boxes_for(StreamFrame(4, image), keypoints))
+    assert len(moved) == 1  # once keypoints are back, they lead
