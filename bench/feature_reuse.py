@@ -1,6 +1,6 @@
 """Feature reuse against exact mode: PoseTrack mAP and person-frames per second, in one run.
 
-    python -m bench.feature_reuse [--data DIR | --videos 8 --frames 30 --seed 3]
+    python -m bench.feature_reuse [--data DIR | --videos 8 --frames 40 --seed 3]
         [--drift 0.75 0.85 0.9] [--streams 2] [--max-batch 16] [--json]
 
 Synthetic held-out video (``tdmi synth``, generated here unless ``--data`` names a directory that
@@ -11,11 +11,12 @@ settings for every mode. Exact mode crops every clip with its key frame's box; r
 track with an anchor box kept while the box's IoU with it stays at or above the drift threshold,
 and reuses per-frame backbone features (``service.inference.feature_cache``).
 
-Timing: the videos run in groups of ``--streams`` concurrent streams; each group runs once per
-mode, modes interleaved (the order rotates from group to group), so slow spells of a shared machine
-hit every mode alike. A warm-up group (not counted) runs first. Throughput is person-frames per
-second of wall time from the first frame pushed to the last result out; the table gives the median
-over groups and the median of the per-group ratios to exact mode. Accuracy: every frame's results
+Timing: the videos run in groups of ``--streams`` concurrent streams; in each of ``--repeats``
+passes every group runs once per mode, modes interleaved (the order rotates from group to group
+and pass to pass), so slow spells of a shared machine hit every mode alike. A warm-up group (not
+counted) runs first. Throughput is person-frames per second of wall time from the first frame
+pushed to the last result out; the table gives the median over the timed runs and the median of
+the paired (same group, same pass) ratios to exact mode. Accuracy: every frame's results
 of a mode, scored with the PoseTrack evaluator (poseval's numbers) against the ground truth.
 """
 
@@ -231,9 +232,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     groups = [videos[i : i + args.streams] for i in range(0, len(videos), args.streams)]
     runs: dict[str, list[Run]] = {name: [] for name, _ in modes}
-    for g, group in enumerate(groups):
-        for name, drift in modes[g % len(modes) :] + modes[: g % len(modes)]:
-            runs[name].append(asyncio.run(run_group(worker, group, drift, args.max_batch)))
+    for turn in range(args.repeats):
+        for g, group in enumerate(groups):
+            first = (g + turn) % len(modes)
+            for name, drift in modes[first:] + modes[:first]:
+                runs[name].append(asyncio.run(run_group(worker, group, drift, args.max_batch)))
 
     gt = {v.name: v.annotation for v in videos}
     rows = []
@@ -276,6 +279,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "person_frames": sum(v.person_frames for v in videos),
         "groups": len(groups),
         "streams_per_group": args.streams,
+        "repeats": args.repeats,
         "max_batch": args.max_batch,
         "flop_ceiling": ceiling,
         "rows": rows,
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data", help="a directory `tdmi synth --split val` wrote (default: generate one)")
     parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--seed", type=int, default=3, help="held out: the demo model trained on seed 1")
     parser.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
     parser.add_argument(
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--streams", type=int, default=2, help="concurrent streams per timed group")
     parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes over the groups")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if any(not 0 < d <= 1 for d in args.drift):
@@ -313,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         f"reuse is at most {ceiling['max_speedup']:.2f}x exact by FLOPs"
     )
     print(
-        f"{report['groups']} groups of {report['streams_per_group']} streams, max batch {report['max_batch']}"
+        f"{report['groups']} groups of {report['streams_per_group']} streams x {report['repeats']} passes, "
+        f"max batch {report['max_batch']}"
     )
     print_table(
         ["mode", "mAP", "person-frames/s", "x exact", "backbone/pf", "re-anchors/100pf", "median shift px"],

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "frame's backbone features once for the 2d+1 clips that read them (backend torch only)",
     )
     reuse_drift_iou: float = Field(
-        default=0.8,
+        default=0.85,
         gt=0,
         le=1,
         description="feature reuse: re-crop a track when its box's IoU with the kept box falls below this",

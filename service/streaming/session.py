@@ -73,7 +73,7 @@ class SessionOptions:
     staleness_s: float | None = None  # live frames waiting longer than this are dropped
     max_in_flight: int = 8  # frames submitted but not yet consumed (video jobs wait beyond it)
     feature_reuse: bool = False  # crop tracks with anchors and reuse per-frame backbone features
-    reuse_drift_iou: float = 0.8  # re-anchor a track when its box's IoU with the anchor falls below
+    reuse_drift_iou: float = 0.85  # re-anchor a track when its box's IoU with the anchor falls below
 
 
 class InferenceQueue(Protocol):

@@ -13,10 +13,11 @@ import numpy as np
 from tests.helpers.server import ServerProcess
 from tests.integration.conftest import SynthVideo
 
-# measured 2026-11-21 on this video (demo checkpoint, drift IoU 0.8): 0.28 px median shift, 94 % of
-# joints within 4 px of exact mode; the bounds leave room for other CPUs and library versions
+# measured 2026-11-21 on this video (demo checkpoint, default drift IoU 0.85): median shift 0.0 px
+# (most crops are the exact ones), 98.6 % of 493 joints within 4 px of exact mode, 90th percentile
+# 1.1 px; the bounds leave room for other CPUs and library versions
 MAX_MEDIAN_SHIFT_PX = 1.5
-MIN_SHARE_WITHIN_4PX = 0.8
+MIN_SHARE_WITHIN_4PX = 0.9
 
 
 def _job_keypoints(server: ServerProcess, video: SynthVideo) -> list[dict]:
@@ -44,9 +45,7 @@ def _served(tmp_path: Path, video: SynthVideo, env: dict[str, str]) -> list[dict
 
 def test_reuse_mode_stays_close_to_exact_mode(tmp_path: Path, synth_video: SynthVideo) -> None:
     exact = _served(tmp_path / "exact", synth_video, {})
-    reuse = _served(
-        tmp_path / "reuse", synth_video, {"TDMI_FEATURE_REUSE": "true", "TDMI_REUSE_DRIFT_IOU": "0.8"}
-    )
+    reuse = _served(tmp_path / "reuse", synth_video, {"TDMI_FEATURE_REUSE": "true"})
     assert [f["index"] for f in reuse] == list(range(synth_video.frames))  # every frame, in order
     shifts = []
     for a, b in zip(exact, reuse, strict=True):
