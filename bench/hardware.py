@@ -15,7 +15,14 @@ import torch
 
 from bench.timing import median_seconds
 
-__all__ = ["cpu_model", "describe_device", "device_from_name", "measure_peak_flops", "software_versions"]
+__all__ = [
+    "cpu_model",
+    "describe_device",
+    "device_from_name",
+    "measure_peak_flops",
+    "set_threads",
+    "software_versions",
+]
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,6 +40,19 @@ def device_from_name(name: str) -> torch.device:
                 f"--device {name}: no such CUDA device (this machine has {torch.cuda.device_count()})"
             )
     return device
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch's operators in this process (None: torch's default).
+
+    On a shared CPU, torch's OpenMP threads wait for each other at every operator: one of them
+    descheduled stalls the rest (2 threads on a busy 2-core machine ran a forward pass 40x
+    slower than 1 thread), so a busy machine is measured with ``--threads 1``.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise SystemExit(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def cpu_model() -> str:

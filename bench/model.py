@@ -4,7 +4,9 @@
                           [--repeats N] [--json]
 
 A clip is one person at one key frame (5 crops for TDMI presets, 1 image for HRNet presets).
-Every variant (see ``bench.variants``) runs the same weights (deterministic random values: an
+The variants of a preset take turns call by call at each batch size (so that on a shared machine
+they meet the same contention), each on a fresh random input. Every variant (see
+``bench.variants``) runs the same weights (deterministic random values: an
 untrained head is zero, which would hide every error) on fresh random inputs; its error
 is measured against eager fp32 on one fixed input of the same batch. FLOPs per clip are counted
 once per preset (``bench.flops``), and the share of eager time spent in the deformable
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 from typing import Any
 
 import torch
@@ -24,10 +27,10 @@ from torch import nn
 
 from bench.dcn import deformable_share
 from bench.flops import flops_per_clip
-from bench.hardware import device_from_name, measure_peak_flops
+from bench.hardware import device_from_name, measure_peak_flops, set_threads
 from bench.report import emit, print_table, report_header
-from bench.timing import Unavailable, median_seconds, synchronize
-from bench.variants import VARIANTS, build_runner, default_variants
+from bench.timing import Unavailable, synchronize, timed_call
+from bench.variants import VARIANTS, Runner, build_runner, default_variants
 from model.export import relative_error
 from model.presets import PRESETS, build_model, get_preset
 from tests.helpers.weights import randomize
@@ -50,11 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--variants", nargs="+", choices=list(VARIANTS), help="default: all but compile on CPU"
     )
     parser.add_argument("--repeats", type=int, help="timed calls per point (default 5 on CPU, 20 on GPU)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def main(args: argparse.Namespace) -> None:
     device = device_from_name(args.device)
+    set_threads(args.threads)
     gpu = device.type == "cuda"
     if gpu:
         torch.backends.cudnn.benchmark = True  # cuDNN autotuning, as the service does on a GPU
@@ -92,51 +97,73 @@ def measure(
     for name in presets:
         preset = get_preset(name)
         base = randomize(build_model(name)).to(device)
-        probes = {b: _probe(preset.input_shape(b), device) for b in batches}
-        with torch.inference_mode():
-            references = {b: base(x).float().cpu().numpy() for b, x in probes.items()}
-        fp32_speed: dict[int, float] = {}
+        runners: dict[str, Runner] = {}
         for label in ["eager-fp32", *(v for v in variants if v != "eager-fp32")]:
-            variant = VARIANTS[label]
             try:
-                runner = build_runner(variant, copy.deepcopy(base), preset, device)
+                runners[label] = build_runner(VARIANTS[label], copy.deepcopy(base), preset, device)
             except Unavailable as exc:
                 report["unavailable"].append({"preset": name, "variant": label, "reason": str(exc)})
-                continue
-            for batch in batches:
-                row = {"preset": name, "variant": label, "precision": variant.precision, "batch": batch}
-                try:
-                    seconds = median_seconds(
-                        runner,
-                        lambda s=preset.input_shape(batch): torch.randn(s, device=device),
-                        device,
-                        repeats,
-                    )
-                    error = relative_error(runner(probes[batch]).float().cpu().numpy(), references[batch])
-                except torch.OutOfMemoryError:
-                    report["unavailable"].append(
-                        {"preset": name, "variant": label, "reason": f"out of memory at batch {batch}"}
-                    )
-                    _release(device)
-                    break
-                if label == "eager-fp32":
-                    fp32_speed[batch] = seconds
-                achieved = report["flops_per_clip"][name] * batch / seconds
-                row.update(
+        rows = []
+        for batch in batches:
+            seconds = _interleaved(runners, preset.input_shape(batch), device, repeats, name, report)
+            probe = _probe(preset.input_shape(batch), device)
+            with torch.inference_mode():
+                reference = base(probe).float().cpu().numpy()
+            for label, median in seconds.items():
+                error = relative_error(runners[label](probe).float().cpu().numpy(), reference)
+                achieved = report["flops_per_clip"][name] * batch / median
+                fp32 = seconds.get("eager-fp32")
+                rows.append(
                     {
-                        "ms_per_batch": 1e3 * seconds,
-                        "clips_per_s": batch / seconds,
-                        "speedup_vs_eager_fp32": fp32_speed[batch] / seconds if batch in fp32_speed else None,
+                        "preset": name,
+                        "variant": label,
+                        "precision": VARIANTS[label].precision,
+                        "batch": batch,
+                        "ms_per_batch": 1e3 * median,
+                        "clips_per_s": batch / median,
+                        "speedup_vs_eager_fp32": fp32 / median if fp32 else None,
                         "rel_error_vs_fp32": error,
                         "achieved_tflops": achieved / 1e12,
-                        "utilisation": achieved / peaks.get(variant.precision, peaks["fp32"]),
+                        "utilisation": achieved / peaks.get(VARIANTS[label].precision, peaks["fp32"]),
                     }
                 )
-                report["rows"].append(row)
-            del runner
-            _release(device)
+        order = list(runners)
+        report["rows"] += sorted(rows, key=lambda r: (order.index(r["variant"]), r["batch"]))
+        runners.clear()
+        _release(device)
         report["deformable_conv_share"][name] = _dcn_shares(base, preset.input_shape(max(batches)), device)
     return report
+
+
+def _interleaved(
+    runners: dict[str, Runner],
+    shape: tuple[int, ...],
+    device: torch.device,
+    repeats: int,
+    preset: str,
+    report: dict[str, Any],
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Median seconds per call of every runner at one batch, the runners taking turns call by call.
+
+    Taking turns puts every variant under the same conditions (on a shared machine, the same
+    moments of contention). A runner out of device memory leaves the round, and the larger batches.
+    """
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for i in range(warmup + repeats):
+        for label in list(times):
+            try:
+                seconds = timed_call(runners[label], torch.randn(shape, device=device), device)
+            except torch.OutOfMemoryError:
+                del times[label], runners[label]
+                _release(device)
+                report["unavailable"].append(
+                    {"preset": preset, "variant": label, "reason": f"out of memory at batch {shape[0]}"}
+                )
+                continue
+            if i >= warmup:
+                times[label].append(seconds)
+    return {label: statistics.median(values) for label, values in times.items()}
 
 
 def _dcn_shares(network: nn.Module, shape: tuple[int, ...], device: torch.device) -> dict[str, float | None]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import device_from_name
+from bench.hardware import device_from_name, set_threads
 from bench.load import LoadResult, StreamLoad, person_boxes, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
@@ -65,11 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="duration of each load level")
     parser.add_argument("--baseline-frames", type=int, default=6, help="frames the naive baseline serves")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def main(args: argparse.Namespace) -> None:
     device = device_from_name(args.device)
+    set_threads(args.threads)
     gpu = device.type == "cuda"
     spec = args.model or ("tdmi-w48-384x288" if gpu else f"tdmi-tiny={DEMO_CHECKPOINT}")
     report = measure(
@@ -121,6 +123,7 @@ def measure(
         "max_batch": max_batch,
         "lookahead": d,
         "boxes": "client (no detector)",
+        "torch_threads": torch.get_num_threads(),
     }
     env = {
         "TDMI_DEVICE": str(device),
@@ -130,6 +133,7 @@ def measure(
         "TDMI_STALENESS_MS": "600000",  # measure queueing, do not hide it behind drops
         "TDMI_MAX_FPS": "10000",
         "TDMI_QUEUE_FRAMES": str(max(64, 2 * streams * inflight)),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),  # the server's torch threads: as this process's
     }
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as data:
         server = ServerProcess(Path(data), "--model", spec, "--backend", backend, env=env)

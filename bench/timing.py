@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["NOT_AVAILABLE", "Unavailable", "median_seconds", "percentile", "synchronize"]
+__all__ = ["NOT_AVAILABLE", "Unavailable", "median_seconds", "percentile", "synchronize", "timed_call"]
 
 T = TypeVar("T")
 NOT_AVAILABLE = "not available on this device"
@@ -40,16 +40,17 @@ def median_seconds(
     warmup: int = 2,
 ) -> float:
     """Median wall time of ``fn(fresh input)`` over ``repeats`` calls after ``warmup`` uncounted ones."""
-    times = []
-    for i in range(warmup + repeats):
-        x = make_input()
-        synchronize(device)
-        start = time.perf_counter()
-        fn(x)
-        synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [timed_call(fn, make_input(), device) for _ in range(warmup + repeats)]
+    return statistics.median(times[warmup:])
+
+
+def timed_call(fn: Callable[[T], object], x: T, device: torch.device) -> float:
+    """Seconds of one ``fn(x)``, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn(x)
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def percentile(values: Sequence[float], q: float) -> float:

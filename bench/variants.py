@@ -91,7 +91,9 @@ def _onnxruntime(provider: str) -> Callable[[nn.Module, ModelPreset, torch.devic
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(cache),
             }
-        session = ort.InferenceSession(str(path), providers=[(provider, options)])
+        settings = ort.SessionOptions()
+        settings.intra_op_num_threads = torch.get_num_threads()  # as many CPU threads as torch's variants
+        session = ort.InferenceSession(str(path), settings, providers=[(provider, options)])
         if device.type == "cpu":
             return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
         return _bound(session, preset, device)
