@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect"]
+__all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect", "follow"]
 
 log = logging.getLogger("tdmi.cluster")
 
@@ -52,6 +53,27 @@ class Backoff:
 
     def reset(self) -> None:
         self.delay_s = self.first_s
+
+
+async def follow(
+    redis: Redis, key: str, last_id: str, what: str, *, count: int, trim: bool = False
+) -> AsyncIterator[dict[bytes, bytes]]:
+    """The fields of every entry added to a Stream after ``last_id``, in order, waiting out Redis
+    outages; ``trim`` deletes entries once read (a Stream with one reader)."""
+    backoff = Backoff()
+    while True:
+        try:
+            answer: Any = await redis.xread({key: last_id}, count=count, block=BLOCK_MS)
+            entries = answer[0][1] if answer else []
+            if entries and trim:
+                await redis.xtrim(key, minid=entries[-1][0])
+            backoff.reset()
+        except TRANSIENT as exc:
+            await backoff.wait(what, exc)
+            continue
+        for entry_id, fields in entries:
+            last_id = entry_id
+            yield fields
 
 
 class RedisWatch:

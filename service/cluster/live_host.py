@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from protocol.stream import ErrorMessage, ResultMessage
 from service.cluster import keys
-from service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
+from service.cluster.connection import TRANSIENT, follow
 from service.cluster.messages import OPERATION, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp
 from service.metrics import ServiceMetrics
 from service.streaming.feed import FeedConfigError, LocalFeed
@@ -46,19 +45,10 @@ class LiveHost:
 
     async def run(self) -> None:
         """Read the inbox from its start: the key is this worker's own and new."""
-        inbox, last_id, backoff = keys.inbox(self.worker_id), "0", Backoff()
-        while True:
-            try:
-                answer: Any = await self.redis.xread({inbox: last_id}, count=256, block=BLOCK_MS)
-                backoff.reset()
-            except TRANSIENT as exc:
-                await backoff.wait("live inbox", exc)
-                continue
-            for _, entries in answer or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    self._dispatch(fields)
-                await self.redis.xtrim(inbox, minid=last_id)
+        async for fields in follow(
+            self.redis, keys.inbox(self.worker_id), "0", "live inbox", count=256, trim=True
+        ):
+            self._dispatch(fields)
 
     async def reap(self) -> None:
         """Close streams whose API node is gone (its WebSockets died with it)."""

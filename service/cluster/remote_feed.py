@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
@@ -27,7 +26,7 @@ from protocol.stream import (
     ResumedMessage,
 )
 from service.cluster import keys
-from service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
+from service.cluster.connection import TRANSIENT, Backoff, follow
 from service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
 from service.cluster.registry import Registry, least_loaded
 from service.streaming.feed import ErrorSink, FeedConfigError, FeedReply
@@ -52,23 +51,13 @@ class LiveLink:
 
     async def run(self) -> None:
         """Deliver replies to their feeds; replies that arrived while Redis was away are read too."""
-        stream, last_id, backoff = keys.replies(self.node_id), "$", Backoff()
-        while True:
-            try:
-                answer: Any = await self.redis.xread({stream: last_id}, count=512, block=BLOCK_MS)
-                backoff.reset()
-            except TRANSIENT as exc:
-                await backoff.wait("live replies", exc)
-                continue
-            for _, entries in answer or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    feed = self.feeds.get(fields[b"stream"].decode())
-                    if feed is not None:
-                        try:
-                            feed.on_reply(fields[b"worker"].decode(), REPLY.validate_json(fields[b"msg"]))
-                        except ValidationError as exc:
-                            log.error("bad reply from a worker: %s", exc)
+        async for fields in follow(self.redis, keys.replies(self.node_id), "$", "live replies", count=512):
+            feed = self.feeds.get(fields[b"stream"].decode())
+            if feed is not None:
+                try:
+                    feed.on_reply(fields[b"worker"].decode(), REPLY.validate_json(fields[b"msg"]))
+                except ValidationError as exc:
+                    log.error("bad reply from a worker: %s", exc)
 
     async def send(self, worker_id: str, op: BaseModel, data: bytes = b"") -> None:
         await self.redis.xadd(

@@ -39,17 +39,16 @@ class SynthVideo:
         return out
 
 
-@pytest.fixture(scope="session")
-def synth_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
-    root = tmp_path_factory.mktemp("synth")
+def make_synth_video(root: Path, frames: int, seed: int) -> SynthVideo:
+    """One small synthetic video (192x144, two or three people) with its PoseTrack annotations."""
     options = SynthOptions(
         out=root,
         videos=1,
         split="val",
-        frames=16,
+        frames=frames,
         width=192,
         height=144,
-        seed=7,
+        seed=seed,
         min_persons=2,
         max_persons=3,
     )
@@ -58,6 +57,11 @@ def synth_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
     data = json.loads(annotation.read_text())
     video = root / "videos" / "val" / f"{annotation.stem}.mp4"
     return SynthVideo(video, data, options.frames, options.width, options.height, options.fps)
+
+
+@pytest.fixture(scope="session")
+def synth_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
+    return make_synth_video(tmp_path_factory.mktemp("synth"), frames=16, seed=7)
 
 
 @pytest.fixture(scope="session")

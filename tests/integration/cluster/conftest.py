@@ -14,10 +14,9 @@ import cv2
 import httpx
 import pytest
 
-from model.data.synth import SynthOptions, generate_dataset
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo
+from tests.integration.conftest import SynthVideo, make_synth_video
 
 _databases = itertools.count(1)
 
@@ -42,23 +41,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def long_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
     """Long enough (64 frames) that a worker can be killed in the middle of its job."""
-    root = tmp_path_factory.mktemp("synth-long")
-    options = SynthOptions(
-        out=root,
-        videos=1,
-        split="val",
-        frames=64,
-        width=192,
-        height=144,
-        seed=11,
-        min_persons=2,
-        max_persons=3,
-    )
-    generate_dataset(options)
-    (annotation,) = (root / "annotations" / "val").glob("*.json")
-    data = json.loads(annotation.read_text())
-    video = root / "videos" / "val" / f"{annotation.stem}.mp4"
-    return SynthVideo(video, data, options.frames, options.width, options.height, options.fps)
+    return make_synth_video(tmp_path_factory.mktemp("synth-long"), frames=64, seed=11)
 
 
 @pytest.fixture(scope="session")
