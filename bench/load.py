@@ -2,7 +2,8 @@
 
 Two ways to load it. Closed loop (saturation): each stream keeps at most ``inflight`` frames
 unanswered, so the server always has work and its queue stays bounded. Open loop (a load level):
-each stream sends at a fixed rate on a fixed schedule whatever the answers do, as cameras do.
+each stream sends at a fixed rate on a fixed schedule whatever the answers do, as cameras do,
+the streams' schedules spread evenly over one frame interval (cameras are not in phase).
 Latency is from the moment a frame is sent to the moment its result is received, and so includes
 the lookahead: frame t can only be answered once frame t+d has been sent.
 """
@@ -62,7 +63,10 @@ class LoadResult:
 def run_streams(ws_base: str, streams: int, jpegs: list[bytes], load: StreamLoad) -> LoadResult:
     """Run ``streams`` concurrent streams of ``jpegs`` until every one has ended."""
     result = LoadResult()
-    threads = [threading.Thread(target=_stream, args=(ws_base, jpegs, load, result)) for _ in range(streams)]
+    threads = [
+        threading.Thread(target=_stream, args=(ws_base, jpegs, load, result, k / streams))
+        for k in range(streams)
+    ]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -72,7 +76,8 @@ def run_streams(ws_base: str, streams: int, jpegs: list[bytes], load: StreamLoad
     return result
 
 
-def _stream(ws_base: str, jpegs: list[bytes], load: StreamLoad, result: LoadResult) -> None:
+def _stream(ws_base: str, jpegs: list[bytes], load: StreamLoad, result: LoadResult, phase: float) -> None:
+    """One stream; an open-loop one starts ``phase`` (0..1) of a frame interval late."""
     sent: dict[int, float] = {}
     window = threading.Semaphore(load.inflight)
     boxes = person_boxes(load.persons)
@@ -106,7 +111,7 @@ def _stream(ws_base: str, jpegs: list[bytes], load: StreamLoad, result: LoadResu
 
         reader = threading.Thread(target=receive)
         reader.start()
-        start = time.perf_counter()
+        start = time.perf_counter() + (phase / load.fps if load.fps > 0 else 0.0)
         for i, jpeg in enumerate(jpegs):
             if load.fps > 0:
                 time.sleep(max(0.0, start + i / load.fps - time.perf_counter()))

@@ -37,7 +37,7 @@ from model.presets import build_model
 from service.config import DEMO_CHECKPOINT
 from service.detection.hog import HogPeopleDetector
 from service.images import decode_image
-from service.inference.backends import make_backend
+from service.inference.backends import BackendKind, Precision, make_backend
 from service.inference.runtime import parse_model_spec
 from service.inference.work import FrameWork
 from service.inference.worker import InferenceWorker
@@ -74,7 +74,13 @@ def main(args: argparse.Namespace) -> None:
 
 
 def measure(
-    spec: str, device: torch.device, backend: str, precision: str, persons: int, max_batch: int, repeats: int
+    spec: str,
+    device: torch.device,
+    backend: BackendKind,
+    precision: Precision,
+    persons: int,
+    max_batch: int,
+    repeats: int,
 ) -> dict[str, Any]:
     report = report_header("pipeline", device)
     preset, checkpoint = parse_model_spec(spec)
@@ -102,7 +108,7 @@ def measure(
     frames_per_batch = max(1, max_batch // persons)
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as cache:
         network = build_model(preset.name, checkpoint)
-        runner = make_backend(backend, network, preset, device, precision, Path(cache), "bench")  # type: ignore[arg-type]
+        runner = make_backend(backend, network, preset, device, precision, Path(cache), "bench")
     laps: dict[str, list[float]] = defaultdict(list)
     worker = InferenceWorker(preset, runner, device, max_batch, lambda stage, s: laps[stage].append(s))
     worker.warm_up()

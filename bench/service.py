@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -38,7 +37,8 @@ from bench.scrape import scrape
 from bench.timing import median_seconds, percentile
 from model.presets import ModelPreset, build_model
 from service.config import DEMO_CHECKPOINT
-from service.inference.backends import make_backend
+from service.images import decode_image
+from service.inference.backends import BackendKind, Precision, make_backend
 from service.inference.runtime import parse_model_spec
 from tests.helpers.server import ServerProcess
 
@@ -96,8 +96,8 @@ def measure(
     spec: str,
     device: torch.device,
     *,
-    backend: str,
-    precision: str,
+    backend: BackendKind,
+    precision: Precision,
     streams: int,
     persons: int,
     frames: int,
@@ -210,7 +210,12 @@ def _latency(result: LoadResult) -> dict[str, float | None]:
 
 
 def _model_alone(
-    spec: str, preset: ModelPreset, device: torch.device, backend: str, precision: str, batch: int
+    spec: str,
+    preset: ModelPreset,
+    device: torch.device,
+    backend: BackendKind,
+    precision: Precision,
+    batch: int,
 ) -> dict[str, Any]:
     """The service's backend alone at ``batch`` clips, on fresh random inputs."""
     _, checkpoint = parse_model_spec(spec)
@@ -222,7 +227,7 @@ def _model_alone(
             device,
             precision,
             Path(cache),
-            "bench",  # type: ignore[arg-type]
+            "bench",
         )
         seconds = median_seconds(
             runner, lambda: torch.randn(preset.input_shape(batch), device=device), device, 5
@@ -234,10 +239,7 @@ def _baseline(
     preset: ModelPreset, checkpoint: Path | None, device: torch.device, persons: int, count: int
 ) -> float:
     d = (preset.num_frames - 1) // 2
-    images = [
-        cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR_RGB)
-        for j in synthetic_jpegs(count + 2 * d, 1)
-    ]
+    images = [decode_image(j) for j in synthetic_jpegs(count + 2 * d, 1)]
     clips = [images[t - d : t + d + 1] for t in range(d, d + count)]
     naive = NaiveBaseline(build_model(preset.name, checkpoint), preset, device)
     return naive.person_frames_per_second(clips, np.array(person_boxes(persons)))

@@ -44,7 +44,7 @@ def _eager(
 
     def build(network: nn.Module, preset: ModelPreset, device: torch.device, cache: Path) -> Runner:
         if channels_last:
-            network = network.to(memory_format=torch.channels_last)
+            network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
 
         @torch.inference_mode()
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ def _compiled(precision: str) -> Callable[[nn.Module, ModelPreset, torch.device,
 
     def build(network: nn.Module, preset: ModelPreset, device: torch.device, cache: Path) -> Runner:
         if precision != "fp32":
-            network = network.to(memory_format=torch.channels_last)
+            network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         compiled = torch.compile(network, dynamic=False)
         return eager(compiled, preset, device, cache)  # type: ignore[arg-type]
 
