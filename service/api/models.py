@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from protocol import ModelPublic, ModelsPublic
+from service.deps import Authorised
 from service.inference.runtime import ModelInfo
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorised])
 
 
 def _public(loaded: ModelInfo) -> ModelPublic:
