@@ -71,7 +71,9 @@ class JobProcessor:
             raise asyncio.CancelledError
         model = self.runtime.get(record.model)
         options = record.options
-        boxes = {int(k): np.asarray(v, dtype=np.float32) for k, v in (options.get("boxes") or {}).items()}
+        given = options.get("boxes") or {}
+        # (N, 5) each, an empty list (nobody in the frame) too: a (0,) array failed the session
+        boxes = {int(k): np.asarray(v, dtype=np.float32).reshape(-1, 5) for k, v in given.items()}
         session = self.sessions.new(
             f"job-{record.id}",
             model,
