@@ -61,6 +61,7 @@ from tests.helpers.server import ServerProcess
 __all__ = ["add_arguments", "main", "measure"]
 
 POLL_S = 0.05
+STALL_S = 120  # a job whose state and frame count stay put this long is stuck: fail, do not wait
 WARMUP_STREAM_FRAMES = 10
 
 
@@ -284,10 +285,13 @@ def _run_jobs(api: ServerProcess, video: JobVideo, count: int) -> list[str]:
                 raise RuntimeError(f"job not accepted: {reply.status_code} {reply.text}")
             job_ids.append(reply.json()["job_id"])
         for job_id in job_ids:  # one request per poll: the earliest job not yet seen done
-            deadline = time.monotonic() + 600
+            seen: tuple[str, int] | None = None
+            since = time.monotonic()
             while (status := client.get(f"/v1/pose/{job_id}").json())["status"] in ("queued", "running"):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"job {job_id} not done after 600 s: {status}")
+                if (now := (status["status"], status["progress"]["frames_done"])) != seen:
+                    seen, since = now, time.monotonic()
+                elif time.monotonic() - since > STALL_S:
+                    raise RuntimeError(f"job {job_id} made no progress for {STALL_S} s: {status}")
                 time.sleep(POLL_S)
             if status["status"] != "done":
                 raise RuntimeError(f"job {job_id} ended {status['status']}: {status.get('error')}")
