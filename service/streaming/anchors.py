@@ -7,11 +7,11 @@ then grown from it exactly as in exact mode); when the person's current box drif
 IoU below ``min_iou``) the track is re-anchored on the current box, and the new anchor's frames
 are computed afresh.
 
-Identity before inference: the session's tracker numbers each frame's boxes when the frame is
-submitted (``PoseTracker.update`` on the boxes, which matches them by IoU, plus keypoint
-similarity once earlier results have come back), so anchors simply follow those track ids. A
-wrong association costs only accuracy of that frame's crop, never a mix-up of streams: a box far
-from the anchor of the id it got fails the IoU test and is re-anchored.
+Identity before inference: the session's tracker already numbers each frame's boxes when the
+frame is submitted (``PoseTracker.update`` on the boxes alone, i.e. Hungarian matching on IoU with
+each track's last box), so anchors simply follow those track ids; no second matcher is needed. A
+wrong association costs only that person's crop, never a mix-up between persons' results: a box
+far from the anchor of the id it got fails the IoU test and is re-anchored on itself.
 """
 
 from __future__ import annotations
