@@ -2,8 +2,8 @@
 with one worker against two (the scaling ratio), and the latency a live stream adds by going
 through Redis instead of staying in one embedded process.
 
-    python -m bench cluster [--jobs 4] [--frames 32] [--rounds 2] [--persons 2] [--threads 1]
-                            [--running-jobs 1] [--stream-frames 100] [--fps 5] [--stream-persons 1]
+    python -m bench cluster [--jobs 4] [--frames 32] [--rounds 3] [--persons 2] [--threads 1]
+                            [--running-jobs 1] [--stream-frames 120] [--fps 5] [--stream-persons 1]
                             [--lookahead 0] [--json]
 
 Set-up, all started side by side and kept up for the whole run: a real redis-server; cluster A,
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames", type=_at_least(1), default=32, help="frames per job video (320x240, 25 fps)"
     )
-    parser.add_argument("--rounds", type=_at_least(1), default=2, help="alternating measurement rounds")
+    parser.add_argument("--rounds", type=_at_least(1), default=3, help="alternating measurement rounds")
     parser.add_argument("--persons", type=_at_least(1), default=2, help="persons in each job video")
     parser.add_argument(
         "--threads", type=_at_least(1), default=1, help="torch threads of every server process"
@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TDMI_MAX_RUNNING_JOBS: jobs a worker runs at once",
     )
     parser.add_argument(
-        "--stream-frames", type=_at_least(1), default=100, help="live frames per mode, over all rounds"
+        "--stream-frames", type=_at_least(1), default=120, help="live frames per mode, over all rounds"
     )
     parser.add_argument("--fps", type=_positive_float, default=5.0, help="rate the live stream sends at")
     parser.add_argument("--stream-persons", type=_at_least(1), default=1, help="client boxes per live frame")
