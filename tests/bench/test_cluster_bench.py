@@ -55,9 +55,7 @@ def test_cluster_bench_reports_scaling_and_extra_latency() -> None:
         assert stream["frames_answered"] + stream["frames_dropped"] == 6, stream
         assert all(_positive(stream["latency_ms"][q]) for q in ("p50", "p95", "p99")), stream
     embedded, cluster = report["stream_embedded"]["latency_ms"], report["stream_cluster"]["latency_ms"]
-    assert report["extra_latency_ms"] == pytest.approx(
-        {q: cluster[q] - embedded[q] for q in ("p50", "p95")}
-    )
+    assert report["extra_latency_ms"] == pytest.approx({q: cluster[q] - embedded[q] for q in ("p50", "p95")})
 
 
 def test_cluster_bench_rejects_a_bad_count() -> None:
