@@ -1,10 +1,11 @@
 """``python -m bench plots``: PNG plots from the JSON reports of ``bench model`` and ``bench service``.
 
     python -m bench model --json > model.json && python -m bench service --json > service.json
-    python -m bench plots --model-json model.json --service-json service.json --out docs/bench
+    python -m bench plots --model-json model.json --service-json service.json [more.json ...] --out docs/bench
 
 Throughput against batch size (one panel per preset, one line per variant) and latency
-percentiles against offered load. Each plot's title names the device and the date.
+percentiles against offered load (one colour per service run, e.g. per backend). Each plot's
+title names the device and the date.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ __all__ = ["add_arguments", "latency_plot", "main", "throughput_plot"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-json", type=Path, help="output of python -m bench model --json")
-    parser.add_argument("--service-json", type=Path, help="output of python -m bench service --json")
+    parser.add_argument(
+        "--service-json",
+        type=Path,
+        nargs="+",
+        help="outputs of python -m bench service --json (one line each)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for the PNG files")
     parser.add_argument("--json", action="store_true", help="print the written paths as JSON")
 
@@ -37,7 +43,7 @@ def main(args: argparse.Namespace) -> None:
     if args.model_json:
         written.append(throughput_plot(_read(args.model_json), args.out))
     if args.service_json:
-        written.append(latency_plot(_read(args.service_json), args.out))
+        written.append(latency_plot([_read(path) for path in args.service_json], args.out))
     if args.json:
         print(json.dumps({"written": [str(p) for p in written]}))
     else:
@@ -75,29 +81,33 @@ def throughput_plot(report: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def latency_plot(report: dict[str, Any], out: Path) -> Path:
-    """p50/p95/p99 latency against offered frames/s, the saturation point last."""
-    levels = [*report["loads"], {**report["saturation"], "offered_frames_per_s": None}]
-    xs = [lv["offered_frames_per_s"] or lv["frames_per_s"] for lv in levels]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for q in ("p50", "p95", "p99"):
-        ax.plot(xs, [lv["latency_ms"][q] for lv in levels], marker="o", label=q)
-    for lv in report["loads"]:
-        ax.scatter([lv["offered_frames_per_s"]], [lv["target_p95_ms"]], marker="_", s=200, color="red")
-    ax.scatter([], [], marker="_", color="red", label="p95 target (lookahead + 50 ms)")
-    ax.annotate("saturation", (xs[-1], levels[-1]["latency_ms"]["p50"]), fontsize=8)
-    s = report["settings"]
-    ax.set_xlabel("offered frames per second (all streams)")
+def latency_plot(reports: list[dict[str, Any]], out: Path) -> Path:
+    """p50 and p95 latency against offered frames/s, one colour per service run (its saturation
+    point last), with each load level's p95 target."""
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for report, colour in zip(reports, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        s = report["settings"]
+        label = f"{s['backend']} {s['precision']}, max batch {s['max_batch']}"
+        levels = [*report["loads"], report["saturation"]]
+        xs = [lv.get("offered_frames_per_s", lv["frames_per_s"]) for lv in levels]
+        ax.plot(xs, [lv["latency_ms"]["p50"] for lv in levels], "o-", color=colour, label=f"{label}: p50")
+        ax.plot(xs, [lv["latency_ms"]["p95"] for lv in levels], "s--", color=colour, label=f"{label}: p95")
+        targets = [(lv["offered_frames_per_s"], lv["target_p95_ms"]) for lv in report["loads"]]
+        if targets:
+            ax.plot(*zip(*targets), ":", color=colour, alpha=0.6, label=f"{label}: p95 target")
+    s = reports[0]["settings"]
+    ax.set_xlabel("offered frames per second, all streams (last point: saturation, closed loop)")
     ax.set_ylabel("latency, frame sent to result received (ms)")
+    ax.set_yscale("log")
     ax.set_title(
-        f"{s['model']} {s['backend']} {s['precision']}, {s['streams']} streams x {s['persons']} persons",
+        f"{s['model']}, {s['streams']} streams x {s['persons']} persons, lookahead {s['lookahead']}",
         fontsize=9,
     )
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.suptitle(f"bench service, {report['device']}, {report['date'][:10]}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"bench service, {reports[0]['device']}, {reports[0]['date'][:10]}", fontsize=9)
     fig.tight_layout()
-    path = out / f"latency_vs_load_{report['device_type']}.png"
+    path = out / f"latency_vs_load_{reports[0]['device_type']}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
