@@ -8,7 +8,6 @@ or taken by someone else) stops the work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
@@ -29,6 +28,11 @@ from service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
 __all__ = ["JobProcessor", "ProgressReport"]
 
 PROGRESS_EVERY_S = 0.5
+
+
+class _Stopped(Exception):
+    """The progress report said stop (cancelled, or the job was taken by another worker)."""
+
 
 # (frames done, frames total) -> keep going?
 ProgressReport = Callable[[int, int], Awaitable[bool]]
@@ -82,11 +86,11 @@ class JobProcessor:
             box_mode="client" if boxes else "auto",
         )
         writer = OverlayWriter.for_video(video_path, info) if video_path is not None else None
-        producer = asyncio.create_task(self._feed(session, path, boxes))
         frames: list[FramePoses] = []
-        last_progress = time.monotonic()
         skeleton = model.preset.layout.skeleton
-        try:
+
+        async def collect() -> None:
+            last_progress = time.monotonic()
             async for outcome in session.outcomes():
                 if outcome.error is not None:
                     raise RuntimeError(f"frame {outcome.frame.frame_id}: {outcome.error}")
@@ -99,16 +103,27 @@ class JobProcessor:
                     )
                 if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                     if not await report(len(frames), info.num_frames):
-                        raise asyncio.CancelledError
+                        raise _Stopped
                     last_progress = time.monotonic()
-            await producer  # a decoding error surfaces here and fails the job
+
+        producer = asyncio.create_task(self._feed(session, path, boxes))
+        collector = asyncio.create_task(collect())
+        try:
+            # whichever fails first fails the job: a feed that failed may leave the session unended
+            await asyncio.wait({producer, collector}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in (producer, collector):
+                failure = task.exception() if task.done() else None
+                if failure is not None:
+                    raise failure
             if writer is not None:
                 await loop.run_in_executor(self.io, writer.close)
                 writer = None
+        except _Stopped:
+            raise asyncio.CancelledError from None
         finally:
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer
+            for task in (producer, collector):
+                task.cancel()
+            await asyncio.gather(producer, collector, return_exceptions=True)
             if writer is not None:
                 writer.abort()
         await report(len(frames), len(frames))

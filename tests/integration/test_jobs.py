@@ -141,3 +141,23 @@ def test_several_models_at_once_including_an_official_hrnet_file(
     assert result["model"] == "hrnet-w32-256x192" and result["skeleton"]["layout"] == "coco-17"
     assert [len(f["persons"]) for f in result["frames"][:3]] == [len(boxes[str(i)]) for i in range(3)]
     assert all(not f["persons"] for f in result["frames"][3:])  # frames without given boxes have nobody
+
+
+def test_frames_the_client_marks_empty_are_answered_with_nobody(
+    server: ServerProcess, synth_video: SynthVideo
+) -> None:
+    """``[]`` for a frame means nobody is in it (a job with such a frame used to hang)."""
+    boxes = synth_video.boxes()
+    boxes["3"] = []
+    with synth_video.path.open("rb") as f:
+        reply = httpx.post(
+            f"{server.base}/v1/pose",
+            params={"wait": "true"},
+            files={"file": ("a.mp4", f)},
+            data={"boxes": json.dumps(boxes)},
+            timeout=120,
+        )
+    assert reply.status_code == 200, reply.text
+    frames = reply.json()["frames"]
+    assert len(frames) == synth_video.frames
+    assert frames[3]["persons"] == [] and all(f["persons"] for i, f in enumerate(frames) if i != 3)
