@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 COMMANDS = {
     "model": "clips/s per preset, variant (eager, bf16, compile, TorchScript, ONNX Runtime) and batch",
@@ -21,7 +22,11 @@ COMMANDS = {
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():
+        if name != chosen:  # only the command that runs is imported (torch and the service are slow to load)
+            commands.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(f"bench.{name}")
         sub = commands.add_parser(
             name,
