@@ -7,6 +7,7 @@ the same device under the same conditions (clocks, other processes, thread count
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
@@ -40,6 +41,19 @@ def device_from_name(name: str) -> torch.device:
                 f"--device {name}: no such CUDA device (this machine has {torch.cuda.device_count()})"
             )
     return device
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every measuring command shares: CPU threads and JSON output."""
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def default_model_spec(device: torch.device) -> str:
+    """The paper's large model on a GPU, the demo checkpoint on a CPU."""
+    from service.config import DEMO_CHECKPOINT
+
+    return "tdmi-w48-384x288" if device.type == "cuda" else f"tdmi-tiny={DEMO_CHECKPOINT}"
 
 
 def set_threads(threads: int | None) -> None:

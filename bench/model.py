@@ -27,7 +27,7 @@ from torch import nn
 
 from bench.dcn import deformable_share
 from bench.flops import flops_per_clip
-from bench.hardware import device_from_name, measure_peak_flops, set_threads
+from bench.hardware import add_run_arguments, device_from_name, measure_peak_flops, set_threads
 from bench.report import emit, print_table, report_header
 from bench.timing import Unavailable, synchronize, timed_call
 from bench.variants import VARIANTS, Runner, build_runner, default_variants
@@ -53,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--variants", nargs="+", choices=list(VARIANTS), help="default: all but compile on CPU"
     )
     parser.add_argument("--repeats", type=int, help="timed calls per point (default 5 on CPU, 20 on GPU)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:

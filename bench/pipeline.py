@@ -30,11 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.hardware import device_from_name, set_threads
+from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
 from bench.load import person_boxes, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from model.presets import build_model
-from service.config import DEMO_CHECKPOINT
 from service.detection.hog import HogPeopleDetector
 from service.images import decode_image
 from service.inference.backends import BackendKind, Precision, make_backend
@@ -59,15 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--persons", type=int, default=4, help="persons per frame")
     parser.add_argument("--max-batch", type=int, help="clips per model batch (default 16 on CPU, 64 on GPU)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per stage")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     device = device_from_name(args.device)
     set_threads(args.threads)
     gpu = device.type == "cuda"
-    spec = args.model or ("tdmi-w48-384x288" if gpu else f"tdmi-tiny={DEMO_CHECKPOINT}")
+    spec = args.model or default_model_spec(device)
     max_batch = args.max_batch or (64 if gpu else 16)
     report = measure(spec, device, args.backend, args.precision, args.persons, max_batch, args.repeats)
     emit(report, args.json, _render)

@@ -30,13 +30,12 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import device_from_name, set_threads
+from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
 from bench.load import LoadResult, StreamLoad, person_boxes, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
 from bench.timing import median_seconds, percentile
 from model.presets import ModelPreset, build_model
-from service.config import DEMO_CHECKPOINT
 from service.images import decode_image
 from service.inference.backends import BackendKind, Precision, make_backend
 from service.inference.runtime import parse_model_spec
@@ -65,15 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="duration of each load level")
     parser.add_argument("--baseline-frames", type=int, default=6, help="frames the naive baseline serves")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     device = device_from_name(args.device)
     set_threads(args.threads)
     gpu = device.type == "cuda"
-    spec = args.model or ("tdmi-w48-384x288" if gpu else f"tdmi-tiny={DEMO_CHECKPOINT}")
+    spec = args.model or default_model_spec(device)
     report = measure(
         spec,
         device,
