@@ -23,7 +23,7 @@ def _settings(args: argparse.Namespace) -> Any:
             "port": args.port,
             "device": args.device,
             "backend": args.backend,
-            "detector": getattr(args, "detector", None),
+            "detector": args.detector,
             "data_dir": args.data_dir,
             "models": args.model,
             "redis_url": args.redis,

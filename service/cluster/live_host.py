@@ -74,7 +74,7 @@ class LiveHost:
             hosted = self.streams[op.stream_id] = _Hosted(op)
             hosted.tasks.append(asyncio.create_task(self._serve(hosted), name=f"live-{op.stream_id}"))
         elif isinstance(op, CloseOp):
-            asyncio.create_task(self._close(op.stream_id))  # noqa: RUF006  # awaited by its own cleanup
+            self._cancel(op.stream_id)  # the stream's own task cleans up as it ends
         elif (hosted_stream := self.streams.get(op.stream_id)) is not None:
             hosted_stream.ops.put_nowait((op, fields.get(b"data", b"")))
 
@@ -126,10 +126,12 @@ class LiveHost:
                 self.metrics.frames.labels("live").inc()
             await send(reply)
 
-    async def _close(self, stream_id: str) -> None:
+    def _cancel(self, stream_id: str) -> list[asyncio.Task[None]]:
         hosted = self.streams.get(stream_id)
-        if hosted is None:
-            return
-        for task in hosted.tasks:
+        tasks = list(hosted.tasks) if hosted is not None else []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*hosted.tasks, return_exceptions=True)
+        return tasks
+
+    async def _close(self, stream_id: str) -> None:
+        await asyncio.gather(*self._cancel(stream_id), return_exceptions=True)
