@@ -19,7 +19,9 @@ ARG TORCH_VERSION=2.13.0
 FROM python:3.12-slim-bookworm AS requirements
 WORKDIR /build
 COPY pyproject.toml .
-# torch is left out: each runtime installs it from PyTorch's own index (CPU or CUDA build).
+COPY clients/pyproject.toml clients/
+# torch is left out: each runtime installs it from PyTorch's own index (CPU or CUDA build); so is
+# tdmi-client, our SDK and wire contract, built from clients/ below: its own dependencies come in.
 # gpu: onnxruntime-gpu (the `gpu` extra) in place of onnxruntime; both install the same
 # `onnxruntime` module, and whichever is installed last wins, so they must never meet.
 RUN python - <<'EOF'
@@ -27,24 +29,29 @@ import re
 import tomllib
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+sdk = tomllib.load(open("clients/pyproject.toml", "rb"))["project"]
 
 
 def name(requirement):
     return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower()
 
 
-cpu = [r for r in project["dependencies"] if name(r) != "torch"]
+ours = {"torch", "tdmi-client"}
+server = [r for r in project["dependencies"] if name(r) not in ours]
+listed = {name(r) for r in server}
+client = sdk["dependencies"] + sdk["optional-dependencies"]["media"]
+cpu = server + [r for r in client if name(r) not in listed]
 gpu = [r for r in cpu if name(r) != "onnxruntime"] + project["optional-dependencies"]["gpu"]
 open("cpu.txt", "w").write("\n".join(cpu) + "\n")
 open("gpu.txt", "w").write("\n".join(gpu) + "\n")
 EOF
 
-# ---- wheel: our four packages and the demo checkpoint (model/weights/*.pt) -------------------------
+# ---- wheels: the server (tdmi.model with the demo checkpoint, tdmi.service) and the SDK ------------
 FROM python:3.12-slim-bookworm AS wheel
 WORKDIR /build
-# .dockerignore lets in only pyproject.toml, README.md and the packages
+# .dockerignore lets in only the two pyproject.toml files, README.md, tdmi/ and the packages
 COPY . .
-RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels ./clients .
 
 # ---- cpu runtime: Python slim, the CPU build of PyTorch -------------------------------------------
 FROM python:3.12-slim-bookworm AS cpu-runtime

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.codec import decode_heatmaps
-from model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
-from model.inputs import IMAGENET_MEAN, IMAGENET_STD
-from model.presets import ModelPreset
+from tdmi.model.codec import decode_heatmaps
+from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
+from tdmi.model.inputs import IMAGENET_MEAN, IMAGENET_STD
+from tdmi.model.presets import ModelPreset
 
 __all__ = ["NaiveBaseline"]
 

@@ -52,9 +52,9 @@ from bench.hardware import cpu_model
 from bench.load import StreamLoad, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.timing import percentile
-from model.data.posetrack import load_sequence
-from model.data.synth import SynthOptions, generate_dataset
-from service.cluster import keys
+from tdmi.model.data.posetrack import load_sequence
+from tdmi.model.data.synth import SynthOptions, generate_dataset
+from tdmi.service.cluster import keys
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench.timing import synchronize
-from model.layers.deform import ModulatedDeformConv2d
+from tdmi.model.layers.deform import ModulatedDeformConv2d
 
 __all__ = ["deformable_share"]
 

@@ -40,19 +40,19 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.hardware import cpu_model, software_versions
 from bench.report import print_table
-from model.data.synth import SynthOptions, generate_dataset
-from model.evaluation import evaluate_posetrack_sequences
-from model.presets import build_model, get_preset
-from model.tdmi import TDMI
-from model.tracking import PoseTracker
-from protocol.poses import FramePoses
-from service.config import DEMO_CHECKPOINT
-from service.inference.backends import make_backend
-from service.inference.batcher import Batcher
-from service.inference.engine import InferenceEngine
-from service.inference.worker import InferenceWorker
-from service.streaming.session import SessionOptions, StreamFrame, StreamSession
-from service.video import iter_frames
+from tdmi.model.data.synth import SynthOptions, generate_dataset
+from tdmi.model.evaluation import evaluate_posetrack_sequences
+from tdmi.model.presets import build_model, get_preset
+from tdmi.model.tdmi import TDMI
+from tdmi.model.tracking import PoseTracker
+from tdmi.protocol.poses import FramePoses
+from tdmi.service.config import DEMO_CHECKPOINT
+from tdmi.service.inference.backends import make_backend
+from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.engine import InferenceEngine
+from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
+from tdmi.service.video import iter_frames
 
 MODEL = "tdmi-tiny"
 EXACT = "exact"

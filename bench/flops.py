@@ -15,7 +15,7 @@ from functools import cache
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.presets import get_preset
+from tdmi.model.presets import get_preset
 
 __all__ = ["flops_per_clip"]
 

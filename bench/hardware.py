@@ -51,7 +51,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_model_spec(device: torch.device) -> str:
     """The paper's large model on a GPU, the demo checkpoint on a CPU."""
-    from service.config import DEMO_CHECKPOINT
+    from tdmi.service.config import DEMO_CHECKPOINT
 
     return "tdmi-w48-384x288" if device.type == "cuda" else f"tdmi-tiny={DEMO_CHECKPOINT}"
 

@@ -21,7 +21,7 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from protocol.stream import pack_frame
+from tdmi.protocol.stream import pack_frame
 
 __all__ = ["LoadResult", "StreamLoad", "person_boxes", "run_streams", "synthetic_jpegs"]
 

@@ -31,8 +31,8 @@ from bench.hardware import add_run_arguments, device_from_name, measure_peak_flo
 from bench.report import emit, print_table, report_header
 from bench.timing import Unavailable, synchronize, timed_call
 from bench.variants import VARIANTS, Runner, build_runner, default_variants
-from model.export import relative_error
-from model.presets import PRESETS, build_model, get_preset
+from tdmi.model.export import relative_error
+from tdmi.model.presets import PRESETS, build_model, get_preset
 from tests.helpers.weights import randomize
 
 __all__ = ["add_arguments", "main", "measure"]

@@ -33,15 +33,15 @@ import torch
 from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
 from bench.load import person_boxes, synthetic_jpegs
 from bench.report import emit, print_table, report_header
-from model.presets import build_model
-from service.detection.hog import HogPeopleDetector
-from service.images import decode_image
-from service.inference.backends import BackendKind, Precision, make_backend
-from service.inference.runtime import parse_model_spec
-from service.inference.work import FrameWork
-from service.inference.worker import InferenceWorker
-from service.video.decode import iter_frames
-from service.video.encode import OverlayWriter
+from tdmi.model.presets import build_model
+from tdmi.service.detection.hog import HogPeopleDetector
+from tdmi.service.images import decode_image
+from tdmi.service.inference.backends import BackendKind, Precision, make_backend
+from tdmi.service.inference.runtime import parse_model_spec
+from tdmi.service.inference.work import FrameWork
+from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.video.decode import iter_frames
+from tdmi.service.video.encode import OverlayWriter
 
 __all__ = ["add_arguments", "main", "measure"]
 

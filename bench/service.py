@@ -35,10 +35,10 @@ from bench.load import LoadResult, StreamLoad, person_boxes, run_streams, synthe
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
 from bench.timing import median_seconds, percentile
-from model.presets import ModelPreset, build_model
-from service.images import decode_image
-from service.inference.backends import BackendKind, Precision, make_backend
-from service.inference.runtime import parse_model_spec
+from tdmi.model.presets import ModelPreset, build_model
+from tdmi.service.images import decode_image
+from tdmi.service.inference.backends import BackendKind, Precision, make_backend
+from tdmi.service.inference.runtime import parse_model_spec
 from tests.helpers.server import ServerProcess
 
 __all__ = ["add_arguments", "main", "measure"]

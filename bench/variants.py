@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from bench.timing import NOT_AVAILABLE, Unavailable
-from model.export import INPUT_NAME, OUTPUT_NAME, export_model
-from model.presets import ModelPreset
+from tdmi.model.export import INPUT_NAME, OUTPUT_NAME, export_model
+from tdmi.model.presets import ModelPreset
 
 __all__ = ["VARIANTS", "Runner", "Variant", "build_runner", "default_variants"]
 

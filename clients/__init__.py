@@ -2,7 +2,7 @@
 
 They speak only the HTTP and WebSocket protocol (``protocol``), never the server's internals.
 
-    from clients import PoseClient
+    from tdmi.client import PoseClient
 
     with PoseClient("http://127.0.0.1:8000", api_key="...") as client:
         job = client.submit("clip.mp4")
@@ -10,9 +10,9 @@ They speak only the HTTP and WebSocket protocol (``protocol``), never the server
         print(len(job.result().frames))
 """
 
-from clients.aio import AsyncJob, AsyncPoseClient
-from clients.client import Job, PoseClient
-from clients.errors import (
+from tdmi.client.aio import AsyncJob, AsyncPoseClient
+from tdmi.client.client import Job, PoseClient
+from tdmi.client.errors import (
     AuthError,
     BadRequest,
     JobFailed,
@@ -23,7 +23,7 @@ from clients.errors import (
     StreamClosed,
     StreamError,
 )
-from clients.events import (
+from tdmi.client.events import (
     FrameDropped,
     FrameResult,
     Reconnecting,
@@ -32,8 +32,8 @@ from clients.events import (
     StreamResumed,
     StreamStarted,
 )
-from clients.sources import Frame, FrameSource, open_source
-from clients.streaming import StreamOptions
+from tdmi.client.sources import Frame, FrameSource, open_source
+from tdmi.client.streaming import StreamOptions
 
 __all__ = [
     "AsyncJob",

@@ -21,13 +21,13 @@ from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
-from clients import calls
-from clients.client import DEFAULT_URL
-from clients.events import StreamEvent
-from clients.sources import FrameSource, Source, open_source
-from clients.streaming import StreamOptions, stream_events
-from clients.waiting import JobWaiter
-from protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.client import calls
+from tdmi.client.client import DEFAULT_URL
+from tdmi.client.events import StreamEvent
+from tdmi.client.sources import FrameSource, Source, open_source
+from tdmi.client.streaming import StreamOptions, stream_events
+from tdmi.client.waiting import JobWaiter
+from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
 
 __all__ = ["AsyncJob", "AsyncPoseClient"]
 

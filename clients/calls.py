@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from clients.errors import (
+from tdmi.client.errors import (
     AuthError,
     BadRequest,
     JobFailed,
@@ -25,7 +25,7 @@ from clients.errors import (
     ServerUnreachable,
     SourceError,
 )
-from protocol import ErrorPublic, JobCreatedPublic, JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobPublic, JobResultPublic, ModelsPublic
 
 __all__ = [
     "FINISHED",

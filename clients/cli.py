@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 import cv2
 
-from clients.client import DEFAULT_URL, PoseClient
-from clients.errors import (
+from tdmi.client.client import DEFAULT_URL, PoseClient
+from tdmi.client.errors import (
     AuthError,
     BadRequest,
     JobFailed,
@@ -27,9 +27,16 @@ from clients.errors import (
     ServerUnreachable,
     SourceError,
 )
-from clients.events import FrameDropped, FrameResult, Reconnecting, StreamEnded, StreamResumed, StreamStarted
-from clients.render import PreviewWindow, VideoFileWriter, display_available
-from protocol.overlay import draw_poses
+from tdmi.client.events import (
+    FrameDropped,
+    FrameResult,
+    Reconnecting,
+    StreamEnded,
+    StreamResumed,
+    StreamStarted,
+)
+from tdmi.client.render import PreviewWindow, VideoFileWriter, display_available
+from tdmi.protocol.overlay import draw_poses
 
 __all__ = ["EXIT_CODES", "main"]
 

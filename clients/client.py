@@ -1,6 +1,6 @@
 """``PoseClient``: the synchronous Python SDK (video jobs over REST, live feeds over WebSocket).
 
-    from clients import PoseClient
+    from tdmi.client import PoseClient
 
     with PoseClient("http://127.0.0.1:8000", api_key="...") as client:
         job = client.submit("clip.mp4", render=True)
@@ -21,13 +21,13 @@ from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
-from clients import calls
-from clients.bridge import iterate_in_thread
-from clients.events import StreamEvent
-from clients.sources import FrameSource, Source, open_source
-from clients.streaming import StreamOptions, stream_events
-from clients.waiting import JobWaiter
-from protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.client import calls
+from tdmi.client.bridge import iterate_in_thread
+from tdmi.client.events import StreamEvent
+from tdmi.client.sources import FrameSource, Source, open_source
+from tdmi.client.streaming import StreamOptions, stream_events
+from tdmi.client.waiting import JobWaiter
+from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
 
 __all__ = ["Job", "PoseClient"]
 

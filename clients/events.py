@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import TypeAdapter
 
-from protocol import PersonPose
-from protocol.stream import (
+from tdmi.protocol import PersonPose
+from tdmi.protocol.stream import (
     DroppedMessage,
     EndedMessage,
     ReadyMessage,

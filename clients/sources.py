@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from clients.errors import SourceError
+from tdmi.client.errors import SourceError
 
 __all__ = ["Frame", "FrameSource", "Source", "encode_jpeg", "open_source"]
 

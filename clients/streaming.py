@@ -28,8 +28,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from clients.errors import AuthError, PoseError, ServerUnreachable, StreamClosed, StreamError
-from clients.events import (
+from tdmi.client.errors import AuthError, PoseError, ServerUnreachable, StreamClosed, StreamError
+from tdmi.client.events import (
     FrameDropped,
     FrameResult,
     Reconnecting,
@@ -39,8 +39,8 @@ from clients.events import (
     StreamStarted,
     parse_server_message,
 )
-from clients.sources import Frame, FrameSource, encode_jpeg
-from protocol.stream import (
+from tdmi.client.sources import Frame, FrameSource, encode_jpeg
+from tdmi.protocol.stream import (
     CLOSE_CODES,
     AckMessage,
     BoxMode,

@@ -7,8 +7,8 @@ import time
 
 from tqdm import tqdm
 
-from clients.calls import FINISHED, check_outcome
-from protocol import JobPublic
+from tdmi.client.calls import FINISHED, check_outcome
+from tdmi.protocol import JobPublic
 
 __all__ = ["JobWaiter"]
 

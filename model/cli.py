@@ -10,14 +10,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from model.data.cli import add_convert_command
-from model.data.synth import add_synth_command
-from model.evaluation.cli import add_eval_commands
-from model.evaluation.predict import add_predict_command
-from model.export import export_model, relative_error, run_exported
-from model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
-from model.training.cli import add_train_command
+from tdmi.model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from tdmi.model.data.cli import add_convert_command
+from tdmi.model.data.synth import add_synth_command
+from tdmi.model.evaluation.cli import add_eval_commands
+from tdmi.model.evaluation.predict import add_predict_command
+from tdmi.model.export import export_model, relative_error, run_exported
+from tdmi.model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
+from tdmi.model.training.cli import add_train_command
 
 __all__ = ["add_model_commands", "count_flops"]
 

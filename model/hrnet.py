@@ -18,7 +18,7 @@ from typing import List
 import torch
 from torch import nn
 
-from model.layers.blocks import BN_MOMENTUM, BasicBlock, Bottleneck, conv_bn
+from tdmi.model.layers.blocks import BN_MOMENTUM, BasicBlock, Bottleneck, conv_bn
 
 __all__ = ["FeatureInfo", "HRNetConfig", "HighResolutionModule", "PoseHighResolutionNet"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.mutual_info import MutualInfoConfig, MutualInfoLoss
-from model.tdmi import TDMI
+from tdmi.model.mutual_info import MutualInfoConfig, MutualInfoLoss
+from tdmi.model.tdmi import TDMI
 
 __all__ = ["TDMILoss", "heatmap_mse"]
 

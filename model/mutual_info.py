@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.tdmi import TDMIRepresentations
+from tdmi.model.tdmi import TDMIRepresentations
 
 __all__ = [
     "MutualInfoConfig",

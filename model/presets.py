@@ -7,10 +7,10 @@ from pathlib import Path
 
 from torch import nn
 
-from model.checkpoint import LoadReport, load_weights, read_checkpoint
-from model.hrnet import HRNetConfig, PoseHighResolutionNet
-from model.joints import COCO_17, POSETRACK_17, JointLayout
-from model.tdmi import TDMI, TDMIConfig
+from tdmi.model.checkpoint import LoadReport, load_weights, read_checkpoint
+from tdmi.model.hrnet import HRNetConfig, PoseHighResolutionNet
+from tdmi.model.joints import COCO_17, POSETRACK_17, JointLayout
+from tdmi.model.tdmi import TDMI, TDMIConfig
 
 __all__ = ["PRESETS", "ModelPreset", "UnknownPresetError", "build_model", "get_preset", "load_checkpoint"]
 

@@ -34,9 +34,9 @@ from typing import List, NamedTuple
 import torch
 from torch import nn
 
-from model.hrnet import HRNetConfig, PoseHighResolutionNet
-from model.layers.blocks import BasicBlock, conv_bn
-from model.layers.deform import ModulatedDeformConv2d
+from tdmi.model.hrnet import HRNetConfig, PoseHighResolutionNet
+from tdmi.model.layers.blocks import BasicBlock, conv_bn
+from tdmi.model.layers.deform import ModulatedDeformConv2d
 
 __all__ = [
     "TDMI",

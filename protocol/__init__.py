@@ -1,6 +1,6 @@
 """The wire contract of the pose service: pydantic messages shared by server and clients."""
 
-from protocol.jobs import (
+from tdmi.protocol.jobs import (
     ErrorPublic,
     JobCreatedPublic,
     JobLinks,
@@ -10,9 +10,9 @@ from protocol.jobs import (
     JobStatus,
     VideoPublic,
 )
-from protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
-from protocol.poses import FramePoses, PersonPose
-from protocol.workers import WorkerModelPublic, WorkerPublic, WorkersPublic
+from tdmi.protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
+from tdmi.protocol.poses import FramePoses, PersonPose
+from tdmi.protocol.workers import WorkerModelPublic, WorkerPublic, WorkersPublic
 
 __all__ = [
     "ErrorPublic",

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from protocol.messages import SkeletonPublic
-from protocol.poses import FramePoses
+from tdmi.protocol.messages import SkeletonPublic
+from tdmi.protocol.poses import FramePoses
 
 __all__ = [
     "ErrorPublic",

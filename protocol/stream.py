@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from protocol.poses import PersonPose
+from tdmi.protocol.poses import PersonPose
 
 __all__ = [
     "CLOSE_CODES",

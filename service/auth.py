@@ -7,7 +7,7 @@ import ipaddress
 
 from starlette.datastructures import Headers
 
-from service.config import Settings
+from tdmi.service.config import Settings
 
 __all__ = ["InsecureBindError", "check_bind", "is_authorised"]
 

@@ -7,14 +7,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from model.cli import add_model_commands
+from tdmi.model.cli import add_model_commands
 
 __all__ = ["main"]
 
 
 def _settings(args: argparse.Namespace) -> Any:
     """Settings from the environment, overridden by the flags given."""
-    from service.config import Settings
+    from tdmi.service.config import Settings
 
     overrides = {
         key: value
@@ -41,8 +41,8 @@ def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
 
     import uvicorn
 
-    from service.auth import check_bind
-    from service.logs import configure_logging
+    from tdmi.service.auth import check_bind
+    from tdmi.service.logs import configure_logging
 
     check_bind(settings)
     log_config = configure_logging(settings.log_format)
@@ -61,13 +61,13 @@ def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.main import create_app
+    from tdmi.service.main import create_app
 
     return _run_server(create_app, _settings(args))
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from service.cluster.worker import create_worker_app
+    from tdmi.service.cluster.worker import create_worker_app
 
     settings = _settings(args)
     if settings.redis_url is None:

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.auth import is_authorised
-from service.config import Settings
-from service.errors import ApiError
-from service.inference.runtime import ModelCatalog
-from service.jobs.interface import JobService
-from service.metrics import ServiceMetrics
+from tdmi.service.auth import is_authorised
+from tdmi.service.config import Settings
+from tdmi.service.errors import ApiError
+from tdmi.service.inference.runtime import ModelCatalog
+from tdmi.service.jobs.interface import JobService
+from tdmi.service.metrics import ServiceMetrics
 
 __all__ = ["Authorised", "CatalogDep", "JobsDep", "MetricsDep", "SettingsDep"]
 

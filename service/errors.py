@@ -10,9 +10,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from protocol import ErrorPublic
-from service.inference.runtime import UnknownModelError
-from service.media import HTTP_STATUS, MediaError
+from tdmi.protocol import ErrorPublic
+from tdmi.service.inference.runtime import UnknownModelError
+from tdmi.service.media import HTTP_STATUS, MediaError
 
 __all__ = ["ApiError", "install_error_handlers"]
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.media import MediaError
+from tdmi.service.media import MediaError
 
 __all__ = ["MAX_IMAGE_PIXELS", "SUPPORTED_IMAGE_FORMATS", "decode_image"]
 

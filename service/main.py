@@ -17,16 +17,16 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.api import health, jobs, metrics, models, page, stream, workers
-from service.cluster.node import ApiNode
-from service.config import Settings, get_settings
-from service.errors import install_error_handlers
-from service.inference.runtime import InferenceRuntime
-from service.jobs.runner import JobRunner
-from service.jobs.store import JobStore
-from service.metrics import ServiceMetrics
-from service.streaming.factory import SessionFactory
-from service.streaming.feed import LocalFeed
+from tdmi.service.api import health, jobs, metrics, models, page, stream, workers
+from tdmi.service.cluster.node import ApiNode
+from tdmi.service.config import Settings, get_settings
+from tdmi.service.errors import install_error_handlers
+from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.jobs.runner import JobRunner
+from tdmi.service.jobs.store import JobStore
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.feed import LocalFeed
 
 __all__ = ["create_app"]
 

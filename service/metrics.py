@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from service.inference.work import FrameWork
+from tdmi.service.inference.work import FrameWork
 
 __all__ = ["STAGES", "ServiceMetrics"]
 

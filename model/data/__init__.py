@@ -1,10 +1,10 @@
 """Data for training and evaluation: datasets, clip sampling, augmentation, synthetic video."""
 
-from model.data.clips import clip_indices
-from model.data.datasets import CocoKeypoints, PoseTrackClips
-from model.data.detections import read_detections
-from model.data.posetrack import load_sequences
-from model.data.transforms import AugmentConfig
+from tdmi.model.data.clips import clip_indices
+from tdmi.model.data.datasets import CocoKeypoints, PoseTrackClips
+from tdmi.model.data.detections import read_detections
+from tdmi.model.data.posetrack import load_sequences
+from tdmi.model.data.transforms import AugmentConfig
 
 __all__ = [
     "AugmentConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from model.data.posetrack17 import convert_posetrack17
+from tdmi.model.data.posetrack17 import convert_posetrack17
 
 __all__ = ["add_convert_command"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data.detections import PERSON_CATEGORY
-from model.data.posetrack import Frame, Person, read_keypoints, xywh_to_xyxy
-from model.jsonfile import read_json
+from tdmi.model.data.detections import PERSON_CATEGORY
+from tdmi.model.data.posetrack import Frame, Person, read_keypoints, xywh_to_xyxy
+from tdmi.model.jsonfile import read_json
 
 __all__ = ["load_coco_keypoints"]
 

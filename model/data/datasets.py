@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.codec import gaussian_targets
-from model.data.clips import clip_indices
-from model.data.coco import load_coco_keypoints
-from model.data.detections import DEFAULT_SCORE_THRESHOLD, read_detections
-from model.data.posetrack import NUM_KEYPOINTS, Frame, Person, Sequence, load_sequences
-from model.data.transforms import (
+from tdmi.model.codec import gaussian_targets
+from tdmi.model.data.clips import clip_indices
+from tdmi.model.data.coco import load_coco_keypoints
+from tdmi.model.data.detections import DEFAULT_SCORE_THRESHOLD, read_detections
+from tdmi.model.data.posetrack import NUM_KEYPOINTS, Frame, Person, Sequence, load_sequences
+from tdmi.model.data.transforms import (
     AugmentConfig,
     choose_crop,
     clip_affine,
@@ -40,9 +40,9 @@ from model.data.transforms import (
     sample_augmentation,
     warp_clip,
 )
-from model.geometry import box_to_crop
-from model.inputs import normalize
-from model.joints import COCO_17, POSETRACK_17, JointLayout
+from tdmi.model.geometry import box_to_crop
+from tdmi.model.inputs import normalize
+from tdmi.model.joints import COCO_17, POSETRACK_17, JointLayout
 
 __all__ = ["HEATMAP_STRIDE", "CocoKeypoints", "ImageCache", "PersonCrops", "PoseTrackClips", "default_sigma"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from model.data.posetrack import xywh_to_xyxy
-from model.jsonfile import read_json
+from tdmi.model.data.posetrack import xywh_to_xyxy
+from tdmi.model.jsonfile import read_json
 
 __all__ = ["DEFAULT_SCORE_THRESHOLD", "PERSON_CATEGORY", "Detection", "read_detections"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from model.jsonfile import read_json
+from tdmi.model.jsonfile import read_json
 
 __all__ = [
     "NUM_KEYPOINTS",

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from model.data.posetrack import NUM_KEYPOINTS, keypoint_box
-from model.joints import POSETRACK_15_ORDER, POSETRACK_17
-from model.jsonfile import read_json
+from tdmi.model.data.posetrack import NUM_KEYPOINTS, keypoint_box
+from tdmi.model.joints import POSETRACK_15_ORDER, POSETRACK_17
+from tdmi.model.jsonfile import read_json
 
 __all__ = [
     "POSETRACK17_JOINTS",

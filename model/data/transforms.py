@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.geometry import CropBox, apply_affine, box_to_crop, crop_affine
-from model.joints import JointLayout
+from tdmi.model.geometry import CropBox, apply_affine, box_to_crop, crop_affine
+from tdmi.model.joints import JointLayout
 
 __all__ = [
     "HALF_BODY_ENLARGE",

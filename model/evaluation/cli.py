@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from model.evaluation.coco import evaluate_coco
-from model.evaluation.posetrack import evaluate_posetrack
+from tdmi.model.evaluation.coco import evaluate_coco
+from tdmi.model.evaluation.posetrack import evaluate_posetrack
 
 __all__ = ["add_eval_commands"]
 

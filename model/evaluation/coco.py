@@ -17,7 +17,7 @@ from typing import Any
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from model.jsonfile import read_json
+from tdmi.model.jsonfile import read_json
 
 __all__ = ["CocoMetrics", "evaluate_coco", "evaluate_coco_results"]
 

@@ -1,6 +1,6 @@
 """PoseTrack multi-person pose evaluation that gives the official poseval's numbers.
 
-    from model.evaluation import evaluate_posetrack
+    from tdmi.model.evaluation import evaluate_posetrack
     metrics = evaluate_posetrack(Path("annotations/val"), Path("predictions"))
     print(metrics.table()); metrics.ap.total; metrics.tracking.mota.total
 
@@ -23,16 +23,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model.evaluation.posetrack_ap import joint_ap, nan_mean
-from model.evaluation.posetrack_io import (
+from tdmi.model.evaluation.posetrack_ap import joint_ap, nan_mean
+from tdmi.model.evaluation.posetrack_io import (
     EvalSequence,
     ImageFilter,
     load_sequence_dirs,
     prepare_sequence,
 )
-from model.evaluation.posetrack_match import FrameMatch, match_frame
-from model.evaluation.posetrack_metrics import JointValues, PoseTrackMetrics, TrackingMetrics
-from model.evaluation.posetrack_mota import MotCounts, mot_counts, mot_metrics
+from tdmi.model.evaluation.posetrack_match import FrameMatch, match_frame
+from tdmi.model.evaluation.posetrack_metrics import JointValues, PoseTrackMetrics, TrackingMetrics
+from tdmi.model.evaluation.posetrack_mota import MotCounts, mot_counts, mot_metrics
 
 __all__ = ["evaluate_posetrack", "evaluate_posetrack_sequences"]
 

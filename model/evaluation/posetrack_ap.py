@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.evaluation.posetrack_io import NUM_JOINTS
-from model.evaluation.posetrack_match import FrameMatch
+from tdmi.model.evaluation.posetrack_io import NUM_JOINTS
+from tdmi.model.evaluation.posetrack_match import FrameMatch
 
 __all__ = ["joint_ap", "nan_mean", "precision_recall", "voc_ap"]
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from model.joints import POSETRACK_15_ORDER, POSETRACK_17
-from model.jsonfile import read_json
+from tdmi.model.joints import POSETRACK_15_ORDER, POSETRACK_17
+from tdmi.model.jsonfile import read_json
 
 __all__ = [
     "MISSING_SCORE",

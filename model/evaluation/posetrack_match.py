@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.evaluation.posetrack_io import NUM_JOINTS, EvalFrame
+from tdmi.model.evaluation.posetrack_io import NUM_JOINTS, EvalFrame
 
 __all__ = ["DIST_THRESHOLD", "FrameMatch", "JointPairs", "match_frame"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from model.evaluation.posetrack_io import POSEVAL_JOINTS
+from tdmi.model.evaluation.posetrack_io import POSEVAL_JOINTS
 
 __all__ = ["COLUMNS", "JointValues", "PoseTrackMetrics", "TrackingMetrics"]
 

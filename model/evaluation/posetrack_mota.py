@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from model.evaluation.posetrack_ap import nan_mean
-from model.evaluation.posetrack_io import NUM_JOINTS
-from model.evaluation.posetrack_match import JointPairs
+from tdmi.model.evaluation.posetrack_ap import nan_mean
+from tdmi.model.evaluation.posetrack_io import NUM_JOINTS
+from tdmi.model.evaluation.posetrack_match import JointPairs
 
 __all__ = ["JointTracker", "MotCounts", "mot_counts", "mot_metrics"]
 

@@ -26,15 +26,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from model.codec import decode_heatmaps, flip_test
-from model.data.datasets import PoseTrackClips
-from model.data.detections import DEFAULT_SCORE_THRESHOLD
-from model.data.posetrack import Sequence as VideoSequence
-from model.geometry import apply_affine, invert_affine
-from model.presets import PRESETS, ModelPreset, build_model, get_preset
-from model.tdmi import TDMIConfig
-from model.tracking import PoseTracker, TrackerConfig
-from model.training.distributed import resolve_device
+from tdmi.model.codec import decode_heatmaps, flip_test
+from tdmi.model.data.datasets import PoseTrackClips
+from tdmi.model.data.detections import DEFAULT_SCORE_THRESHOLD
+from tdmi.model.data.posetrack import Sequence as VideoSequence
+from tdmi.model.geometry import apply_affine, invert_affine
+from tdmi.model.presets import PRESETS, ModelPreset, build_model, get_preset
+from tdmi.model.tdmi import TDMIConfig
+from tdmi.model.tracking import PoseTracker, TrackerConfig
+from tdmi.model.training.distributed import resolve_device
 
 __all__ = [
     "PersonPrediction",

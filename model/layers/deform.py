@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from model.ops import deform_conv2d
+from tdmi.model.ops import deform_conv2d
 
 __all__ = ["ModulatedDeformConv2d"]
 

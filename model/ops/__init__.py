@@ -1,5 +1,5 @@
 """Operators the model needs that plain PyTorch lacks."""
 
-from model.ops.deform_conv import deform_conv2d
+from tdmi.model.ops.deform_conv import deform_conv2d
 
 __all__ = ["deform_conv2d"]

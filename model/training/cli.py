@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from model.training.config import load_config
-from model.training.trainer import train
+from tdmi.model.training.config import load_config
+from tdmi.model.training.trainer import train
 
 __all__ = ["add_train_command"]
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model.data.transforms import AugmentConfig
-from model.mutual_info import MutualInfoConfig
+from tdmi.model.data.transforms import AugmentConfig
+from tdmi.model.mutual_info import MutualInfoConfig
 
 __all__ = [
     "ConfigError",

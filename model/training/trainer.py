@@ -27,15 +27,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from model.checkpoint import read_checkpoint, save_checkpoint
-from model.data.datasets import PoseTrackClips
-from model.evaluation.posetrack import evaluate_posetrack
-from model.evaluation.predict import posetrack_results, predict_people, write_results
-from model.losses import TDMILoss, heatmap_mse
-from model.presets import ModelPreset, get_preset, load_checkpoint
-from model.tdmi import TDMIConfig
-from model.training.config import TrainConfig
-from model.training.distributed import (
+from tdmi.model.checkpoint import read_checkpoint, save_checkpoint
+from tdmi.model.data.datasets import PoseTrackClips
+from tdmi.model.evaluation.posetrack import evaluate_posetrack
+from tdmi.model.evaluation.predict import posetrack_results, predict_people, write_results
+from tdmi.model.losses import TDMILoss, heatmap_mse
+from tdmi.model.presets import ModelPreset, get_preset, load_checkpoint
+from tdmi.model.tdmi import TDMIConfig
+from tdmi.model.training.config import TrainConfig
+from tdmi.model.training.distributed import (
     DistributedContext,
     all_gather_objects,
     any_rank,
@@ -43,7 +43,7 @@ from model.training.distributed import (
     init_distributed,
     mean_across,
 )
-from model.training.metrics_log import MetricsLog
+from tdmi.model.training.metrics_log import MetricsLog
 
 __all__ = ["Objective", "TrainResult", "Trainer", "build_network", "train"]
 

@@ -6,7 +6,7 @@ import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from protocol import HealthPublic
+from tdmi.protocol import HealthPublic
 
 router = APIRouter(tags=["health"])
 

@@ -9,16 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
-from service.api.uploads import receive_upload
-from service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
-from service.detection import parse_client_boxes
-from service.errors import ApiError
-from service.jobs.formats import ResultFormat, render_result
-from service.jobs.interface import JobService
-from service.jobs.store import JobRecord, new_job_id
-from service.streaming.boxes import detections_array
-from service.video import probe_video
+from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
+from tdmi.service.api.uploads import receive_upload
+from tdmi.service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
+from tdmi.service.detection import parse_client_boxes
+from tdmi.service.errors import ApiError
+from tdmi.service.jobs.formats import ResultFormat, render_result
+from tdmi.service.jobs.interface import JobService
+from tdmi.service.jobs.store import JobRecord, new_job_id
+from tdmi.service.streaming.boxes import detections_array
+from tdmi.service.video import probe_video
 
 __all__ = ["router"]
 

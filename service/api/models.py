@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from protocol import ModelPublic, ModelsPublic
-from service.deps import Authorised
-from service.inference.runtime import ModelInfo
+from tdmi.protocol import ModelPublic, ModelsPublic
+from tdmi.service.deps import Authorised
+from tdmi.service.inference.runtime import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorised])
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from service.errors import ApiError
+from tdmi.service.errors import ApiError
 
 __all__ = ["WEB_DIR", "router"]
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
-from protocol.stream import (
+from tdmi.protocol.stream import (
     AckMessage,
     BoxesMessage,
     ClientMessage,
@@ -34,10 +34,10 @@ from protocol.stream import (
     ResumedMessage,
     unpack_frame,
 )
-from service.auth import is_authorised
-from service.config import Settings
-from service.metrics import ServiceMetrics
-from service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
+from tdmi.service.auth import is_authorised
+from tdmi.service.config import Settings
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
 
 __all__ = ["router"]
 

@@ -9,7 +9,7 @@ from typing import BinaryIO
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import ApiError
+from tdmi.service.errors import ApiError
 
 __all__ = ["Upload", "receive_upload"]
 

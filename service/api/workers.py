@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from protocol import ErrorPublic, WorkersPublic
-from service.cluster.connection import TRANSIENT
-from service.cluster.registry import snapshot
-from service.deps import Authorised
-from service.errors import ApiError
+from tdmi.protocol import ErrorPublic, WorkersPublic
+from tdmi.service.cluster.connection import TRANSIENT
+from tdmi.service.cluster.registry import snapshot
+from tdmi.service.deps import Authorised
+from tdmi.service.errors import ApiError
 
 router = APIRouter(prefix="/v1", tags=["operations"], dependencies=[Authorised])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from model.presets import get_preset
-from protocol import WorkerPublic
-from service.inference.runtime import ModelInfo, UnknownModelError
+from tdmi.model.presets import get_preset
+from tdmi.protocol import WorkerPublic
+from tdmi.service.inference.runtime import ModelInfo, UnknownModelError
 
 __all__ = ["ClusterCatalog"]
 

@@ -11,14 +11,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from service.cluster import keys
-from service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
-from service.cluster.jobs import JobBoard, Run
-from service.config import Settings
-from service.jobs.processor import JobProcessor, ProgressReport
-from service.jobs.store import write_json_atomic
-from service.media import MediaError
-from service.metrics import ServiceMetrics
+from tdmi.service.cluster import keys
+from tdmi.service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
+from tdmi.service.cluster.jobs import JobBoard, Run
+from tdmi.service.config import Settings
+from tdmi.service.jobs.processor import JobProcessor, ProgressReport
+from tdmi.service.jobs.store import write_json_atomic
+from tdmi.service.media import MediaError
+from tdmi.service.metrics import ServiceMetrics
 
 __all__ = ["JobConsumer"]
 

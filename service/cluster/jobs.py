@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
-from service.cluster import keys
-from service.jobs.store import JobRecord
+from tdmi.service.cluster import keys
+from tdmi.service.jobs.store import JobRecord
 
 __all__ = ["ClusterJobs", "JobBoard", "Run"]
 

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
-from protocol.stream import ErrorMessage, ResultMessage
-from service.cluster import keys
-from service.cluster.connection import TRANSIENT, follow
-from service.cluster.messages import OPERATION, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp
-from service.metrics import ServiceMetrics
-from service.streaming.feed import FeedConfigError, LocalFeed
+from tdmi.protocol.stream import ErrorMessage, ResultMessage
+from tdmi.service.cluster import keys
+from tdmi.service.cluster.connection import TRANSIENT, follow
+from tdmi.service.cluster.messages import OPERATION, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.feed import FeedConfigError, LocalFeed
 
 __all__ = ["LiveHost"]
 

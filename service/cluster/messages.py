@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from protocol.stream import ConfigMessage, DroppedMessage, ErrorMessage, ReadyMessage, ResultMessage
+from tdmi.protocol.stream import ConfigMessage, DroppedMessage, ErrorMessage, ReadyMessage, ResultMessage
 
 __all__ = [
     "OPERATION",

@@ -9,13 +9,13 @@ import os
 import socket
 from collections.abc import Callable
 
-from service.cluster import keys
-from service.cluster.catalog import ClusterCatalog
-from service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
-from service.cluster.jobs import ClusterJobs, JobBoard
-from service.cluster.registry import Registry
-from service.cluster.remote_feed import LiveLink
-from service.config import Settings
+from tdmi.service.cluster import keys
+from tdmi.service.cluster.catalog import ClusterCatalog
+from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
+from tdmi.service.cluster.jobs import ClusterJobs, JobBoard
+from tdmi.service.cluster.registry import Registry
+from tdmi.service.cluster.remote_feed import LiveLink
+from tdmi.service.config import Settings
 
 __all__ = ["ApiNode"]
 

@@ -6,11 +6,11 @@ import time
 
 from redis.asyncio import Redis
 
-from protocol import WorkerModelPublic, WorkerPublic
-from service.cluster import keys
-from service.config import Settings
-from service.inference.runtime import InferenceRuntime
-from service.metrics import ServiceMetrics
+from tdmi.protocol import WorkerModelPublic, WorkerPublic
+from tdmi.service.cluster import keys
+from tdmi.service.config import Settings
+from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.metrics import ServiceMetrics
 
 __all__ = ["Registry", "least_loaded", "snapshot"]
 

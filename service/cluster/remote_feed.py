@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
-from protocol.stream import (
+from tdmi.protocol.stream import (
     ConfigMessage,
     DroppedMessage,
     ErrorMessage,
@@ -25,11 +25,11 @@ from protocol.stream import (
     ResultMessage,
     ResumedMessage,
 )
-from service.cluster import keys
-from service.cluster.connection import TRANSIENT, Backoff, follow
-from service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
-from service.cluster.registry import Registry, least_loaded
-from service.streaming.feed import ErrorSink, FeedConfigError, FeedReply
+from tdmi.service.cluster import keys
+from tdmi.service.cluster.connection import TRANSIENT, Backoff, follow
+from tdmi.service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
+from tdmi.service.cluster.registry import Registry, least_loaded
+from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply
 
 __all__ = ["LiveLink", "RemoteFeed"]
 

@@ -18,19 +18,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import health, metrics
-from service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
-from service.cluster.job_worker import JobConsumer
-from service.cluster.jobs import JobBoard
-from service.cluster.live_host import LiveHost
-from service.cluster.registry import Registry, snapshot
-from service.config import Settings
-from service.errors import install_error_handlers
-from service.inference.runtime import InferenceRuntime
-from service.jobs.processor import JobProcessor
-from service.metrics import ServiceMetrics
-from service.streaming.factory import SessionFactory
-from service.streaming.feed import LocalFeed
+from tdmi.service.api import health, metrics
+from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
+from tdmi.service.cluster.job_worker import JobConsumer
+from tdmi.service.cluster.jobs import JobBoard
+from tdmi.service.cluster.live_host import LiveHost
+from tdmi.service.cluster.registry import Registry, snapshot
+from tdmi.service.config import Settings
+from tdmi.service.errors import install_error_handlers
+from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.jobs.processor import JobProcessor
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.feed import LocalFeed
 
 __all__ = ["create_worker_app"]
 

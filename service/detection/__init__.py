@@ -5,11 +5,11 @@ propagated from the previous frame's keypoints.
     found = detector.detect(frame_rgb)                       # Detections: xyxy (N, 4), scores (N,)
 """
 
-from service.detection.base import Detections, Detector, DetectorUnavailableError, make_detector, nms
-from service.detection.client_boxes import InvalidBoxesError, parse_client_boxes
-from service.detection.hog import HogPeopleDetector
-from service.detection.onnx_yolo import OnnxYoloDetector, YoloLayout
-from service.detection.propagate import DetectionSchedule, boxes_from_keypoints
+from tdmi.service.detection.base import Detections, Detector, DetectorUnavailableError, make_detector, nms
+from tdmi.service.detection.client_boxes import InvalidBoxesError, parse_client_boxes
+from tdmi.service.detection.hog import HogPeopleDetector
+from tdmi.service.detection.onnx_yolo import OnnxYoloDetector, YoloLayout
+from tdmi.service.detection.propagate import DetectionSchedule, boxes_from_keypoints
 
 __all__ = [
     "DetectionSchedule",

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from model.tracking import box_iou
+from tdmi.model.tracking import box_iou
 
 __all__ = ["Detections", "Detector", "DetectorUnavailableError", "checked_image", "make_detector", "nms"]
 
@@ -94,14 +94,14 @@ def make_detector(
     if kind == "none" and not argument:
         return None
     if kind == "hog" and not argument:
-        from service.detection.hog import HogPeopleDetector
+        from tdmi.service.detection.hog import HogPeopleDetector
 
         threshold = HogPeopleDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return HogPeopleDetector(min_person_height=min_person_height, score_threshold=threshold)
     if kind == "onnx":
         if not argument:
             raise ValueError("detector spec 'onnx:' needs a model path, e.g. 'onnx:/models/yolov8n.onnx'")
-        from service.detection.onnx_yolo import OnnxYoloDetector
+        from tdmi.service.detection.onnx_yolo import OnnxYoloDetector
 
         threshold = OnnxYoloDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return OnnxYoloDetector(Path(argument), providers=providers, score_threshold=threshold)

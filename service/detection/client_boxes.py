@@ -12,7 +12,7 @@ from numbers import Real
 
 import numpy as np
 
-from service.detection.base import Detections
+from tdmi.service.detection.base import Detections
 
 __all__ = ["MAX_CLIENT_BOXES", "InvalidBoxesError", "parse_client_boxes"]
 

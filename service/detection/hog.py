@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from service.detection.base import Detections, checked_image, nms
+from tdmi.service.detection.base import Detections, checked_image, nms
 
 __all__ = ["HogPeopleDetector"]
 

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from service.detection.base import Detections, DetectorUnavailableError, checked_image, nms
+from tdmi.service.detection.base import Detections, DetectorUnavailableError, checked_image, nms
 
 __all__ = ["Letterbox", "OnnxYoloDetector", "YoloLayout", "decode_yolo", "letterbox", "yolo_layout"]
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.export import INPUT_NAME, export_model
-from model.presets import ModelPreset
+from tdmi.model.export import INPUT_NAME, export_model
+from tdmi.model.presets import ModelPreset
 
 __all__ = [
     "Backend",

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections import OrderedDict, deque
 
-from service.inference.work import Dropped, FrameWork
+from tdmi.service.inference.work import Dropped, FrameWork
 
 __all__ = ["Batcher"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.geometry import box_to_crop, crop_affine, invert_affine
+from tdmi.model.geometry import box_to_crop, crop_affine, invert_affine
 
 __all__ = ["crop_clips", "input_to_image_affines", "upload_frame"]
 

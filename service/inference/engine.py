@@ -10,9 +10,9 @@ import asyncio
 import logging
 from concurrent.futures import Executor
 
-from service.inference.batcher import Batcher
-from service.inference.work import FrameWork
-from service.inference.worker import InferenceWorker
+from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.work import FrameWork
+from tdmi.service.inference.worker import InferenceWorker
 
 __all__ = ["InferenceEngine"]
 

@@ -22,8 +22,8 @@ from typing import List
 
 import torch
 
-from model.tdmi import TDMI
-from service.inference.backends import Backend, TorchBackend
+from tdmi.model.tdmi import TDMI
+from tdmi.service.inference.backends import Backend, TorchBackend
 
 __all__ = ["FeatureCache", "FeatureKey", "FeatureRequest", "SplitNetwork", "split_network"]
 

@@ -16,14 +16,14 @@ from typing import Protocol
 
 import torch
 
-from model.presets import ModelPreset, build_model, get_preset
-from protocol import SkeletonPublic
-from service.config import Settings
-from service.inference.backends import ProviderUnavailableError, make_backend
-from service.inference.batcher import Batcher
-from service.inference.engine import InferenceEngine
-from service.inference.worker import InferenceWorker
-from service.metrics import ServiceMetrics
+from tdmi.model.presets import ModelPreset, build_model, get_preset
+from tdmi.protocol import SkeletonPublic
+from tdmi.service.config import Settings
+from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
+from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.engine import InferenceEngine
+from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.metrics import ServiceMetrics
 
 __all__ = [
     "DeviceUnavailableError",

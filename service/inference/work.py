@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.inference.feature_cache import FeatureRequest
+from tdmi.service.inference.feature_cache import FeatureRequest
 
 __all__ = ["Dropped", "FrameWork", "PoseArrays"]
 

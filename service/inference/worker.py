@@ -13,13 +13,13 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 import numpy as np
 import torch
 
-from model.codec import decode_heatmaps
-from model.inputs import normalize
-from model.presets import ModelPreset
-from service.inference.backends import Backend
-from service.inference.crops import crop_clips, input_to_image_affines, upload_frame
-from service.inference.feature_cache import FeatureCache, FeatureKey, FeatureRequest, split_network
-from service.inference.work import FrameWork, PoseArrays
+from tdmi.model.codec import decode_heatmaps
+from tdmi.model.inputs import normalize
+from tdmi.model.presets import ModelPreset
+from tdmi.service.inference.backends import Backend
+from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.feature_cache import FeatureCache, FeatureKey, FeatureRequest, split_network
+from tdmi.service.inference.work import FrameWork, PoseArrays
 
 __all__ = ["InferenceWorker", "bucket_sizes"]
 

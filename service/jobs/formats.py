@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from protocol import JobResultPublic, PersonPose
+from tdmi.protocol import JobResultPublic, PersonPose
 
 __all__ = ["ResultFormat", "render_result"]
 

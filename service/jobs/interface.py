@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.jobs.store import JobRecord
+from tdmi.service.jobs.store import JobRecord
 
 __all__ = ["JobService"]
 

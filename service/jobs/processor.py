@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from protocol import FramePoses, JobResultPublic, VideoPublic
-from protocol.overlay import draw_poses
-from service.config import Settings
-from service.inference.runtime import InferenceRuntime
-from service.jobs.store import JobRecord
-from service.metrics import ServiceMetrics
-from service.streaming.factory import SessionFactory
-from service.streaming.session import StreamFrame, StreamSession
-from service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
+from tdmi.protocol import FramePoses, JobResultPublic, VideoPublic
+from tdmi.protocol.overlay import draw_poses
+from tdmi.service.config import Settings
+from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.jobs.store import JobRecord
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.session import StreamFrame, StreamSession
+from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
 
 __all__ = ["JobProcessor", "ProgressReport"]
 

@@ -13,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.config import Settings
-from service.inference.runtime import InferenceRuntime
-from service.jobs.processor import JobProcessor, ProgressReport
-from service.jobs.store import JobRecord, JobStore, write_json_atomic
-from service.metrics import ServiceMetrics
-from service.streaming.factory import SessionFactory
+from tdmi.service.config import Settings
+from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.jobs.processor import JobProcessor, ProgressReport
+from tdmi.service.jobs.store import JobRecord, JobStore, write_json_atomic
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.factory import SessionFactory
 
 __all__ = ["JobRunner"]
 

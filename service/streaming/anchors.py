@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.tracking import box_iou
+from tdmi.model.tracking import box_iou
 
 __all__ = ["Anchor", "TrackAnchors"]
 

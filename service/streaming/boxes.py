@@ -16,9 +16,9 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from protocol.stream import BoxMode
-from service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
-from service.streaming.session import StreamFrame
+from tdmi.protocol.stream import BoxMode
+from tdmi.service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
+from tdmi.service.streaming.session import StreamFrame
 
 __all__ = ["BoxMode", "SessionBoxes", "detections_array"]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from model.tracking import PoseTracker, TrackerConfig
-from service.config import Settings
-from service.detection import make_detector
-from service.inference.runtime import ModelRuntime
-from service.metrics import ServiceMetrics
-from service.streaming.boxes import BoxMode, SessionBoxes
-from service.streaming.session import SessionOptions, StreamSession
+from tdmi.model.tracking import PoseTracker, TrackerConfig
+from tdmi.service.config import Settings
+from tdmi.service.detection import make_detector
+from tdmi.service.inference.runtime import ModelRuntime
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.boxes import BoxMode, SessionBoxes
+from tdmi.service.streaming.session import SessionOptions, StreamSession
 
 __all__ = ["SessionFactory"]
 

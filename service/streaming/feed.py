@@ -12,16 +12,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from protocol.stream import ConfigMessage, DroppedMessage, ReadyMessage, ResultMessage, ResumedMessage
-from service.config import Settings
-from service.detection import parse_client_boxes
-from service.images import decode_image
-from service.inference.runtime import InferenceRuntime, UnknownModelError
-from service.media import MediaError
-from service.metrics import ServiceMetrics
-from service.streaming.boxes import detections_array
-from service.streaming.factory import SessionFactory
-from service.streaming.session import FrameOutcome, StreamFrame, StreamSession
+from tdmi.protocol.stream import ConfigMessage, DroppedMessage, ReadyMessage, ResultMessage, ResumedMessage
+from tdmi.service.config import Settings
+from tdmi.service.detection import parse_client_boxes
+from tdmi.service.images import decode_image
+from tdmi.service.inference.runtime import InferenceRuntime, UnknownModelError
+from tdmi.service.media import MediaError
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.streaming.boxes import detections_array
+from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.session import FrameOutcome, StreamFrame, StreamSession
 
 __all__ = ["ErrorSink", "FeedConfigError", "FeedReply", "LiveFeed", "LocalFeed"]
 

@@ -21,11 +21,11 @@ from typing import Protocol
 
 import numpy as np
 
-from model.data.clips import clip_indices
-from protocol.poses import FramePoses, PersonPose
-from service.inference.feature_cache import FeatureCache, FeatureRequest
-from service.inference.work import Dropped, FrameWork, PoseArrays
-from service.streaming.anchors import TrackAnchors
+from tdmi.model.data.clips import clip_indices
+from tdmi.protocol.poses import FramePoses, PersonPose
+from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
+from tdmi.service.inference.work import Dropped, FrameWork, PoseArrays
+from tdmi.service.streaming.anchors import TrackAnchors
 
 __all__ = [
     "BoxProvider",

@@ -30,7 +30,7 @@ import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from service.media import MediaError
+from tdmi.service.media import MediaError
 
 __all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "probe_video"]
 

@@ -20,7 +20,7 @@ import av
 import numpy as np
 from av.video.stream import VideoStream
 
-from service.video.decode import VideoInfo
+from tdmi.service.video.decode import VideoInfo
 
 __all__ = ["OverlayWriter", "overlay_codec"]
 

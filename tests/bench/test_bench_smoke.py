@@ -158,7 +158,7 @@ def test_a_missing_gpu_is_a_one_line_error() -> None:
 
 def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
     from bench.dcn import deformable_share
-    from model.presets import build_model, get_preset
+    from tdmi.model.presets import build_model, get_preset
 
     preset = get_preset("tdmi-tiny")
     share = deformable_share(build_model(preset.name), lambda: torch.randn(preset.input_shape(1)), CPU)

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from model.data.synth.render import render_frame
-from model.data.synth.scene import SceneSpec, sample_scene
+from tdmi.model.data.synth.render import render_frame
+from tdmi.model.data.synth.scene import SceneSpec, sample_scene
 from tests.helpers.server import ServerProcess, free_port
 from tests.integration.conftest import SynthVideo, synth_video
 

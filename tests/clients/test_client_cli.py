@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from clients.cli import EXIT_CODES, main
+from tdmi.client.cli import EXIT_CODES, main
 from tests.clients.conftest import API_KEY, SynthVideo
 from tests.helpers.server import ServerProcess
 
@@ -135,6 +135,6 @@ def test_the_installed_entry_point_and_bad_usage(dead_url: str) -> None:
     )  # fmt: skip
     assert done.returncode == EXIT_CODES["unreachable"] and done.stderr.count("\n") == 1
     usage = subprocess.run(
-        [sys.executable, "-m", "clients.cli", "pose"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tdmi.client.cli", "pose"], capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == EXIT_CODES["bad_input"] and "required: video" in usage.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, WebSocket, sync_playwright
 
-from protocol.overlay import track_color
+from tdmi.protocol.overlay import track_color
 from tests.clients.conftest import API_KEY, SynthVideo
 from tests.helpers.server import ServerProcess
 

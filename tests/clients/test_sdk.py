@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from clients import (
+from tdmi.client import (
     AsyncPoseClient,
     AuthError,
     BadRequest,
@@ -23,7 +23,7 @@ from clients import (
     StreamError,
     StreamStarted,
 )
-from protocol import JobResultPublic
+from tdmi.protocol import JobResultPublic
 from tests.clients.conftest import API_KEY, SynthVideo
 from tests.helpers.server import ServerProcess
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from clients import calls
-from clients.bridge import iterate_in_thread
-from clients.errors import AuthError, BadRequest, ServerError, SourceError
-from clients.events import (
+from tdmi.client import calls
+from tdmi.client.bridge import iterate_in_thread
+from tdmi.client.errors import AuthError, BadRequest, ServerError, SourceError
+from tdmi.client.events import (
     FrameDropped,
     FrameResult,
     Reconnecting,
@@ -28,10 +28,10 @@ from clients.events import (
     StreamStarted,
     parse_server_message,
 )
-from clients.render import VideoFileWriter
-from clients.sources import FrameSource, open_source
-from clients.streaming import StreamOptions, backoff_delay, stream_events
-from protocol.stream import ReadyMessage, ResumedMessage, unpack_frame
+from tdmi.client.render import VideoFileWriter
+from tdmi.client.sources import FrameSource, open_source
+from tdmi.client.streaming import StreamOptions, backoff_delay, stream_events
+from tdmi.protocol.stream import ReadyMessage, ResumedMessage, unpack_frame
 from tests.clients.conftest import SynthVideo
 
 IMAGES = [np.full((32, 48, 3), 10 * i, dtype=np.uint8) for i in range(6)]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from service.config import Settings
+from tdmi.service.config import Settings
 from tests.deploy.files import (
     REPO,
     Reset,

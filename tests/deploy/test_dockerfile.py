@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
+from tdmi.service.config import Settings
 from tests.deploy.dockerfile import Dockerfile, Instruction
 from tests.deploy.dockerignore import DockerIgnore
 from tests.deploy.files import REPO
@@ -134,9 +134,10 @@ def test_dependencies_are_installed_before_the_code(variant: str) -> None:
     assert torch[0] < requirements[0] < code[0]
     # the code comes only as the wheel: no COPY of the source into the image itself
     assert not [i for i in image if i.keyword == "COPY"]
-    # the requirement lists are made from pyproject.toml alone, so editing code keeps their layer
+    # the requirement lists are made from the two pyproject.toml files alone (server and SDK), so
+    # editing code keeps their layer
     copies = [i.arguments for i in DOCKERFILE.stage("requirements").instructions if i.keyword == "COPY"]
-    assert copies == ["pyproject.toml ."]
+    assert copies == ["pyproject.toml .", "clients/pyproject.toml clients/"]
     # the code install adds no dependency behind the layers' back
     assert "--no-deps" in image[code[0]].arguments
 
@@ -155,12 +156,18 @@ def test_requirement_lists_hold_every_dependency_once_and_onnxruntime_per_varian
     (script,) = [i for i in DOCKERFILE.stage("requirements").instructions if i.heredoc]
     assert script.arguments.startswith("python - <<")
     (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "pyproject.toml").write_bytes((REPO / "clients" / "pyproject.toml").read_bytes())
     subprocess.run([sys.executable, "-"], input=script.heredoc, text=True, cwd=tmp_path, check=True)
     project = PYPROJECT["project"]
-    declared = {r for r in project["dependencies"] if not r.startswith("torch")}
+    sdk = tomllib.loads((REPO / "clients" / "pyproject.toml").read_text())["project"]
+    server = {r for r in project["dependencies"] if not r.startswith(("torch", "tdmi-client"))}
+    declared = server | set(sdk["dependencies"]) | set(sdk["optional-dependencies"]["media"])
     cpu = (tmp_path / "cpu.txt").read_text().split()
     gpu = (tmp_path / "gpu.txt").read_text().split()
-    assert set(cpu) == declared and len(cpu) == len(declared)
+    names = [re.split(r"[<>=!~\[]", r, maxsplit=1)[0] for r in cpu]
+    assert len(names) == len(set(names)), "a dependency listed twice"
+    assert set(cpu) <= declared and set(names) == {re.split(r"[<>=!~\[]", r, maxsplit=1)[0] for r in declared}
     onnxruntime = {r for r in declared if re.match(r"onnxruntime\b(?!-)", r)}
     assert len(onnxruntime) == 1
     assert set(gpu) == (declared - onnxruntime) | set(project["optional-dependencies"]["gpu"])
@@ -198,7 +205,7 @@ def test_nothing_is_added_from_urls_and_no_secrets_are_baked_in() -> None:
 
 def test_the_build_context_holds_the_packages_and_the_demo_checkpoint_and_nothing_private() -> None:
     ignore = DockerIgnore(REPO / ".dockerignore")
-    weights = PYPROJECT["tool"]["setuptools"]["package-data"]["model"]
+    weights = PYPROJECT["tool"]["setuptools"]["package-data"]["tdmi.model"]
     assert "weights/*.pt" in weights
     for kept in [
         "pyproject.toml",
@@ -206,10 +213,12 @@ def test_the_build_context_holds_the_packages_and_the_demo_checkpoint_and_nothin
         "model/weights/tdmi_tiny_synth.pt",
         "service/cli.py",
         "protocol",
+        "clients/pyproject.toml",
+        "tdmi/model",
     ]:
         assert not ignore.excludes(kept), kept
     for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert not ignore.excludes(package.rstrip("*")), package
+        assert not ignore.excludes(package.rstrip("*").replace(".", "/")), package
     for left_out in [
         ".git/HEAD",
         ".venv/bin/python",

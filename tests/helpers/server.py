@@ -41,7 +41,7 @@ class ServerProcess:
         command = [
             sys.executable,
             "-m",
-            "service.cli",
+            "tdmi.service.cli",
             command,
             "--port",
             str(self.port),

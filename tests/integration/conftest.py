@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import save_checkpoint
-from model.data.synth import SynthOptions, generate_dataset
-from model.presets import build_model
+from tdmi.model.checkpoint import save_checkpoint
+from tdmi.model.data.synth import SynthOptions, generate_dataset
+from tdmi.model.presets import build_model
 from tests.helpers.server import ServerProcess
 from tests.helpers.weights import randomize
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model.data.synth import SynthOptions, generate_dataset
-from model.evaluation import evaluate_posetrack_sequences
-from service.cli import main
-from service.config import DEMO_CHECKPOINT
+from tdmi.model.data.synth import SynthOptions, generate_dataset
+from tdmi.model.evaluation import evaluate_posetrack_sequences
+from tdmi.service.cli import main
+from tdmi.service.config import DEMO_CHECKPOINT
 from tests.helpers.server import ServerProcess
 
 # The demo scored 17.8 (predict) and 18.0 (service) mAP on this small set when these thresholds

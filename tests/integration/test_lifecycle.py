@@ -127,7 +127,7 @@ def test_api_keys_guard_http_and_websocket(
 
 
 def test_listening_beyond_loopback_without_keys_is_refused() -> None:
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "0.0.0.0", "--port", "0"]
+    command = [sys.executable, "-m", "tdmi.service.cli", "serve", "--host", "0.0.0.0", "--port", "0"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("tdmi: error: refusing to listen on 0.0.0.0")

@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "tdmi.service.cli", "serve", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

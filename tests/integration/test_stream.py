@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from protocol.stream import pack_frame
+from tdmi.protocol.stream import pack_frame
 from tests.helpers.server import ServerProcess
 from tests.integration.conftest import SynthVideo
 

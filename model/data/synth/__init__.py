@@ -34,8 +34,14 @@ Each annotation file holds:
 - ``categories``: the official person category (keypoint names and 1-based skeleton).
 """
 
-from model.data.synth.cli import add_synth_command
-from model.data.synth.writer import SynthOptions, SynthSummary, VideoSummary, generate_dataset, write_video
+from tdmi.model.data.synth.cli import add_synth_command
+from tdmi.model.data.synth.writer import (
+    SynthOptions,
+    SynthSummary,
+    VideoSummary,
+    generate_dataset,
+    write_video,
+)
 
 __all__ = [
     "SynthOptions",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.joints import POSETRACK_17
+from tdmi.model.joints import POSETRACK_17
 
 __all__ = [
     "BOX_GROWTH",

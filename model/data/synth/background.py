@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from model.data.synth.appearance import random_colour
+from tdmi.model.data.synth.appearance import random_colour
 
 __all__ = ["TEXTURES", "make_background", "texture"]
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from model.data.synth.writer import SynthOptions, VideoSummary, generate_dataset
+from tdmi.model.data.synth.writer import SynthOptions, VideoSummary, generate_dataset
 
 __all__ = ["add_synth_command", "parse_persons", "parse_size"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.data.synth.skeleton import BodyShape, neutral_pose, pose_index
+from tdmi.model.data.synth.skeleton import BodyShape, neutral_pose, pose_index
 
 __all__ = [
     "ACTIONS",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.data.synth.appearance import Appearance, Colour
-from model.data.synth.scene import Camera, Occluder, Person, Scene, person_points
-from model.data.synth.skeleton import (
+from tdmi.model.data.synth.appearance import Appearance, Colour
+from tdmi.model.data.synth.scene import Camera, Occluder, Person, Scene, person_points
+from tdmi.model.data.synth.skeleton import (
     HEAD_CENTER,
     L_EYE,
     L_HAND,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.data.synth.appearance import Appearance, Colour, random_colour, sample_appearance
-from model.data.synth.background import make_background
-from model.data.synth.motion import PersonMotion, sample_schedule, simulate
-from model.data.synth.skeleton import body_points, sample_body_shape
+from tdmi.model.data.synth.appearance import Appearance, Colour, random_colour, sample_appearance
+from tdmi.model.data.synth.background import make_background
+from tdmi.model.data.synth.motion import PersonMotion, sample_schedule, simulate
+from tdmi.model.data.synth.skeleton import body_points, sample_body_shape
 
 __all__ = [
     "OCCLUDER_KINDS",

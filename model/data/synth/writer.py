@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from av.video.stream import VideoStream
 
-from model.data.synth.annotations import (
+from tdmi.model.data.synth.annotations import (
     CATEGORIES,
     MAX_VIDEOS_PER_SEED,
     image_entry,
@@ -30,8 +30,8 @@ from model.data.synth.annotations import (
     sequence_name,
     video_number,
 )
-from model.data.synth.render import BLUR_FLAG_PX, render_frame
-from model.data.synth.scene import SceneSpec, sample_scene
+from tdmi.model.data.synth.render import BLUR_FLAG_PX, render_frame
+from tdmi.model.data.synth.scene import SceneSpec, sample_scene
 
 __all__ = [
     "JPEG_QUALITY",

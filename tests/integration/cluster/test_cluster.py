@@ -13,7 +13,7 @@ import pytest
 import redis as redis_client
 from websockets.sync.client import connect
 
-from protocol.stream import pack_frame
+from tdmi.protocol.stream import pack_frame
 from tests.helpers.redis_server import RedisServer
 from tests.integration.cluster.conftest import result, submit, wait_finished
 from tests.integration.conftest import SynthVideo

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from protocol import WorkerModelPublic, WorkerPublic
-from service.cluster import keys
-from service.cluster.connection import connect
-from service.cluster.jobs import JobBoard, Run
-from service.cluster.registry import least_loaded
+from tdmi.protocol import WorkerModelPublic, WorkerPublic
+from tdmi.service.cluster import keys
+from tdmi.service.cluster.connection import connect
+from tdmi.service.cluster.jobs import JobBoard, Run
+from tdmi.service.cluster.registry import least_loaded
 from tests.helpers.redis_server import RedisServer
 
 _databases = itertools.count(12)  # conftest's clusters count up from 1

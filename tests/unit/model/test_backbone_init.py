@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, save_checkpoint
-from model.presets import build_model, get_preset, load_checkpoint
+from tdmi.model.checkpoint import CheckpointError, save_checkpoint
+from tdmi.model.presets import build_model, get_preset, load_checkpoint
 from tests.helpers.weights import randomize
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import read_checkpoint, save_checkpoint
-from model.presets import get_preset
-from service.cli import main
+from tdmi.model.checkpoint import read_checkpoint, save_checkpoint
+from tdmi.model.presets import get_preset
+from tdmi.service.cli import main
 from tests.helpers.weights import deterministic_state_dict, randomize
 
 DATA = Path(__file__).parents[2] / "data" / "hrnet"

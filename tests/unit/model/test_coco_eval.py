@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluation import evaluate_coco
-from model.evaluation.coco import evaluate_coco_results
-from service.cli import main
+from tdmi.model.evaluation import evaluate_coco
+from tdmi.model.evaluation.coco import evaluate_coco_results
+from tdmi.service.cli import main
 
 DATA = Path(__file__).parents[2] / "data" / "coco_sample"
 GT = DATA / "test_coco.json"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.codec import decode_heatmaps, flip_back, flip_heatmaps, flip_test, gaussian_targets
-from model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
-from model.joints import COCO_17, POSETRACK_17
+from tdmi.model.codec import decode_heatmaps, flip_back, flip_heatmaps, flip_test, gaussian_targets
+from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
+from tdmi.model.joints import COCO_17, POSETRACK_17
 
 
 def test_gaussian_decodes_back_within_a_quarter_pixel() -> None:

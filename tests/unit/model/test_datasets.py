@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.codec import decode_heatmaps
-from model.data.datasets import CocoKeypoints, ImageCache, PoseTrackClips
-from model.data.transforms import AugmentConfig
-from model.geometry import apply_affine, invert_affine
-from model.inputs import IMAGENET_MEAN, IMAGENET_STD
-from model.joints import COCO_17, POSETRACK_17
+from tdmi.model.codec import decode_heatmaps
+from tdmi.model.data.datasets import CocoKeypoints, ImageCache, PoseTrackClips
+from tdmi.model.data.transforms import AugmentConfig
+from tdmi.model.geometry import apply_affine, invert_affine
+from tdmi.model.inputs import IMAGENET_MEAN, IMAGENET_STD
+from tdmi.model.joints import COCO_17, POSETRACK_17
 
 DATA = Path(__file__).parents[2] / "data"
 PT18 = DATA / "posetrack18_sample"

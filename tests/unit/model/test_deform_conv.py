@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.ops import deform_conv2d
+from tdmi.model.ops import deform_conv2d
 
 
 def _bilinear_zero_pad(image: np.ndarray, y: float, x: float) -> float:
@@ -142,7 +142,7 @@ class _DeformLayer(torch.nn.Module):
 
 
 def test_exports_to_onnx_and_matches_in_onnxruntime(tmp_path) -> None:
-    from model.export import export_model, relative_error, run_exported
+    from tdmi.model.export import export_model, relative_error, run_exported
 
     layer = _DeformLayer().eval()
     path = export_model(layer, torch.randn(2, 4, 9, 7), tmp_path / "dcn.onnx", "onnx")

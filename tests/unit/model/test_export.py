@@ -8,8 +8,8 @@ import onnx
 import pytest
 import torch
 
-from model.export import export_model, relative_error, run_exported
-from model.presets import get_preset
+from tdmi.model.export import export_model, relative_error, run_exported
+from tdmi.model.presets import get_preset
 from tests.helpers.weights import randomize
 
 PRESET = get_preset("tdmi-tiny")

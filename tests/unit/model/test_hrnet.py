@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import model
-from model.checkpoint import CheckpointError, read_checkpoint
-from model.hrnet import HRNetConfig, PoseHighResolutionNet
-from model.presets import load_checkpoint
+from tdmi import model
+from tdmi.model.checkpoint import CheckpointError, read_checkpoint
+from tdmi.model.hrnet import HRNetConfig, PoseHighResolutionNet
+from tdmi.model.presets import load_checkpoint
 from tests.helpers.weights import deterministic_input, deterministic_state_dict
 
 DATA = Path(__file__).parents[2] / "data" / "hrnet"

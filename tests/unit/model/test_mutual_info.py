@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from model.mutual_info import (
+from tdmi.model.mutual_info import (
     MutualInfoConfig,
     MutualInfoLoss,
     kl_divergence,
     label_log_distribution,
     spatial_log_softmax,
 )
-from model.tdmi import TDMIRepresentations
+from tdmi.model.tdmi import TDMIRepresentations
 
 B, C, J, H, W = 2, 8, 4, 6, 5
 CFG = MutualInfoConfig(temperature=0.5, margin=50.0)

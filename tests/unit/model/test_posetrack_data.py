@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data.detections import read_detections
-from model.data.posetrack import keypoint_box, load_sequence, load_sequences
-from model.data.posetrack17 import POSETRACK17_JOINTS, PT17_TO_SLOT, convert_annolist, posetrack_image_id
-from model.joints import POSETRACK_17
-from service.cli import main
+from tdmi.model.data.detections import read_detections
+from tdmi.model.data.posetrack import keypoint_box, load_sequence, load_sequences
+from tdmi.model.data.posetrack17 import POSETRACK17_JOINTS, PT17_TO_SLOT, convert_annolist, posetrack_image_id
+from tdmi.model.joints import POSETRACK_17
+from tdmi.service.cli import main
 
 SAMPLE = Path(__file__).parents[2] / "data" / "posetrack18_sample"
 DETECTIONS = SAMPLE / "test_posetrack18_human_detections.json"

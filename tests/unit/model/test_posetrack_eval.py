@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.evaluation import POSEVAL_JOINTS, evaluate_posetrack, evaluate_posetrack_sequences
-from model.evaluation.posetrack_io import inside_polygon
-from model.joints import POSETRACK_17
-from service.cli import main
+from tdmi.model.evaluation import POSEVAL_JOINTS, evaluate_posetrack, evaluate_posetrack_sequences
+from tdmi.model.evaluation.posetrack_io import inside_polygon
+from tdmi.model.joints import POSETRACK_17
+from tdmi.service.cli import main
 
 REFERENCE = Path(__file__).parents[2] / "data" / "poseval_reference"
 PRED_SETS = ("exact", "noise3", "noise10_drop_randscore", "missing_fp")

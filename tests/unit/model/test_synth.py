@@ -12,16 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from model.data.datasets import PoseTrackClips
-from model.data.posetrack import load_sequences
-from model.data.synth.annotations import person_annotation
-from model.data.synth.appearance import sample_appearance
-from model.data.synth.motion import Segment, simulate
-from model.data.synth.render import BLUR_FLAG_PX, render_frame
-from model.data.synth.scene import Camera, Occluder, Person, Scene, SceneSpec, person_points
-from model.data.synth.skeleton import BodyShape, body_points
-from model.data.synth.writer import SynthOptions, generate_dataset, video_codec
-from service.cli import main
+from tdmi.model.data.datasets import PoseTrackClips
+from tdmi.model.data.posetrack import load_sequences
+from tdmi.model.data.synth.annotations import person_annotation
+from tdmi.model.data.synth.appearance import sample_appearance
+from tdmi.model.data.synth.motion import Segment, simulate
+from tdmi.model.data.synth.render import BLUR_FLAG_PX, render_frame
+from tdmi.model.data.synth.scene import Camera, Occluder, Person, Scene, SceneSpec, person_points
+from tdmi.model.data.synth.skeleton import BodyShape, body_points
+from tdmi.model.data.synth.writer import SynthOptions, generate_dataset, video_codec
+from tdmi.service.cli import main
 
 OFFICIAL = Path(__file__).parents[2] / "data" / "posetrack18_sample" / "val" / "009473_mpii_test.json"
 SMALL = {"videos": 2, "frames": 6, "width": 96, "height": 64}

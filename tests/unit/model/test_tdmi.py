@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-import model
-from model.losses import TDMILoss
-from model.presets import PRESETS
-from model.tdmi import TDMI, TDMIConfig
+from tdmi import model
+from tdmi.model.losses import TDMILoss
+from tdmi.model.presets import PRESETS
+from tdmi.model.tdmi import TDMI, TDMIConfig
 from tests.helpers.weights import randomize
 
 TINY = PRESETS["tdmi-tiny"].config

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity
+from tdmi.model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity
 
 # x offset (fraction of height) and y (fraction of height from the top) of 17 joints, arms down
 _STANDING = np.array(

@@ -17,16 +17,16 @@ import torch
 import yaml
 from torch import nn
 
-from model.data.datasets import PoseTrackClips
-from model.evaluation.posetrack import evaluate_posetrack
-from model.evaluation.predict import PersonPrediction, assign_tracks, predict_posetrack, write_results
-from model.presets import build_model, get_preset
-from model.tracking import PoseTracker, TrackerConfig
-from model.training.config import ConfigError, load_config, validate_config
-from model.training.distributed import init_distributed
-from model.training.metrics_log import MetricsLog, read_metrics
-from model.training.trainer import Trainer, train
-from service.cli import main
+from tdmi.model.data.datasets import PoseTrackClips
+from tdmi.model.evaluation.posetrack import evaluate_posetrack
+from tdmi.model.evaluation.predict import PersonPrediction, assign_tracks, predict_posetrack, write_results
+from tdmi.model.presets import build_model, get_preset
+from tdmi.model.tracking import PoseTracker, TrackerConfig
+from tdmi.model.training.config import ConfigError, load_config, validate_config
+from tdmi.model.training.distributed import init_distributed
+from tdmi.model.training.metrics_log import MetricsLog, read_metrics
+from tdmi.model.training.trainer import Trainer, train
+from tdmi.service.cli import main
 
 REPO = Path(__file__).parents[3]
 TINY = get_preset("tdmi-tiny")
@@ -175,8 +175,8 @@ def test_time_budget_stops_and_saves(synth: Path, tmp_path: Path) -> None:
 _DDP_SCRIPT = """
 import os, sys, torch
 torch.set_num_threads(1)
-from model.training.config import load_config
-from model.training.trainer import train
+from tdmi.model.training.config import load_config
+from tdmi.model.training.trainer import train
 result = train(load_config(sys.argv[1]))
 params = {k: v.detach() for k, v in result.net.named_parameters()}
 torch.save(params, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from model.data.transforms import (
+from tdmi.model.data.transforms import (
     HALF_BODY_ENLARGE,
     Augmentation,
     AugmentConfig,
@@ -19,8 +19,8 @@ from model.data.transforms import (
     sample_augmentation,
     warp_clip,
 )
-from model.geometry import CropBox, apply_affine, box_to_crop, crop_affine, invert_affine
-from model.joints import COCO_17, POSETRACK_17
+from tdmi.model.geometry import CropBox, apply_affine, box_to_crop, crop_affine, invert_affine
+from tdmi.model.joints import COCO_17, POSETRACK_17
 
 INPUT = (64, 48)  # (h, w)
 

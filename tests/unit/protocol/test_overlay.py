@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from model.joints import COCO_17
-from protocol.overlay import draw_poses, track_color
+from tdmi.model.joints import COCO_17
+from tdmi.protocol.overlay import draw_poses, track_color
 
 HEIGHT, WIDTH = 200, 240
 BOX = [20.0, 30.0, 120.0, 150.0]

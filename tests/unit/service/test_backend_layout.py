@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from model.presets import build_model, get_preset
-from service.inference.backends import TorchBackend
+from tdmi.model.presets import build_model, get_preset
+from tdmi.service.inference.backends import TorchBackend
 from tests.helpers.weights import randomize
 
 CPU = torch.device("cpu")

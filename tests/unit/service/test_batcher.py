@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from service.inference.batcher import Batcher
-from service.inference.work import Dropped, FrameWork
+from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.work import Dropped, FrameWork
 
 
 def _work(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.auth import InsecureBindError, check_bind
-from service.config import Settings
+from tdmi.service.auth import InsecureBindError, check_bind
+from tdmi.service.config import Settings
 
 
 def test_environment_and_yaml_file_with_environment_winning(

@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from model.tracking import PoseTracker, box_iou
-from service.detection import (
+from tdmi.model.tracking import PoseTracker, box_iou
+from tdmi.service.detection import (
     Detections,
     DetectionSchedule,
     DetectorUnavailableError,
@@ -28,9 +28,9 @@ from service.detection import (
     nms,
     parse_client_boxes,
 )
-from service.detection.onnx_yolo import letterbox, yolo_layout
-from service.streaming.boxes import SessionBoxes
-from service.streaming.session import StreamFrame
+from tdmi.service.detection.onnx_yolo import letterbox, yolo_layout
+from tdmi.service.streaming.boxes import SessionBoxes
+from tdmi.service.streaming.session import StreamFrame
 
 DATA = Path(__file__).parents[2] / "data" / "detection"
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.presets import TINY, build_model, get_preset
-from model.tdmi import TDMI, TDMIConfig
-from model.tracking import PoseTracker
-from service.inference.backends import make_backend
-from service.inference.batcher import Batcher
-from service.inference.engine import InferenceEngine
-from service.inference.worker import InferenceWorker
-from service.streaming.anchors import TrackAnchors
-from service.streaming.session import FrameOutcome, SessionOptions, StreamFrame, StreamSession
+from tdmi.model.presets import TINY, build_model, get_preset
+from tdmi.model.tdmi import TDMI, TDMIConfig
+from tdmi.model.tracking import PoseTracker
+from tdmi.service.inference.backends import make_backend
+from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.engine import InferenceEngine
+from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.streaming.anchors import TrackAnchors
+from tdmi.service.streaming.session import FrameOutcome, SessionOptions, StreamFrame, StreamSession
 from tests.helpers.weights import randomize
 
 PRESET = get_preset("tdmi-tiny")

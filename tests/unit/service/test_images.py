@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.images import decode_image
-from service.media import MediaError
+from tdmi.service.images import decode_image
+from tdmi.service.media import MediaError
 
 
 def _picture(height: int = 48, width: int = 64) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.jobs import JobStore, new_job_id, write_json_atomic
+from tdmi.service.jobs import JobStore, new_job_id, write_json_atomic
 
 
 class _Clock:

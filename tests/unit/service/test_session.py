@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from model.data.clips import clip_indices
-from model.tracking import PoseTracker
-from service.inference.work import FrameWork, PoseArrays
-from service.streaming.session import SessionOptions, StreamFrame, StreamSession
+from tdmi.model.data.clips import clip_indices
+from tdmi.model.tracking import PoseTracker
+from tdmi.service.inference.work import FrameWork, PoseArrays
+from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
 
 J = 17
 

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from service.media import MediaError
-from service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
+from tdmi.service.media import MediaError
+from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
 
 TB_90K = Fraction(1, 90000)
 # 25 fps with one 1.5x gap: variable timing on a 1/90000 clock

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from model.geometry import apply_affine, box_to_crop, crop_affine
-from model.presets import build_model, get_preset
-from service.inference.backends import make_backend
-from service.inference.crops import crop_clips, input_to_image_affines, upload_frame
-from service.inference.work import FrameWork
-from service.inference.worker import InferenceWorker, bucket_sizes
+from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine
+from tdmi.model.presets import build_model, get_preset
+from tdmi.service.inference.backends import make_backend
+from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.work import FrameWork
+from tdmi.service.inference.worker import InferenceWorker, bucket_sizes
 
 PRESET = get_preset("tdmi-tiny")
 CPU = torch.device("cpu")
