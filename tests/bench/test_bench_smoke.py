@@ -163,3 +163,19 @@ def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
     preset = get_preset("tdmi-tiny")
     share = deformable_share(build_model(preset.name), lambda: torch.randn(preset.input_shape(1)), CPU)
     assert share is not None and 0.0 < share < 0.5  # tdmi-tiny: a few percent on a CPU
+
+
+def test_peer_serves_the_same_load_through_litserve_next_to_ours() -> None:
+    report = _bench(
+        "peer", "--model", "hrnet-tiny", "--streams", "2", "--persons", "2", "--frames", "4",
+        "--load-seconds", "1", "--baseline-frames", "1", "--threads", "1",
+    )  # fmt: skip
+    _check_header(report, "peer")
+    assert report["settings"]["peer_max_batch_frames"] == 16 // 2  # clips per batch / persons per frame
+    for name in ("ours", "litserve"):
+        server = report["servers"][name]
+        assert server["errors"] == [], server["errors"]
+        assert _positive(server["person_frames_per_s"]) and _positive(server["half_load_p95_ms"])
+        assert server["half_load_p50_ms"] <= server["half_load_p95_ms"]
+    assert _positive(report["baseline"]["person_frames_per_s"])
+    assert _positive(report["ours_over_litserve"]) and _positive(report["ours_over_baseline"])
