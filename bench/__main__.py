@@ -1,4 +1,4 @@
-"""``python -m bench model|service|pipeline|cluster|peer|plots``: the benchmark suite (see BENCHMARKS.md).
+"""``python -m bench model|service|pipeline|cluster|peer|job|plots``: the benchmark suite (see BENCHMARKS.md).
 
 Each command prints a table, or JSON with ``--json``; each measures what it compares side by
 side in one run.
@@ -15,6 +15,7 @@ COMMANDS = {
     "service": "a real server under N streams x K persons against the model and a naive baseline",
     "pipeline": "decode, detection, crop, model and post-processing, each alone",
     "cluster": "jobs/s with one worker against two over Redis, and the live latency Redis adds",
+    "job": "a video job through a real server against a plain script doing the same steps in sequence",
     "peer": "our service next to the same model behind LitServe and the naive baseline",
     "plots": "PNG plots from the JSON reports of the other commands",
 }

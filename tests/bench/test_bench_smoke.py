@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,24 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours() -> None:
         assert server["half_load_p50_ms"] <= server["half_load_p95_ms"]
     assert _positive(report["baseline"]["person_frames_per_s"])
     assert _positive(report["ours_over_litserve"]) and _positive(report["ours_over_baseline"])
+
+
+def test_job_runs_a_video_through_the_server_and_the_plain_script(tmp_path: Path) -> None:
+    from bench.load import synthetic_jpegs
+    from tdmi.service.images import decode_image
+    from tdmi.service.video.encode import OverlayWriter
+
+    video = tmp_path / "clip.mp4"
+    with OverlayWriter(video, 640, 480, Fraction(1, 25), Fraction(25)) as writer:
+        for i, jpeg in enumerate(synthetic_jpegs(6, 4)):
+            writer.write(decode_image(jpeg), i)
+    report = _bench("job", "--video", str(video), "--frames", "0", "--model", "hrnet-tiny", "--threads", "1")
+    _check_header(report, "job")
+    assert report["settings"]["frames"] == 6 and report["source_fps_needed"] == 25
+    assert [run["render"] for run in report["runs"]] == [False, True]
+    for run in report["runs"]:
+        assert _positive(run["service"]["frames_per_s"]) and _positive(run["plain"]["frames_per_s"])
+        assert {"decode", "pose"} <= set(run["plain"]["stages_s"])
+        assert ("encode" in run["plain"]["stages_s"]) == run["render"]
+        assert "model" in run["service"]["stages"] or "detect" in run["service"]["stages"]
+        assert _positive(run["service_over_plain"])
