@@ -1,9 +1,12 @@
 """Reading and writing weights: our checkpoints and the official HRNet files, in one place.
 
-Files are read with ``torch.load(weights_only=True)``, so loading never runs pickled code. A
-state dict may come bare, wrapped in ``{'state_dict': ...}`` or prefixed with ``module.`` (DDP);
-``num_batches_tracked`` buffers may be missing. Every mismatch ends in one ``CheckpointError``
-line that names the keys at fault.
+Files are read with ``torch.load(weights_only=True)``, so loading never runs pickled code (plain
+numeric numpy arrays, which MMPose 1.x keeps in its metadata, are allowed). A state dict may come
+bare, wrapped in ``{'state_dict': ...}`` or prefixed with ``module.`` (DDP);
+``num_batches_tracked`` buffers may be missing. MMPose's top-down HRNet files (0.x: ``backbone.``
+and ``keypoint_head.final_layer.``; 1.x: ``head.final_layer.``) are renamed to the official
+HRNet keys as they are read. Every mismatch ends in one ``CheckpointError`` line that names the
+keys at fault.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from tdmi.model.joints import COCO_17, POSETRACK_17
 
 __all__ = [
     "Checkpoint",
@@ -33,6 +39,20 @@ _IMAGENET_ONLY = (
     "incre_modules.", "downsamp_modules.", "classifier.", "final_layer.0.", "final_layer.1.",
     "stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.", "stage4.2.fuse_layers.3.",
 )  # fmt: skip
+# MMPose's names of the top-down heatmap head's 1x1 conv (0.x, then 1.x); the backbone is "backbone."
+_MMPOSE_HEADS = ("keypoint_head.final_layer.", "head.final_layer.")
+# the numpy pieces a plain numeric array is pickled with (MMPose 1.x metadata holds such arrays)
+_NUMERIC_DTYPES = (
+    "Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+    "Float16", "Float32", "Float64",
+)  # fmt: skip
+_NUMPY_GLOBALS = [
+    np.ndarray,
+    np.dtype,
+    *(getattr(np.dtypes, f"{name}DType") for name in _NUMERIC_DTYPES),
+    np.empty(0).__reduce__()[0],  # numpy's _reconstruct, under whichever module this numpy has
+    np.float64(0).__reduce__()[0],  # numpy's scalar
+]
 
 
 class CheckpointError(ValueError):
@@ -46,6 +66,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     preset: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    joints: str | None = None  # the joint layout the file declares (MMPose 1.x names its dataset)
 
     @property
     def is_hrnet(self) -> bool:
@@ -92,7 +113,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if magic[:2] != b"PK" and magic[:1] != b"\x80":
         raise CheckpointError(f"{path}: not a PyTorch checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):
             raise CheckpointError(
@@ -113,8 +135,37 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     ):
         raise CheckpointError(f"{path}: holds no state dict of named tensors")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
-    preset = meta.get("preset") if meta.get("format") == FORMAT else None
-    return Checkpoint(state, preset if isinstance(preset, str) else None, meta)
+    if meta.get("format") == FORMAT:
+        preset = meta.get("preset")
+        return Checkpoint(state, preset if isinstance(preset, str) else None, meta)
+    if "backbone.conv1.weight" in state and any(k.startswith(_MMPOSE_HEADS) for k in state):
+        return Checkpoint(_official_names(state), None, meta, _declared_joints(meta))
+    return Checkpoint(state, None, meta)
+
+
+def _official_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An MMPose top-down HRNet state dict under the official HRNet names; keys of other parts
+    are kept as they are, so that loading names them."""
+
+    def rename(key: str) -> str:
+        for head in _MMPOSE_HEADS:
+            if key.startswith(head):
+                return "final_layer." + key.removeprefix(head)
+        return key.removeprefix("backbone.")
+
+    return {rename(k): v for k, v in state.items()}
+
+
+def _declared_joints(meta: dict[str, Any]) -> str | None:
+    """The joint layout named by MMPose 1.x metadata (``meta.dataset_meta.dataset_name``), if any."""
+    inner = meta.get("meta")
+    dataset_meta = inner.get("dataset_meta") if isinstance(inner, dict) else None
+    name = dataset_meta.get("dataset_name") if isinstance(dataset_meta, dict) else None
+    if not isinstance(name, str):
+        return None
+    if name.startswith("posetrack"):
+        return POSETRACK_17.name
+    return COCO_17.name if name == "coco" else None
 
 
 def _first_line(exc: BaseException) -> str:

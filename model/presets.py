@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
-from tdmi.model.checkpoint import LoadReport, load_weights, read_checkpoint
+from tdmi.model.checkpoint import Checkpoint, LoadReport, load_weights, read_checkpoint
 from tdmi.model.hrnet import HRNetConfig, PoseHighResolutionNet
-from tdmi.model.joints import COCO_17, POSETRACK_17, JointLayout
+from tdmi.model.joints import COCO_17, POSETRACK_17, JointLayout, get_layout
 from tdmi.model.tdmi import TDMI, TDMIConfig
 
-__all__ = ["PRESETS", "ModelPreset", "UnknownPresetError", "build_model", "get_preset", "load_checkpoint"]
+__all__ = [
+    "PRESETS",
+    "ModelPreset",
+    "UnknownPresetError",
+    "build_model",
+    "get_preset",
+    "load_checkpoint",
+    "with_checkpoint_joints",
+]
 
 
 @dataclass(frozen=True)
@@ -88,16 +97,22 @@ def get_preset(name: str) -> ModelPreset:
         raise UnknownPresetError(f"unknown model {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
-def load_checkpoint(model: nn.Module, preset: ModelPreset, checkpoint: str | Path) -> LoadReport:
-    """Load our checkpoint, or an official HRNet file (into the backbone for TDMI presets)."""
+def load_checkpoint(model: nn.Module, preset: ModelPreset, checkpoint: str | Path | Checkpoint) -> LoadReport:
+    """Load our checkpoint, an official HRNet or an MMPose file (into the backbone for TDMI presets)."""
     multi = preset.multi_frame
     return load_weights(
         model,
-        read_checkpoint(checkpoint),
+        checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint),
         preset.name,
         backbone="backbone" if multi else None,
         head="head" if multi else None,
     )
+
+
+def with_checkpoint_joints(preset: ModelPreset, ckpt: Checkpoint) -> ModelPreset:
+    """``preset`` labelled with the joint layout ``ckpt`` declares (MMPose 1.x files name their
+    dataset), or unchanged when it declares none."""
+    return dataclasses.replace(preset, layout=get_layout(ckpt.joints)) if ckpt.joints else preset
 
 
 def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:

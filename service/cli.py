@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tdmi.model.cli import add_model_commands
+from tdmi.service.weights.cli import add_weights_command
 
 __all__ = ["main"]
 
@@ -33,6 +34,18 @@ def _settings(args: argparse.Namespace) -> Any:
         if value is not None
     }
     return Settings(**overrides)
+
+
+def _check_weights(settings: Any, loads_models: bool) -> None:
+    """Catalogue names must be pulled before a node starts: one line naming the command, not a
+    traceback from the lifespan (an API node of a cluster only describes its models)."""
+    from tdmi.service.weights.resolve import resolve_detector, resolve_model, weights_store
+
+    store = weights_store(settings)
+    for spec in settings.models:
+        resolve_model(spec, store, need_file=loads_models)
+    if loads_models:
+        resolve_detector(settings.detector, store)
 
 
 def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
@@ -63,7 +76,9 @@ def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from tdmi.service.main import create_app
 
-    return _run_server(create_app, _settings(args))
+    settings = _settings(args)
+    _check_weights(settings, loads_models=settings.redis_url is None)
+    return _run_server(create_app, settings)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -72,6 +87,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.redis_url is None:
         raise ValueError("tdmi worker needs --redis URL (or TDMI_REDIS_URL)")
+    _check_weights(settings, loads_models=True)
     return _run_server(create_worker_app, settings)
 
 
@@ -95,23 +111,31 @@ def _add_node_flags(parser: argparse.ArgumentParser, role: str) -> None:
         action="append",
         default=None,
         metavar="NAME[=CHECKPOINT]",
-        help="model to load (repeatable)",
+        help="model to load (repeatable): a preset or a pulled catalogue entry, optionally with a "
+        "checkpoint file or catalogue entry to start from",
     )
+
+
+_DETECTOR_HELP = (
+    "hog, none, onnx:/path/yolo.onnx or a pulled catalogue detector (TDMI_DETECTOR; default: the "
+    "first pulled catalogue detector, else hog)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tdmi", description="TDMI human pose for video")
     commands = parser.add_subparsers(dest="command", required=True)
     add_model_commands(commands)
+    add_weights_command(commands)
     serve = commands.add_parser(
         "serve", help="run the pose service (embedded; with --redis, an API node of a cluster)"
     )
     _add_node_flags(serve, "service")
-    serve.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
+    serve.add_argument("--detector", help=_DETECTOR_HELP)
     serve.set_defaults(run=_serve)
     worker = commands.add_parser("worker", help="run an inference worker of a cluster (needs --redis)")
     _add_node_flags(worker, "worker")
-    worker.add_argument("--detector", help="hog, none or onnx:/path/yolo.onnx (TDMI_DETECTOR)")
+    worker.add_argument("--detector", help=_DETECTOR_HELP)
     worker.add_argument("--worker-id", help="name in the cluster (default host-pid, TDMI_WORKER_ID)")
     worker.set_defaults(run=_worker)
     return parser

@@ -22,6 +22,12 @@ __all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "tdmi_tiny_synth.pt"
 
 
+def _default_weights_dir() -> Path:
+    """``$XDG_CACHE_HOME/tdmi/weights``, or ``~/.cache/tdmi/weights`` when XDG_CACHE_HOME is unset."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tdmi" / "weights"
+
+
 def _default_models() -> list[str]:
     return [f"tdmi-tiny={DEMO_CHECKPOINT}"] if DEMO_CHECKPOINT.exists() else ["tdmi-tiny"]
 
@@ -36,7 +42,9 @@ class Settings(BaseSettings):
     port: int = 8000
     device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
     models: list[str] = Field(
-        default_factory=_default_models, description="models to load, each NAME or NAME=CHECKPOINT_PATH"
+        default_factory=_default_models,
+        description="models to load, each NAME or NAME=CHECKPOINT; NAME may be a preset or a pulled "
+        "catalogue entry (`tdmi weights list`), CHECKPOINT a file path or a pulled catalogue entry",
     )
     backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
     precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
@@ -62,7 +70,11 @@ class Settings(BaseSettings):
     )
 
     # boxes and tracking
-    detector: str = Field(default="hog", description="hog, none, or onnx:/path/to/yolo.onnx")
+    detector: str | None = Field(
+        default=None,
+        description="hog, none, onnx:/path/to/yolo.onnx, or a pulled catalogue detector; unset: the "
+        "first pulled catalogue detector, else hog",
+    )
     detect_every: int = Field(default=5, ge=1, description="detector cadence; boxes propagate in between")
     track_match_threshold: float = Field(default=0.3, ge=0, le=1)
     track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
@@ -101,6 +113,18 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a job whose worker stopped renewing it this long is run again"
     )
     job_max_attempts: int = Field(default=3, ge=1, description="runs of a job before it fails for good")
+
+    # published weights (`tdmi weights`); the service only reads what the command pulled
+    weights_dir: Path = Field(
+        default_factory=_default_weights_dir, description="cache of pulled catalogue files"
+    )
+    weights_mirror: str | None = Field(
+        default=None,
+        description="base URL that replaces each publisher's scheme and host (air-gapped sites)",
+    )
+    weights_catalogue: Path | None = Field(
+        default=None, description="a JSON file of extra catalogue entries (same shape as the shipped one)"
+    )
 
     # safety
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tdmi.model.presets import get_preset
 from tdmi.protocol import WorkerPublic
 from tdmi.service.inference.runtime import ModelInfo, UnknownModelError
+from tdmi.service.weights.catalogue import WeightsStore
+from tdmi.service.weights.resolve import resolve_model
 
 __all__ = ["ClusterCatalog"]
 
@@ -16,12 +17,12 @@ class ClusterCatalog:
     """Refreshed from the workers' reports; before any worker is up, the node's own model list
     stands in, so that jobs can be queued for workers that are still starting."""
 
-    def __init__(self, configured: list[str]):
-        # names only: the checkpoints are the workers' files
-        self._configured = [get_preset(spec.partition("=")[0].strip()).name for spec in configured]
-        self._models: dict[str, ModelInfo] = {
-            name: ModelInfo(get_preset(name), None) for name in self._configured
-        }
+    def __init__(self, configured: list[str], store: WeightsStore):
+        # described without their files: the checkpoints are the workers'
+        self._store = store
+        presets = [resolve_model(spec, store, need_file=False)[0] for spec in configured]
+        self._configured = [preset.name for preset in presets]
+        self._models: dict[str, ModelInfo] = {preset.name: ModelInfo(preset, None) for preset in presets}
 
     @property
     def models(self) -> Mapping[str, ModelInfo]:
@@ -29,7 +30,10 @@ class ClusterCatalog:
 
     def update(self, workers: list[WorkerPublic]) -> None:
         served = {
-            m.name: ModelInfo(get_preset(m.name), Path(m.checkpoint) if m.checkpoint else None)
+            m.name: ModelInfo(
+                resolve_model(m.name, self._store, need_file=False)[0],
+                Path(m.checkpoint) if m.checkpoint else None,
+            )
             for w in workers
             for m in w.models
         }

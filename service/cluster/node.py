@@ -16,6 +16,7 @@ from tdmi.service.cluster.jobs import ClusterJobs, JobBoard
 from tdmi.service.cluster.registry import Registry
 from tdmi.service.cluster.remote_feed import LiveLink
 from tdmi.service.config import Settings
+from tdmi.service.weights.resolve import weights_store
 
 __all__ = ["ApiNode"]
 
@@ -31,7 +32,7 @@ class ApiNode:
         self.registry = Registry(self.redis, settings.node_ttl_s)
         self.board = JobBoard(self.redis, settings.data_dir)
         self.jobs = ClusterJobs(self.board)
-        self.catalog = ClusterCatalog(settings.models)
+        self.catalog = ClusterCatalog(settings.models, weights_store(settings))
         self.link = LiveLink(self.redis, self.node_id, self.registry, settings.heartbeat_interval_s)
         self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, on_readiness)
         self._tasks: list[asyncio.Task[None]] = []

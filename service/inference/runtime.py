@@ -16,7 +16,8 @@ from typing import Protocol
 
 import torch
 
-from tdmi.model.presets import ModelPreset, build_model, get_preset
+from tdmi.model.checkpoint import read_checkpoint
+from tdmi.model.presets import ModelPreset, load_checkpoint, with_checkpoint_joints
 from tdmi.protocol import SkeletonPublic
 from tdmi.service.config import Settings
 from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
@@ -24,6 +25,7 @@ from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.worker import InferenceWorker
 from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.weights.resolve import resolve_model, weights_store
 
 __all__ = [
     "DeviceUnavailableError",
@@ -86,13 +88,9 @@ class ModelCatalog(Protocol):
 
 
 def parse_model_spec(spec: str) -> tuple[ModelPreset, Path | None]:
-    """``NAME`` or ``NAME=CHECKPOINT`` -> (preset, checkpoint path)."""
-    name, _, path = spec.partition("=")
-    preset = get_preset(name.strip())
-    checkpoint = Path(path.strip()) if path.strip() else None
-    if checkpoint is not None and not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} for model {preset.name}: no such file")
-    return preset, checkpoint
+    """``NAME`` or ``NAME=CHECKPOINT`` (presets, files or pulled catalogue entries) -> (preset,
+    checkpoint), with the weights cache of this environment's settings."""
+    return resolve_model(spec, weights_store(Settings()))
 
 
 class InferenceRuntime:
@@ -123,9 +121,11 @@ class InferenceRuntime:
             raise DeviceUnavailableError(f"device {settings.device!r} requested but CUDA is not available")
         device = torch.device(settings.device)
         loop = asyncio.get_running_loop()
+        store = weights_store(settings)
         for spec in settings.models:
-            preset, checkpoint = parse_model_spec(spec)
+            preset, checkpoint = resolve_model(spec, store)
             worker = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
+            preset = worker.preset  # with the joint layout the checkpoint declares
             batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames)
             engine = InferenceEngine(worker, batcher, self.device_thread, self.metrics)
             engine.start()
@@ -135,7 +135,12 @@ class InferenceRuntime:
             )
 
     def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> InferenceWorker:
-        network = build_model(preset.name, checkpoint)
+        network = preset.build()
+        if checkpoint is not None:
+            loaded = read_checkpoint(checkpoint)
+            preset = with_checkpoint_joints(preset, loaded)
+            load_checkpoint(network, preset, loaded)
+        network.eval()
         weights_id = f"{checkpoint.resolve()}:{checkpoint.stat().st_mtime_ns}" if checkpoint else "untrained"
         try:
             backend = make_backend(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from tdmi.model.tracking import PoseTracker, TrackerConfig
@@ -11,6 +12,7 @@ from tdmi.service.inference.runtime import ModelRuntime
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.boxes import BoxMode, SessionBoxes
 from tdmi.service.streaming.session import SessionOptions, StreamSession
+from tdmi.service.weights.resolve import resolve_detector, weights_store
 
 __all__ = ["SessionFactory"]
 
@@ -21,7 +23,9 @@ class SessionFactory:
     def __init__(self, settings: Settings, metrics: ServiceMetrics):
         self.settings = settings
         self.metrics = metrics
-        self.detector = make_detector(settings.detector)
+        self.detector_spec = resolve_detector(settings.detector, weights_store(settings))
+        self.detector = make_detector(self.detector_spec)
+        logging.getLogger("tdmi.service").info("person detector: %s", self.detector_spec)
         self.detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-detect")
 
     def new(

@@ -1,0 +1,83 @@
+"""Catalogue names where the service takes a model or a detector: resolved to pulled files only.
+
+``--model hrnet-w48-384x288-posetrack18`` serves that file under its catalogue name, with its
+joint layout; ``--model tdmi-w48-384x288=hrnet-w48-384x288-posetrack18`` starts a TDMI preset
+from it. ``--detector yolox-m-humanart`` runs that pulled ONNX file, and with no detector
+configured the first pulled catalogue detector is used, else HOG. Nothing here downloads: a
+name that is not pulled fails with the one command that would fetch it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from tdmi.model.joints import get_layout
+from tdmi.model.presets import PRESETS, ModelPreset, UnknownPresetError, get_preset
+from tdmi.service.config import Settings
+from tdmi.service.weights.catalogue import CatalogueEntry, WeightsStore
+
+__all__ = ["resolve_detector", "resolve_model", "weights_store"]
+
+_PASS_THROUGH = ("hog", "none")
+
+
+def weights_store(settings: Settings) -> WeightsStore:
+    return WeightsStore(settings.weights_dir, settings.weights_catalogue)
+
+
+def _pose_entry(store: WeightsStore, name: str) -> CatalogueEntry | None:
+    entry = store.catalogue.entries.get(name)
+    return entry if entry is not None and entry.kind == "pose" else None
+
+
+def _with_entry_joints(preset: ModelPreset, entry: CatalogueEntry) -> ModelPreset:
+    return dataclasses.replace(preset, layout=get_layout(entry.joints)) if entry.joints else preset
+
+
+def resolve_model(spec: str, store: WeightsStore, need_file: bool = True) -> tuple[ModelPreset, Path | None]:
+    """``NAME`` or ``NAME=CHECKPOINT`` -> (preset, checkpoint path).
+
+    NAME is a preset or a pose entry of the catalogue (served under the entry's name, with its
+    joints); CHECKPOINT a file or a pose entry. ``need_file=False`` describes the model without
+    looking for files (an API node of a cluster: the files are the workers').
+    """
+    name, _, weights = (part.strip() for part in spec.partition("="))
+    entry = _pose_entry(store, name)
+    if entry is not None:
+        if weights:
+            raise ValueError(f"{name} is a catalogue entry with its own weights; drop '={weights}'")
+        assert entry.preset is not None  # the entry's validator requires it of pose entries
+        preset = dataclasses.replace(
+            _with_entry_joints(get_preset(entry.preset), entry), name=entry.name, description=entry.title
+        )
+        return preset, store.require(name)[1] if need_file else None
+    if name not in PRESETS:
+        poses = [n for n, e in store.catalogue.entries.items() if e.kind == "pose"]
+        raise UnknownPresetError(
+            f"unknown model {name!r}; presets: {', '.join(PRESETS)}; catalogue: {', '.join(poses)}"
+        )
+    preset = get_preset(name)
+    if not weights:
+        return preset, None
+    weights_entry = _pose_entry(store, weights)
+    if weights_entry is not None:
+        preset = _with_entry_joints(preset, weights_entry)
+        return preset, store.require(weights)[1] if need_file else None
+    checkpoint = Path(weights)
+    if need_file and not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} for model {preset.name}: no such file")
+    return preset, checkpoint
+
+
+def resolve_detector(spec: str | None, store: WeightsStore) -> str:
+    """A detector spec for ``make_detector``: catalogue names become ``onnx:<pulled file>``; unset
+    means the first pulled catalogue detector, else ``hog``."""
+    if spec is None:
+        pulled = (e for e in store.catalogue.entries.values() if e.kind == "detector" and store.is_pulled(e))
+        first = next(pulled, None)
+        return f"onnx:{store.path(first)}" if first is not None else "hog"
+    entry = store.catalogue.entries.get(spec.strip())
+    if spec.strip() in _PASS_THROUGH or entry is None or entry.kind != "detector":
+        return spec
+    return f"onnx:{store.require(entry.name)[1]}"

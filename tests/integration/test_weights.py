@@ -1,0 +1,244 @@
+"""``tdmi weights pull`` against a real HTTP mirror on loopback, then ``tdmi serve`` with what it
+pulled. The catalogue here is a site file (``TDMI_WEIGHTS_CATALOGUE``) whose entries point at
+files the test makes, with their hashes, under publisher-like URLs the mirror replaces."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tdmi.model.presets import build_model
+from tdmi.service.cli import main
+from tests.helpers.mirror import Mirror, serve_mirror
+from tests.helpers.mmpose import write_mmpose_checkpoint
+from tests.helpers.server import ServerProcess, free_port
+from tests.helpers.weights import randomize
+from tests.integration.conftest import SynthVideo
+
+PUBLISHER = "https://download.example.org"
+
+
+def _tiny_mmpose_bytes(tmp_path: Path) -> bytes:
+    """hrnet-tiny's weights in MMPose 0.x form (random values: loading is tested, not accuracy)."""
+    official = randomize(build_model("hrnet-tiny")).state_dict()
+    return write_mmpose_checkpoint(official, tmp_path / "tiny.pth", "0.x").read_bytes()
+
+
+def _pose(name: str, path: str, data: bytes, **fields: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "kind": "pose",
+        "title": f"{name} for tests",
+        "url": PUBLISHER + path,
+        "file": path.rsplit("/", 1)[-1],
+        "licence": "test",
+        "source": "made by the test",
+        "preset": "hrnet-tiny",
+        "joints": "coco-17",  # hrnet-tiny's own layout is PoseTrack's: outputs must be relabelled
+        "input_size": [128, 96],
+        "layout": "mmpose-0.x",
+        **fields,
+    }
+
+
+@pytest.fixture
+def mirror() -> Iterator[Mirror]:
+    with serve_mirror() as running:
+        yield running
+
+
+@pytest.fixture
+def site(tmp_path: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """The mirror's files, a site catalogue describing them, and the TDMI_WEIGHTS_* settings."""
+    pose = _tiny_mmpose_bytes(tmp_path)
+    digest = hashlib.sha256(pose).hexdigest()
+    member = b"not really onnx, only its bytes matter here"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("det-sdk/end2end.onnx", member)
+        zf.writestr("det-sdk/pipeline.json", "{}")
+    files = {
+        f"/mmpose/hrnet_tiny_coco-{digest[:8]}_20250101.pth": pose,  # MMPose's name: hash prefix
+        "/full/hrnet_tiny_full.pth": pose,
+        "/bad/hrnet_tiny_bad.pth": pose,
+        "/sdk/det.zip": archive.getvalue(),
+    }
+    mirror.files.update(files)
+    entries = [
+        _pose("hrnet-tiny-coco", next(iter(files)), pose, sha256=digest[:8]),
+        _pose("full-hash", "/full/hrnet_tiny_full.pth", pose, sha256=digest, size=len(pose)),
+        _pose("bad-hash", "/bad/hrnet_tiny_bad.pth", pose, sha256="0123abcd"),
+        {
+            "name": "zipped-detector",
+            "kind": "detector",
+            "title": "a detector in an MMDeploy SDK zip",
+            "url": PUBLISHER + "/sdk/det.zip",
+            "file": "det.onnx",
+            "archive_member": "end2end.onnx",
+            "licence": "test",
+            "source": "made by the test",
+            "input_size": [640, 640],
+            "layout": "mmdeploy",
+        },
+        {
+            "name": "drive-only",
+            "kind": "pose",
+            "title": "a file behind a sharing page",
+            "url": None,
+            "manual": "download it from the authors' drive folder",
+            "file": "drive.pth",
+            "licence": "test",
+            "source": "made by the test",
+            "preset": "hrnet-tiny",
+            "joints": "coco-17",
+            "input_size": [128, 96],
+            "layout": "official",
+        },
+    ]
+    catalogue = tmp_path / "site-catalogue.json"
+    catalogue.write_text(json.dumps({"entries": entries}))
+    monkeypatch.setenv("TDMI_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TDMI_WEIGHTS_MIRROR", mirror.base)
+    monkeypatch.setenv("TDMI_WEIGHTS_CATALOGUE", str(catalogue))
+    return {"member": member, "pose": pose}
+
+
+def _cache_files(tmp_path: Path) -> list[str]:
+    cache = tmp_path / "cache"
+    return (
+        sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+    )
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tdmi: error: ")
+    return lines[0]
+
+
+def test_pull_fetches_from_the_mirror_checks_the_hash_and_places_the_file(
+    site: dict[str, bytes], mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco"]) == 0
+    (name,) = _cache_files(tmp_path)
+    assert (tmp_path / "cache" / name).read_bytes() == site["pose"]
+    # the publisher's host was replaced by the mirror's, the path kept
+    assert [path for path, _ in mirror.requests] == [f"/mmpose/{name}"]
+    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco"]) == 0  # already there: no fetch
+    assert len(mirror.requests) == 1
+    out = capsys.readouterr().out
+    assert str(tmp_path / "cache" / name) in out
+    assert main(["weights", "list"]) == 0
+    assert f"pulled: {tmp_path / 'cache' / name}" in capsys.readouterr().out
+
+
+def test_a_cut_download_resumes_with_a_range_request(
+    site: dict[str, bytes], mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    half = len(site["pose"]) // 2
+    mirror.cut_after["/full/hrnet_tiny_full.pth"] = half
+    assert main(["weights", "pull", "--quiet", "full-hash"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "the next pull resumes" in line
+    assert _cache_files(tmp_path) == [".partial/full-hash.part"]  # nothing under the final name
+    assert (tmp_path / "cache" / ".partial" / "full-hash.part").stat().st_size == half
+    assert main(["weights", "pull", "--quiet", "full-hash"]) == 0
+    assert mirror.requests[-1] == ("/full/hrnet_tiny_full.pth", f"bytes={half}-")
+    assert _cache_files(tmp_path) == ["hrnet_tiny_full.pth"]
+    assert (tmp_path / "cache" / "hrnet_tiny_full.pth").read_bytes() == site["pose"]
+
+
+def test_a_hash_mismatch_keeps_nothing_and_touches_nothing_else(
+    site: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["weights", "pull", "--quiet", "full-hash"]) == 0
+    before = {name: (tmp_path / "cache" / name).read_bytes() for name in _cache_files(tmp_path)}
+    capsys.readouterr()
+    assert main(["weights", "pull", "--quiet", "bad-hash"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "does not match" in line and "0123abcd" in line
+    assert {name: (tmp_path / "cache" / name).read_bytes() for name in _cache_files(tmp_path)} == before
+
+
+def test_offline_is_one_line_and_leaves_no_file(
+    site: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TDMI_WEIGHTS_MIRROR", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot fetch" in line and "ConnectError" in line
+    assert _cache_files(tmp_path) == []
+
+
+def test_a_zip_download_gives_its_one_member_and_an_unhashed_file_is_reported(
+    site: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["weights", "pull", "--quiet", "zipped-detector"]) == 0
+    assert _cache_files(tmp_path) == ["det.onnx"]
+    assert (tmp_path / "cache" / "det.onnx").read_bytes() == site["member"]
+    assert "the publisher gives no hash; sha256 of what was fetched" in capsys.readouterr().err
+
+
+def test_an_entry_without_a_direct_url_says_where_to_get_it(
+    site: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["weights", "pull", "drive-only"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "authors' drive folder" in line and str(tmp_path / "cache" / "drive.pth") in line
+
+
+def test_serve_names_the_pull_command_for_a_model_not_pulled(site: dict[str, bytes], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tdmi.service.cli", "serve", "--model", "hrnet-tiny-coco"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert "run `tdmi weights pull hrnet-tiny-coco`" in line
+
+
+def test_serve_runs_what_was_pulled_with_the_catalogue_joints(
+    site: dict[str, bytes], tmp_path: Path, synth_video: SynthVideo
+) -> None:
+    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco"]) == 0
+    models = ["--model", "hrnet-tiny-coco", "--model", "tdmi-tiny=hrnet-tiny-coco", "--detector", "none"]
+    server = ServerProcess(tmp_path / "data", *models)
+    try:
+        server.wait_ready()
+        listed = {m["name"]: m for m in httpx.get(f"{server.base}/v1/models").json()["models"]}
+        assert set(listed) == {"hrnet-tiny-coco", "tdmi-tiny"}
+        for model in listed.values():  # both output the file's joints, in COCO order
+            assert model["skeleton"]["layout"] == "coco-17"
+            assert model["skeleton"]["joints"][1:3] == ["left_eye", "right_eye"]
+        assert listed["hrnet-tiny-coco"]["checkpoint"].startswith("hrnet_tiny_coco-")
+        with synth_video.path.open("rb") as f:
+            reply = httpx.post(
+                f"{server.base}/v1/pose",
+                params={"wait": "true"},
+                files={"file": ("clip.mp4", f)},
+                data={"model": "hrnet-tiny-coco", "boxes": json.dumps(synth_video.boxes())},
+                timeout=180,
+            )
+        assert reply.status_code == 200, reply.text
+        frames = reply.json()["frames"]
+        assert len(frames) == synth_video.frames
+        assert all(len(p["keypoints"]) == 17 for f in frames for p in f["persons"])
+        assert any(f["persons"] for f in frames)
+    finally:
+        server.stop()
+    assert "person detector: none" in server.log()
