@@ -86,6 +86,13 @@ RUN groupadd --gid 10001 tdmi \
 # --no-deps: the dependencies are the layers above; pip must not swap onnxruntime-gpu back
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-deps /wheels/*.whl
+# published weights baked in at build time by the command users run (`--build-arg
+# WEIGHTS="hrnet-w48-384x288-posetrack18 yolox-m-humanart"`, see `tdmi weights list`); an
+# air-gapped build names its mirror in WEIGHTS_MIRROR. Default: none, the image downloads nothing.
+ARG WEIGHTS=""
+ARG WEIGHTS_MIRROR=""
+ENV TDMI_WEIGHTS_DIR=/opt/tdmi/weights
+RUN if [ -n "$WEIGHTS" ]; then TDMI_WEIGHTS_MIRROR="$WEIGHTS_MIRROR" tdmi weights pull --quiet $WEIGHTS; fi
 ENV PYTHONUNBUFFERED=1 TDMI_HOST=0.0.0.0 TDMI_PORT=8000 TDMI_DATA_DIR=/data
 WORKDIR /home/tdmi
 USER 10001:10001

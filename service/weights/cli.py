@@ -1,4 +1,4 @@
-"""``tdmi weights list`` and ``tdmi weights pull NAME...``: the one place anything is downloaded."""
+"""``tdmi weights list | pull NAME... | path NAME``: the one place anything is downloaded."""
 
 from __future__ import annotations
 
@@ -57,8 +57,14 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _path(args: argparse.Namespace) -> int:
+    """The pulled file, for scripts (``--set model.init=$(tdmi weights path NAME)``)."""
+    print(weights_store(Settings()).require(args.name)[1])
+    return 0
+
+
 def add_weights_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``tdmi weights list|pull`` on the ``tdmi`` parser."""
+    """Register ``tdmi weights list|pull|path`` on the ``tdmi`` parser."""
     weights = commands.add_parser(
         "weights",
         help="published pose checkpoints and person detectors: list them, pull them into the cache",
@@ -72,3 +78,6 @@ def add_weights_command(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalogue names (`tdmi weights list`)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(run=_pull)
+    where = verbs.add_parser("path", help="the file of a pulled entry (fails if it is not pulled)")
+    where.add_argument("name", metavar="NAME")
+    where.set_defaults(run=_path)

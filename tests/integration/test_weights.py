@@ -140,6 +140,10 @@ def test_pull_fetches_from_the_mirror_checks_the_hash_and_places_the_file(
     assert str(tmp_path / "cache" / name) in out
     assert main(["weights", "list"]) == 0
     assert f"pulled: {tmp_path / 'cache' / name}" in capsys.readouterr().out
+    assert main(["weights", "path", "hrnet-tiny-coco"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'cache' / name}\n"
+    assert main(["weights", "path", "full-hash"]) == 2  # not pulled: the hint, one line
+    assert "tdmi weights pull full-hash" in _one_error_line(capsys.readouterr().err)
 
 
 def test_a_cut_download_resumes_with_a_range_request(
