@@ -53,7 +53,8 @@ class CatalogueEntry(BaseModel):
     input_size: tuple[int, int] = Field(description="(height, width) the network takes")
     layout: str = Field(
         description="pose: the checkpoint format (official, mmpose-0.x, mmpose-1.x); detector: the "
-        "ONNX output layout (yolox: raw head outputs; mmdeploy: dets (1,N,5) and labels (1,N))"
+        "ONNX output layout as service.detection names it (yolox: raw head outputs decoded with "
+        "their grids; mmdeploy: dets (1,N,5) and labels (1,N), NMS inside)"
     )
     accuracy: str | None = Field(default=None, description="the publisher's number, with what it measures")
 

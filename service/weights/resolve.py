@@ -3,8 +3,9 @@
 ``--model hrnet-w48-384x288-posetrack18`` serves that file under its catalogue name, with its
 joint layout; ``--model tdmi-w48-384x288=hrnet-w48-384x288-posetrack18`` starts a TDMI preset
 from it. ``--detector yolox-m-humanart`` runs that pulled ONNX file, and with no detector
-configured the first pulled catalogue detector is used, else HOG. Nothing here downloads: a
-name that is not pulled fails with the one command that would fetch it.
+configured the first pulled catalogue detector is used, else HOG; the entry's ``layout`` (yolox:
+raw head outputs, mmdeploy: ``dets`` and ``labels``) is passed on as ``onnx-LAYOUT:PATH``.
+Nothing here downloads: a name that is not pulled fails with the one command that would fetch it.
 """
 
 from __future__ import annotations
@@ -71,13 +72,18 @@ def resolve_model(spec: str, store: WeightsStore, need_file: bool = True) -> tup
 
 
 def resolve_detector(spec: str | None, store: WeightsStore) -> str:
-    """A detector spec for ``make_detector``: catalogue names become ``onnx:<pulled file>``; unset
-    means the first pulled catalogue detector, else ``hog``."""
+    """A detector spec for ``make_detector``: a catalogue name becomes ``onnx-LAYOUT:<pulled file>``
+    (its output layout named, not guessed); unset means the first pulled catalogue detector, else
+    ``hog``."""
     if spec is None:
         pulled = (e for e in store.catalogue.entries.values() if e.kind == "detector" and store.is_pulled(e))
         first = next(pulled, None)
-        return f"onnx:{store.path(first)}" if first is not None else "hog"
+        return _onnx_spec(first, store.path(first)) if first is not None else "hog"
     entry = store.catalogue.entries.get(spec.strip())
     if spec.strip() in _PASS_THROUGH or entry is None or entry.kind != "detector":
         return spec
-    return f"onnx:{store.require(entry.name)[1]}"
+    return _onnx_spec(entry, store.require(entry.name)[1])
+
+
+def _onnx_spec(entry: CatalogueEntry, path: Path) -> str:
+    return f"onnx-{entry.layout}:{path}"

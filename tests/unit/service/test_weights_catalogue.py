@@ -90,11 +90,12 @@ def test_bad_model_names_fail_clearly(store: WeightsStore) -> None:
 def test_the_first_pulled_catalogue_detector_is_the_default(store: WeightsStore) -> None:
     assert resolve_detector(None, store) == "hog"  # nothing pulled
     tiny = _place(store, "yolox-tiny")
-    assert resolve_detector(None, store) == f"onnx:{tiny}"
+    assert resolve_detector(None, store) == f"onnx-yolox:{tiny}"  # raw outputs: decoded with grids
     preferred = _place(store, "yolox-m-humanart")  # listed first: NMS inside, trained for persons
-    assert resolve_detector(None, store) == f"onnx:{preferred}"
+    assert resolve_detector(None, store) == f"onnx-mmdeploy:{preferred}"
     assert resolve_detector("hog", store) == "hog"  # a configured detector wins
-    assert resolve_detector("yolox-tiny", store) == f"onnx:{tiny}"
+    assert resolve_detector("onnx:/m/y.onnx", store) == "onnx:/m/y.onnx"
+    assert resolve_detector("yolox-tiny", store) == f"onnx-yolox:{tiny}"
     with pytest.raises(NotPulledError, match="tdmi weights pull yolox-s"):
         resolve_detector("yolox-s", store)
 
