@@ -147,6 +147,6 @@ class WeightsStore:
         entry = self.catalogue.get(name)
         path = self.path(entry)
         if not path.is_file():
-            how = f"run `tdmi weights pull {name}`" if entry.url else entry.manual
+            how = f"run `tdmi weights pull {name}`" if entry.url else f"{entry.manual} and place it at {path}"
             raise NotPulledError(f"{name} is not pulled into {self.directory}: {how}")
         return entry, path

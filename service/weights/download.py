@@ -53,7 +53,7 @@ def pull(
     if final.is_file():
         return final
     if entry.url is None:
-        raise PullError(f"{entry.name}: {entry.manual}; then place it at {final}")
+        raise PullError(f"{entry.name}: {entry.manual} and place it at {final}")
     url = mirrored_url(entry.url, mirror)
     part = store.directory / ".partial" / f"{entry.name}.part"
     _fetch(url, part, entry.name, progress)
