@@ -1,8 +1,11 @@
 """What every person detector gives back, the one contract they share, and the factory.
 
 A detector is chosen by a short spec string from the settings: ``"hog"`` (OpenCV's built-in
-people detector, needs no file), ``"onnx:/path/model.onnx"`` (a YOLO-family export run with
-ONNX Runtime) or ``"none"`` (boxes come from the client, or are propagated from keypoints).
+people detector, needs no file, made for upright pedestrians), ``"onnx:/path/model.onnx"`` (an
+ONNX export run with ONNX Runtime, its output layout detected), ``"onnx-LAYOUT:/path/model.onnx"``
+(the layout named: ``yolov5``, ``yolov8``, ``end2end``, ``yolox``, ``mmdeploy``,
+``mmdeploy-rtmdet``; see ``onnx_layouts``) or ``"none"`` (boxes come from the client, or are
+propagated from keypoints). ``onnx_spec`` writes such a spec for a file whose layout is known.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import numpy as np
 
 from tdmi.model.tracking import box_iou
 
-__all__ = ["Detections", "Detector", "DetectorUnavailableError", "checked_image", "make_detector", "nms"]
+__all__ = [
+    "Detections",
+    "Detector",
+    "DetectorUnavailableError",
+    "checked_image",
+    "make_detector",
+    "nms",
+    "onnx_spec",
+]
 
 
 class DetectorUnavailableError(RuntimeError):
@@ -76,6 +87,11 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarra
     return np.array(keep, dtype=np.int64)
 
 
+def onnx_spec(path: Path | str, layout: str | None = None) -> str:
+    """The detector spec of an ONNX file: ``onnx:PATH``, or ``onnx-LAYOUT:PATH`` when its layout is known."""
+    return f"onnx:{path}" if layout is None else f"onnx-{layout}:{path}"
+
+
 def make_detector(
     spec: str,
     *,
@@ -83,7 +99,7 @@ def make_detector(
     score_threshold: float | None = None,
     min_person_height: float = 64.0,
 ) -> Detector | None:
-    """Build the detector named by ``spec``: ``"hog"``, ``"onnx:/path/model.onnx"`` or ``"none"``.
+    """Build the detector named by ``spec``: ``"hog"``, ``"onnx:PATH"``, ``"onnx-LAYOUT:PATH"`` or ``"none"``.
 
     ``"none"`` gives None: the caller must then take boxes from the client or from propagation.
     ``score_threshold`` left as None keeps each detector's own default (their scores differ in
@@ -98,11 +114,17 @@ def make_detector(
 
         threshold = HogPeopleDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return HogPeopleDetector(min_person_height=min_person_height, score_threshold=threshold)
-    if kind == "onnx":
+    if kind == "onnx" or kind.startswith("onnx-"):
         if not argument:
-            raise ValueError("detector spec 'onnx:' needs a model path, e.g. 'onnx:/models/yolov8n.onnx'")
+            raise ValueError(
+                f"detector spec {kind + ':'!r} needs a model path, e.g. '{kind}:/models/yolox_s.onnx'"
+            )
         from tdmi.service.detection.onnx_yolo import OnnxYoloDetector
 
         threshold = OnnxYoloDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-        return OnnxYoloDetector(Path(argument), providers=providers, score_threshold=threshold)
-    raise ValueError(f"unknown detector spec {spec!r}; use 'hog', 'onnx:/path/model.onnx' or 'none'")
+        layout = kind.removeprefix("onnx-") if kind != "onnx" else None
+        return OnnxYoloDetector(Path(argument), providers=providers, score_threshold=threshold, layout=layout)
+    raise ValueError(
+        f"unknown detector spec {spec!r}; use 'hog', 'onnx:/path/model.onnx', "
+        "'onnx-LAYOUT:/path/model.onnx' or 'none'"
+    )

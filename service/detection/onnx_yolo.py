@@ -1,27 +1,15 @@
-"""A YOLO-family person detector exported to ONNX, run with ONNX Runtime.
+"""A person detector exported to ONNX (YOLO family, YOLOX, MMDeploy), run with ONNX Runtime.
 
-The image is letterboxed to the model's input size (kept ratio, grey 114 padding, RGB, /255,
-NCHW float32); the input size is read from the model, or 640 when its height and width are
-dynamic. The first output is decoded in one of the three layouts common exports produce,
-chosen from its shape when the model is loaded:
-
-* ``yolov5`` (YOLOv5, YOLOv7, other anchor-based heads): ``(1, N, 5 + C)`` rows of
-  ``cx, cy, w, h, objectness, C class scores``; a person's score is objectness x class score.
-* ``yolov8`` (YOLOv8, YOLOv9, YOLO11 and other anchor-free heads): ``(1, 4 + C, N)`` columns
-  of ``cx, cy, w, h, C class scores``, no objectness.
-* ``end2end`` (NMS inside the graph: YOLOv10, Ultralytics ``nms=True``): ``(1, N, 6)`` rows of
-  ``x1, y1, x2, y2, score, class``.
-
-``(1, N, 6)`` is also what a one-class YOLOv5 gives; it is read as ``yolov5`` only when N is
-exactly its anchor count for the input size (3 anchors per cell at strides 8/16/32, or
-8/16/32/64), as ``end2end`` otherwise. Boxes must be in input pixels (every layout above is);
-exports that leave raw grid offsets (e.g. YOLOX without decoding), or several outputs meant to be
-read together, are refused with a ValueError. Persons are class ``person_class`` (0 in COCO).
+The image is letterboxed to the model's input size (kept ratio, grey 114 padding) in the form its
+family expects, and the outputs are decoded in one of the layouts of ``onnx_layouts``: detected
+from the outputs when the model is loaded, or named (``layout=``, or ``onnx-yolox:PATH`` in a
+detector spec). The input size is read from the model, or 640 when its height and width are
+dynamic. Persons are class ``person_class`` (0 in COCO and in the one-class person detectors).
 """
 
 from __future__ import annotations
 
-import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +19,12 @@ import numpy as np
 import onnxruntime as ort
 
 from tdmi.service.detection.base import Detections, DetectorUnavailableError, checked_image, nms
+from tdmi.service.detection.onnx_layouts import DetectorLayout, InputFormat, decode_outputs, detect_layout
 
-__all__ = ["Letterbox", "OnnxYoloDetector", "YoloLayout", "decode_yolo", "letterbox", "yolo_layout"]
+__all__ = ["Letterbox", "OnnxYoloDetector", "letterbox"]
 
 DEFAULT_INPUT_SIZE = 640
 PAD_VALUE = 114
-
-
-class YoloLayout(enum.Enum):
-    YOLOV5 = "yolov5"
-    YOLOV8 = "yolov8"
-    END2END = "end2end"
 
 
 @dataclass(frozen=True)
@@ -60,13 +43,15 @@ class Letterbox:
         return (np.asarray(xyxy, dtype=np.float64) - shift) / scale
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` (H, W, 3) to fit ``size`` (height, width) keeping its ratio, centred on grey."""
+def letterbox(image: np.ndarray, size: tuple[int, int], centred: bool = True) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` (H, W, 3) to fit ``size`` (height, width) keeping its ratio, on grey: centred
+    (Ultralytics, sizes rounded) or at the top left (YOLOX and MMDetection, sizes truncated)."""
     height, width = image.shape[:2]
     target_h, target_w = size
     scale = min(target_h / height, target_w / width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    pad_x, pad_y = (target_w - new_w) // 2, (target_h - new_h) // 2
+    to_int = round if centred else math.floor
+    new_w, new_h = max(1, to_int(width * scale)), max(1, to_int(height * scale))
+    pad_x, pad_y = ((target_w - new_w) // 2, (target_h - new_h) // 2) if centred else (0, 0)
     canvas = np.full((target_h, target_w, 3), PAD_VALUE, dtype=np.uint8)
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
@@ -74,57 +59,11 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
     return canvas, Letterbox(new_w / width, new_h / height, pad_x, pad_y)
 
 
-def _yolov5_anchor_counts(input_size: tuple[int, int]) -> set[int]:
-    height, width = input_size
-    return {
-        3 * sum((height // s) * (width // s) for s in strides) for strides in ((8, 16, 32), (8, 16, 32, 64))
-    }
-
-
-def yolo_layout(shape: Sequence[int], input_size: tuple[int, int]) -> YoloLayout:
-    """The layout of an output of ``shape`` from a model of ``input_size`` (height, width)."""
-    unsupported = ValueError(
-        f"unsupported YOLO output shape {tuple(shape)}: expected (1, N, 5+C) (YOLOv5/v7), "
-        "(1, 4+C, N) (YOLOv8/v9/11) or (1, N, 6) (end-to-end with NMS)"
-    )
-    if len(shape) != 3 or shape[0] != 1:
-        raise unsupported
-    rows, columns = shape[1], shape[2]
-    if columns == 6:
-        return YoloLayout.YOLOV5 if rows in _yolov5_anchor_counts(input_size) else YoloLayout.END2END
-    if rows > columns >= 6:
-        return YoloLayout.YOLOV5
-    if columns > rows >= 5:
-        return YoloLayout.YOLOV8
-    raise unsupported
-
-
-def _xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    half = boxes[:, 2:4] / 2
-    return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
-
-
-def decode_yolo(
-    output: np.ndarray, layout: YoloLayout, person_class: int, score_threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Person boxes (N, 4) xyxy in model-input pixels and their scores (N,), above the threshold."""
-    table = np.asarray(output, dtype=np.float32)[0]
-    if layout is YoloLayout.END2END:
-        boxes, scores = table[:, :4], table[:, 4]
-        is_person = np.rint(table[:, 5]) == person_class
-    else:
-        if layout is YoloLayout.YOLOV8:
-            table = table.T
-            first_class, objectness = 4, np.float32(1.0)
-        else:
-            first_class, objectness = 5, table[:, 4]
-        classes = table.shape[1] - first_class
-        if person_class >= classes:
-            raise ValueError(f"person_class {person_class} but the model has {classes} classes")
-        boxes, scores = _xywh_to_xyxy(table[:, :4]), objectness * table[:, first_class + person_class]
-        is_person = np.ones(len(table), dtype=bool)
-    keep = is_person & (scores >= score_threshold)
-    return boxes[keep], scores[keep]
+def model_input(canvas_rgb: np.ndarray, form: InputFormat) -> np.ndarray:
+    """The letterboxed RGB canvas as the (1, 3, H, W) float32 tensor a model of ``form`` reads."""
+    pixels = canvas_rgb[..., ::-1] if form.bgr else canvas_rgb
+    normalised = (pixels.astype(np.float32) - np.float32(form.mean)) / np.float32(form.std)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def _check_providers(requested: Sequence[str], available: Sequence[str], what: str) -> None:
@@ -137,7 +76,7 @@ def _check_providers(requested: Sequence[str], available: Sequence[str], what: s
 
 
 class OnnxYoloDetector:
-    """Persons from a YOLO-family ONNX export (layouts in the module docstring)."""
+    """Persons from an ONNX detector export; ``layout`` None detects it from the outputs."""
 
     DEFAULT_SCORE_THRESHOLD = 0.3
 
@@ -149,6 +88,7 @@ class OnnxYoloDetector:
         nms_iou: float = 0.45,
         person_class: int = 0,
         max_detections: int = 100,
+        layout: DetectorLayout | str | None = None,
     ):
         path = Path(path)
         if not path.is_file():
@@ -157,6 +97,7 @@ class OnnxYoloDetector:
             raise ValueError("at least one ONNX Runtime provider is needed, e.g. CPUExecutionProvider")
         if person_class < 0:
             raise ValueError(f"person_class must be >= 0, got {person_class}")
+        named = None if layout is None else _layout_named(layout)
         _check_providers(providers, ort.get_available_providers(), "not available in this installation")
         try:
             self._session = ort.InferenceSession(str(path), providers=list(providers))
@@ -179,20 +120,34 @@ class OnnxYoloDetector:
         self.person_class = person_class
         self.max_detections = max_detections
         # run once on a blank input: the layout is known, and a bad model fails here, not mid-stream
-        output = self._run(np.full((*self.input_size, 3), PAD_VALUE, dtype=np.uint8))
-        self.layout = yolo_layout(output.shape, self.input_size)
-        decode_yolo(output, self.layout, person_class, score_threshold)
+        outputs = self._run(np.zeros((1, 3, *self.input_size), dtype=np.float32))
+        self.layout = named or detect_layout([o.shape for o in outputs], self.input_size)
+        decode_outputs(outputs, self.layout, self.input_size, person_class, score_threshold)
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         image = checked_image(image_rgb)
-        canvas, placement = letterbox(image, self.input_size)
-        boxes, scores = decode_yolo(self._run(canvas), self.layout, self.person_class, self.score_threshold)
+        canvas, placement = letterbox(image, self.input_size, self.layout.input_format.centred)
+        boxes, scores = decode_outputs(
+            self._run(model_input(canvas, self.layout.input_format)),
+            self.layout,
+            self.input_size,
+            self.person_class,
+            self.score_threshold,
+        )
         keep = nms(boxes, scores, self.nms_iou)[: self.max_detections]
         height, width = image.shape[:2]
         boxes = np.clip(placement.to_image(boxes[keep]), 0, [width, height, width, height])
         visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly in the padding
         return Detections(boxes[visible], scores[keep][visible])
 
-    def _run(self, canvas: np.ndarray) -> np.ndarray:
-        tensor = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        return np.asarray(self._session.run(None, {self._input_name: tensor})[0])
+    def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        outputs = self._session.run(None, {self._input_name: tensor})
+        return [np.asarray(output) for output in outputs]
+
+
+def _layout_named(layout: DetectorLayout | str) -> DetectorLayout:
+    try:
+        return DetectorLayout(layout)
+    except ValueError:
+        known = ", ".join(item.value for item in DetectorLayout)
+        raise ValueError(f"unknown detector layout {layout!r}; known: {known}") from None

@@ -1,4 +1,4 @@
-"""Person boxes: client boxes, the YOLO ONNX decoder on real ONNX Runtime, HOG on real frames,
+"""Person boxes: client boxes, the ONNX detector layouts (YOLO, YOLOX, MMDeploy) on real ONNX Runtime, HOG on real frames,
 propagation from keypoints and the detector schedule."""
 
 from __future__ import annotations
@@ -18,17 +18,19 @@ from tdmi.model.tracking import PoseTracker, box_iou
 from tdmi.service.detection import (
     Detections,
     DetectionSchedule,
+    DetectorLayout,
     DetectorUnavailableError,
     HogPeopleDetector,
     InvalidBoxesError,
     OnnxYoloDetector,
-    YoloLayout,
     boxes_from_keypoints,
     make_detector,
     nms,
+    onnx_spec,
     parse_client_boxes,
 )
-from tdmi.service.detection.onnx_yolo import letterbox, yolo_layout
+from tdmi.service.detection.onnx_layouts import detect_layout
+from tdmi.service.detection.onnx_yolo import letterbox
 from tdmi.service.streaming.boxes import SessionBoxes
 from tdmi.service.streaming.session import StreamFrame
 
@@ -49,20 +51,30 @@ def _xywh(box_xyxy: list[float]) -> list[float]:
 
 
 def _yolo_model(
-    path: Path, table: np.ndarray, red_mean_at: np.ndarray | None = None, input_hw=(64, 64)
+    path: Path,
+    table: np.ndarray,
+    red_mean_at: np.ndarray | None = None,
+    input_hw=(64, 64),
+    probe_rows: int | None = None,
+    labels: np.ndarray | None = None,
 ) -> Path:
-    """An ONNX model whose output is ``table``, plus the mean of its input's first channel (R)
-    wherever ``red_mean_at`` is 1: what a YOLO export would answer, with a window on its input."""
+    """An ONNX model whose output is ``table``, plus the mean of its input's first channel (R for
+    RGB models, B for BGR ones) over its first ``probe_rows`` rows (all if None) wherever
+    ``red_mean_at`` is 1: what a detector export would answer, with a window on its input.
+    ``labels`` adds MMDeploy's second output, listed before the table."""
     mask = np.zeros_like(table) if red_mean_at is None else red_mean_at
     images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *input_hw])
-    output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)
+    outputs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)]
     constants = {
         "table": table.astype(np.float32),
         "mask": mask.astype(np.float32),
-        "starts": np.array([0], dtype=np.int64),
-        "ends": np.array([1], dtype=np.int64),
-        "axes": np.array([1], dtype=np.int64),
+        "starts": np.array([0, 0], dtype=np.int64),
+        "ends": np.array([1, probe_rows or 1 << 30], dtype=np.int64),
+        "axes": np.array([1, 2], dtype=np.int64),
     }
+    if labels is not None:
+        constants["labels_value"] = labels.astype(np.int64)
+        outputs.insert(0, helper.make_tensor_value_info("labels", TensorProto.INT64, None))
     nodes = [
         helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
         for name, value in constants.items()
@@ -73,7 +85,9 @@ def _yolo_model(
         helper.make_node("Mul", ["mask", "red_mean"], ["window"]),
         helper.make_node("Add", ["table", "window"], ["output0"]),
     ]
-    graph = helper.make_graph(nodes, "yolo_stub", [images], [output])
+    if labels is not None:
+        nodes.append(helper.make_node("Identity", ["labels_value"], ["labels"]))
+    graph = helper.make_graph(nodes, "detector_stub", [images], outputs)
     # IR version 8 goes with opset 17 and loads in every ONNX Runtime the project supports
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
@@ -97,26 +111,33 @@ def test_letterbox_keeps_the_ratio_pads_grey_and_maps_boxes_back() -> None:
 
 
 @pytest.mark.parametrize(
-    ("shape", "input_hw", "layout"),
+    ("shapes", "input_hw", "layout"),
     [
-        ((1, 25200, 85), (640, 640), YoloLayout.YOLOV5),
-        ((1, 25200, 6), (640, 640), YoloLayout.YOLOV5),  # one-class YOLOv5: 3 x (80^2 + 40^2 + 20^2)
-        ((1, 252, 6), (64, 64), YoloLayout.YOLOV5),
-        ((1, 84, 8400), (640, 640), YoloLayout.YOLOV8),
-        ((1, 5, 8400), (640, 640), YoloLayout.YOLOV8),
-        ((1, 6, 8400), (640, 640), YoloLayout.YOLOV8),
-        ((1, 300, 6), (640, 640), YoloLayout.END2END),
-        ((1, 8400, 6), (640, 640), YoloLayout.END2END),
+        ([(1, 25200, 85)], (640, 640), DetectorLayout.YOLOV5),
+        ([(1, 25200, 6)], (640, 640), DetectorLayout.YOLOV5),  # one-class YOLOv5: 3 x (80^2 + 40^2 + 20^2)
+        ([(1, 252, 6)], (64, 64), DetectorLayout.YOLOV5),
+        ([(1, 84, 8400)], (640, 640), DetectorLayout.YOLOV8),
+        ([(1, 5, 8400)], (640, 640), DetectorLayout.YOLOV8),
+        ([(1, 6, 8400)], (640, 640), DetectorLayout.YOLOV8),
+        ([(1, 300, 6)], (640, 640), DetectorLayout.END2END),
+        ([(1, 8000, 6)], (640, 640), DetectorLayout.END2END),
+        ([(1, 8400, 85)], (640, 640), DetectorLayout.YOLOX),  # one row per cell: 80^2 + 40^2 + 20^2
+        ([(1, 8400, 6)], (640, 640), DetectorLayout.YOLOX),  # a one-class (person) YOLOX
+        ([(1, 3549, 85)], (416, 416), DetectorLayout.YOLOX),  # YOLOX-Tiny and Nano
+        ([(1, 100, 5), (1, 100)], (640, 640), DetectorLayout.MMDEPLOY),
+        ([(1, 100), (1, 100, 5)], (640, 640), DetectorLayout.MMDEPLOY),
     ],
 )
-def test_layouts_are_told_apart_by_shape(shape, input_hw, layout) -> None:
-    assert yolo_layout(shape, input_hw) is layout
+def test_layouts_are_told_apart_by_shape(shapes, input_hw, layout) -> None:
+    assert detect_layout(shapes, input_hw) is layout
 
 
-@pytest.mark.parametrize("shape", [(1, 10), (1, 3, 4, 5), (2, 300, 6), (1, 4, 4), (1, 300, 5)])
-def test_unsupported_layouts_are_refused(shape) -> None:
-    with pytest.raises(ValueError, match="unsupported YOLO output shape"):
-        yolo_layout(shape, (640, 640))
+@pytest.mark.parametrize(
+    "shapes", [[(1, 10)], [(1, 3, 4, 5)], [(2, 300, 6)], [(1, 4, 4)], [(1, 300, 5)], [(1, 9, 5), (1, 8)], []]
+)
+def test_unsupported_layouts_are_refused(shapes) -> None:
+    with pytest.raises(ValueError, match="unsupported detector output shape"):
+        detect_layout(shapes, (640, 640))
 
 
 # --- the ONNX YOLO detector on ONNX Runtime ---------------------------------------------------
@@ -132,7 +153,7 @@ def test_yolov5_layout_scores_objectness_times_class_and_suppresses_duplicates(t
     table[0, 3] = [*_xywh(_to_input(b)), 0.9, 0.1, 0.9]  # another class
     table[0, 4] = [*_xywh(_to_input(b)), 0.8, 0.9, 0.0]  # 0.72
     detector = OnnxYoloDetector(_yolo_model(tmp_path / "v5.onnx", table), score_threshold=0.3)
-    assert detector.layout is YoloLayout.YOLOV5 and detector.input_size == (64, 64)
+    assert detector.layout is DetectorLayout.YOLOV5 and detector.input_size == (64, 64)
     found = detector.detect(_blank_image())
     np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-4)
     np.testing.assert_allclose(found.scores, [0.72, 0.72], atol=1e-6)
@@ -147,7 +168,7 @@ def test_yolov8_layout_has_no_objectness_and_is_transposed(tmp_path: Path) -> No
     table[0, 2] = [*_xywh(_to_input(a)), 0.2, 0.95]  # another class
     output = table.transpose(0, 2, 1)  # (1, 4 + C, N)
     detector = OnnxYoloDetector(_yolo_model(tmp_path / "v8.onnx", output))
-    assert detector.layout is YoloLayout.YOLOV8
+    assert detector.layout is DetectorLayout.YOLOV8
     found = detector.detect(_blank_image())
     np.testing.assert_allclose(found.xyxy, [[100, 20, 128, 60], a], atol=1e-4)
     np.testing.assert_allclose(found.scores, [0.9, 0.55], atol=1e-6)
@@ -162,7 +183,7 @@ def test_end_to_end_layout_keeps_persons_above_the_threshold(tmp_path: Path) -> 
     table[0, 3] = [*_to_input(b), 0.6, 0]
     table[0, 4] = [0, 0, 10, 10, 0.99, 0]  # wholly inside the padding: no box in the image
     detector = OnnxYoloDetector(_yolo_model(tmp_path / "e2e.onnx", table))
-    assert detector.layout is YoloLayout.END2END
+    assert detector.layout is DetectorLayout.END2END
     found = detector.detect(_blank_image())
     np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-4)
     np.testing.assert_allclose(found.scores, [0.8, 0.6], atol=1e-6)
@@ -191,9 +212,110 @@ def test_dynamic_input_size_defaults_to_640(tmp_path: Path) -> None:
     np.testing.assert_allclose(detector.detect(_blank_image()).xyxy, [[20, 4, 60, 60]], atol=1e-4)
 
 
+# YOLOX and MMDeploy place the 128x64 image at the top left of the 64x64 input: scale 0.5, no shift.
+def _to_top_left_input(box_xyxy: list[float]) -> list[float]:
+    return [v * 0.5 for v in box_xyxy]
+
+
+def _yolox_row(box_xyxy: list[float], cell: tuple[int, int], stride: int) -> list[float]:
+    """The raw YOLOX regression of a box (image pixels) from the grid cell (x, y) at ``stride``."""
+    cx, cy, w, h = _xywh(_to_top_left_input(box_xyxy))
+    return [
+        cx / stride - cell[0],
+        cy / stride - cell[1],
+        float(np.log(w / stride)),
+        float(np.log(h / stride)),
+    ]
+
+
+def _yolox_index(cell: tuple[int, int], stride: int) -> int:
+    """Row of a cell in a 64x64 input's output: 8x8 cells at stride 8, then 4x4 at 16, then 2x2 at 32."""
+    first, columns = {8: (0, 8), 16: (64, 4), 32: (80, 2)}[stride]
+    return first + cell[1] * columns + cell[0]
+
+
+def test_raw_yolox_rows_are_decoded_with_their_grid_and_stride(tmp_path: Path) -> None:
+    a, b, c = [20, 10, 60, 50], [80, 4, 110, 60], [4, 2, 124, 62]
+    table = np.zeros((1, 84, 7))  # 8^2 + 4^2 + 2^2 cells: dx, dy, log w, log h, objectness, person, other
+    table[0, :, 2:4] = -3.0  # empty cells: small boxes with no score
+    table[0, _yolox_index((2, 1), 8)] = [*_yolox_row(a, (2, 1), 8), 0.9, 0.8, 0.1]  # 0.72
+    table[0, _yolox_index((3, 0), 16)] = [*_yolox_row(b, (3, 0), 16), 0.8, 0.9, 0.0]  # 0.72
+    table[0, _yolox_index((1, 1), 32)] = [*_yolox_row(c, (1, 1), 32), 0.7, 0.1, 0.9]  # another class
+    table[0, _yolox_index((0, 1), 32)] = [*_yolox_row(c, (0, 1), 32), 0.5, 0.5, 0.0]  # 0.25: dropped
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "yolox.onnx", table))
+    assert detector.layout is DetectorLayout.YOLOX
+    found = detector.detect(_blank_image())
+    np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-3)  # float32 outputs: 1e-3 px
+    np.testing.assert_allclose(found.scores, [0.72, 0.72], atol=1e-6)
+
+
+def test_a_raw_yolox_row_written_by_hand() -> None:
+    """Row 70 is cell (2, 1) at stride 16: centre (2.5, 1.25) cells = (40, 20) px, size 2x4 strides."""
+    from tdmi.service.detection.onnx_layouts import decode_outputs
+
+    table = np.zeros((1, 84, 6))
+    table[0, 70] = [0.5, 0.25, np.log(2), np.log(4), 1.0, 0.9]
+    boxes, scores = decode_outputs([table], DetectorLayout.YOLOX, (64, 64), 0, 0.5)
+    np.testing.assert_allclose(boxes, [[24, -12, 56, 52]], atol=1e-9)
+    np.testing.assert_allclose(scores, [0.9])
+
+
+@pytest.mark.parametrize(
+    ("spec_layout", "expected"),
+    [
+        (None, 255.0),  # YOLOX and MMDeploy YOLOX: BGR, 0..255, image at the top left
+        ("mmdeploy-rtmdet", (255.0 - 103.53) / 57.375),  # RTMDet: BGR, MMDetection's mean and std
+    ],
+)
+def test_each_family_gets_its_own_input(tmp_path: Path, spec_layout, expected) -> None:
+    """The model reports the mean of input channel 0 over the top 16 rows: a blue image fills them
+    with its blue channel only when placed at the top left in BGR order (centred, they would hold
+    grey padding; in RGB order, red 0), and the number tells the normalisation."""
+    table = np.zeros((1, 5, 5))  # MMDeploy dets: x1, y1, x2, y2, score
+    table[0, 0, :4] = _to_top_left_input([20, 10, 60, 50])
+    where = np.zeros_like(table)
+    where[0, 0, 4] = 1.0
+    path = _yolo_model(tmp_path / "probe.onnx", table, where, probe_rows=16, labels=np.zeros((1, 5)))
+    detector = make_detector(onnx_spec(path, spec_layout), score_threshold=0.001)
+    assert isinstance(detector, OnnxYoloDetector)
+    if spec_layout is None:
+        assert detector.layout is DetectorLayout.MMDEPLOY
+    blue = np.zeros((IMAGE_H, IMAGE_W, 3), dtype=np.uint8)
+    blue[..., 2] = 255
+    found = detector.detect(blue)
+    assert found.scores.tolist() == pytest.approx([expected], abs=1e-4)
+    np.testing.assert_allclose(found.xyxy, [[20, 10, 60, 50]], atol=1e-3)
+
+
+def test_mmdeploy_keeps_the_persons_labelled_as_such(tmp_path: Path) -> None:
+    a, b = [20, 10, 60, 50], [70, 0, 100, 64]
+    dets = np.zeros((1, 6, 5))
+    dets[0, 0] = [*_to_top_left_input(a), 0.8]
+    dets[0, 1] = [*_to_top_left_input(b), 0.95]  # label 2: another class
+    dets[0, 2] = [*_to_top_left_input(b), 0.1]  # under the threshold
+    dets[0, 3] = [*_to_top_left_input(b), 0.6]
+    dets[0, 4] = [0, 40, 10, 60, 0.99]  # wholly inside the padding below the image
+    labels = np.array([[0, 2, 0, 0, 0, 0]])
+    detector = OnnxYoloDetector(_yolo_model(tmp_path / "mmdeploy.onnx", dets, labels=labels))
+    assert detector.layout is DetectorLayout.MMDEPLOY
+    found = detector.detect(_blank_image())
+    np.testing.assert_allclose(found.xyxy, [a, b], atol=1e-4)
+    np.testing.assert_allclose(found.scores, [0.8, 0.6], atol=1e-6)
+
+
+def test_a_named_layout_the_outputs_do_not_fit_fails_at_load(tmp_path: Path) -> None:
+    path = _yolo_model(tmp_path / "e2e.onnx", np.zeros((1, 5, 6)))
+    with pytest.raises(ValueError, match="needs two outputs"):
+        make_detector(f"onnx-mmdeploy:{path}")
+    with pytest.raises(ValueError, match=r"raw YOLOX output has 5 rows; a \(64, 64\) input has 84 cells"):
+        make_detector(f"onnx-yolox:{path}")
+    with pytest.raises(ValueError, match="unknown detector layout 'yolo9'; known: yolov5, yolov8"):
+        make_detector(f"onnx-yolo9:{path}")
+
+
 def test_a_model_with_an_unsupported_output_fails_at_load(tmp_path: Path) -> None:
     path = _yolo_model(tmp_path / "grid.onnx", np.zeros((1, 3, 8, 8)))
-    with pytest.raises(ValueError, match=r"unsupported YOLO output shape \(1, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"unsupported detector output shape \(1, 3, 8, 8\)"):
         OnnxYoloDetector(path)
 
 
