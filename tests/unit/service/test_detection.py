@@ -1,5 +1,5 @@
-"""Person boxes: client boxes, the ONNX detector layouts (YOLO, YOLOX, MMDeploy) on real ONNX Runtime, HOG on real frames,
-propagation from keypoints and the detector schedule."""
+"""Person boxes: client boxes, the ONNX detector layouts (YOLO, YOLOX, MMDeploy) on real ONNX
+Runtime, HOG on real frames, propagation from keypoints and the detector schedule."""
 
 from __future__ import annotations
 
