@@ -62,7 +62,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int], centred: bool = True) ->
 def model_input(canvas_rgb: np.ndarray, form: InputFormat) -> np.ndarray:
     """The letterboxed RGB canvas as the (1, 3, H, W) float32 tensor a model of ``form`` reads."""
     pixels = canvas_rgb[..., ::-1] if form.bgr else canvas_rgb
-    normalised = (pixels.astype(np.float32) - np.float32(form.mean)) / np.float32(form.std)
+    mean, std = np.array(form.mean, np.float32), np.array(form.std, np.float32)
+    normalised = (pixels.astype(np.float32) - mean) / std
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
