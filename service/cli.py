@@ -117,7 +117,8 @@ def _add_node_flags(parser: argparse.ArgumentParser, role: str) -> None:
 
 
 _DETECTOR_HELP = (
-    "hog, none, onnx:/path/yolo.onnx or a pulled catalogue detector (TDMI_DETECTOR; default: the "
+    "hog, none, onnx:/path/model.onnx, onnx-LAYOUT:/path/model.onnx or a pulled catalogue detector "
+    "(TDMI_DETECTOR; default: the "
     "first pulled catalogue detector, else hog)"
 )
 

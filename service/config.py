@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     # boxes and tracking
     detector: str | None = Field(
         default=None,
-        description="hog, none, onnx:/path/to/yolo.onnx, or a pulled catalogue detector; unset: the "
-        "first pulled catalogue detector, else hog",
+        description="hog (upright pedestrians, no file), none, onnx:/path/model.onnx (layout detected), "
+        "onnx-LAYOUT:/path/model.onnx (yolov5, yolov8, end2end, yolox, mmdeploy, mmdeploy-rtmdet) or a "
+        "pulled catalogue detector; unset: the first pulled catalogue detector, else hog",
     )
     detect_every: int = Field(default=5, ge=1, description="detector cadence; boxes propagate in between")
     track_match_threshold: float = Field(default=0.3, ge=0, le=1)

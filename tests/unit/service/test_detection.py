@@ -4,9 +4,12 @@ Runtime, HOG on real frames, propagation from keypoints and the detector schedul
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -347,7 +350,7 @@ def test_make_detector_reads_the_spec(tmp_path: Path) -> None:
     onnx_detector = make_detector(f"onnx:{path}", score_threshold=0.5)
     assert isinstance(onnx_detector, OnnxYoloDetector) and onnx_detector.score_threshold == 0.5
     hog = make_detector("hog", min_person_height=48)
-    assert isinstance(hog, HogPeopleDetector) and hog.upscale == 2.0
+    assert isinstance(hog, HogPeopleDetector) and hog.placements(480, 640)[0].scale == 2.0
     with pytest.raises(ValueError, match="needs a model path"):
         make_detector("onnx:")
     with pytest.raises(ValueError, match="unknown detector spec 'yolo'"):
@@ -389,6 +392,47 @@ def test_hog_finds_nobody_in_a_flat_image_and_refuses_non_images(hog: HogPeopleD
         hog.detect(np.zeros((240, 320), dtype=np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         hog.detect(np.zeros((240, 320, 3), dtype=np.float32))
+
+
+def test_hog_finds_a_person_as_tall_as_the_frame(hog: HogPeopleDetector) -> None:
+    """A close-up: one vtest pedestrian cropped tightly and enlarged 4x fills 93% of the frame, more
+    than a 64x128 window with its margins can hold at any scale of the unbordered frame."""
+    image = np.asarray(Image.open(DATA / "vtest_frame400.jpg").convert("RGB"))
+    x1, y1, x2, y2 = VTEST_PEOPLE["vtest_frame400.jpg"][2]
+    top, left = y1 - 4, x1 - 30
+    close = cv2.resize(image[top : y2 + 4, left : x2 + 30], None, fx=4, fy=4)
+    person = np.array([[x1 - left, y1 - top, x2 - left, y2 - top]], dtype=np.float64) * 4
+    assert (person[0, 3] - person[0, 1]) / close.shape[0] > 0.9
+    found = hog.detect(close)
+    assert box_iou(person, found.xyxy).max() >= 0.5
+
+
+def test_hog_scales_large_frames_down_and_small_frames_up(hog: HogPeopleDetector) -> None:
+    most, close = hog.placements(2160, 3840)  # 4K: people under a tenth of the height are skipped
+    assert most.scale == pytest.approx(96 / 216) and (most.height, most.width) == (960, 1707)
+    assert close.scale == pytest.approx(137 / 2160, rel=0.01) and close.pad_y == 24
+    assert hog.placements(576, 768)[0].scale == pytest.approx(96 / 60)  # vtest: min_person_height 60
+    most, close = hog.placements(64, 64)  # too small for the first pass, the close pass enlarges it
+    assert not most.fits_window and close.fits_window and close.scale == pytest.approx(137 / 64, rel=0.01)
+    assert not any(place.fits_window for place in hog.placements(2, 2))  # at most 4x: 8x8 px
+    assert len(hog.detect(np.full((64, 64, 3), 128, np.uint8))) == 0
+
+
+def test_hog_survives_frames_smaller_than_its_window() -> None:
+    """OpenCV's detectMultiScale kills the process (SIGSEGV, glibc abort) on images smaller than its
+    window: run in a child process, so that a crash fails this test instead of the test run."""
+    sizes = [(1, 1), (2, 2), (63, 127), (64, 128), (64, 64), (127, 63), (1, 500), (500, 1)]
+    code = (
+        "import numpy as np\n"
+        "from tdmi.service.detection import HogPeopleDetector\n"
+        "hog = HogPeopleDetector()\n"
+        f"for w, h in {sizes!r}:\n"
+        "    found = hog.detect(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))\n"
+        "    print(w, h, len(found), flush=True)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-2000:]}"
+    assert [line.split()[:2] for line in child.stdout.splitlines()] == [[str(w), str(h)] for w, h in sizes]
 
 
 # --- shared pieces ----------------------------------------------------------------------------
