@@ -222,6 +222,11 @@ def predict_posetrack(
 
 def _predict_command(args: argparse.Namespace) -> int:
     preset = get_preset(args.model)
+    if args.checkpoint is None and not args.random_weights:
+        raise ValueError(
+            f"{preset.name} has no weights without --checkpoint FILE; "
+            "pass --random-weights to run untrained weights on purpose"
+        )
     net = build_model(preset.name, args.checkpoint)
     device = resolve_device(args.device)
     net.to(device)
@@ -262,6 +267,9 @@ def add_predict_command(commands: argparse._SubParsersAction) -> None:
     cmd = kinds.add_parser("posetrack", help="PoseTrack 2017 (converted) / 2018 / 21 per-video JSON files")
     cmd.add_argument("--model", required=True, help=f"preset: {', '.join(PRESETS)}")
     cmd.add_argument("--checkpoint", default=None, help="weights (ours, or official HRNet for HRNet presets)")
+    cmd.add_argument(
+        "--random-weights", action="store_true", help="allow untrained weights (no --checkpoint)"
+    )
     cmd.add_argument("--data", required=True, help="dataset root (the images' file_name is relative to it)")
     cmd.add_argument("--annotations", default=None, help="per-video JSONs (default DATA/annotations/val)")
     cmd.add_argument("--boxes", default=None, help="person detections (COCO results JSON); default: GT boxes")

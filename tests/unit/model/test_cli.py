@@ -25,6 +25,16 @@ def test_info(capsys) -> None:
     assert 0.5 < gflops < 5
 
 
+def test_predict_refuses_a_preset_without_weights(tmp_path: Path, capsys) -> None:
+    args = ["predict", "posetrack", "--model", "tdmi-tiny", "--data", str(tmp_path), "--out", str(tmp_path)]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "tdmi-tiny has no weights without --checkpoint" in error
+    assert "--random-weights" in error
+    assert main([*args, "--random-weights"]) == 2  # with the flag it goes on, to the missing data
+    assert "annotation directory not found" in capsys.readouterr().err
+
+
 def test_import_hrnet_writes_a_checkpoint_for_the_right_preset(tmp_path: Path, capsys) -> None:
     entries = json.loads((DATA / "pose_hrnet_w32_keys.json").read_text())["state_dict"]
     official = deterministic_state_dict({k: tuple(s) for k, s in entries})

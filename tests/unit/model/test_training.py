@@ -327,7 +327,17 @@ def test_predict_command_tracks_detections(synth: Path, tmp_path: Path) -> None:
     boxes = tmp_path / "dets.json"
     boxes.write_text(json.dumps(detections))
     out = tmp_path / "pred"
-    args = ["predict", "posetrack", "--model", "tdmi-tiny", "--data", str(synth), "--boxes", str(boxes)]
+    args = [
+        "predict",
+        "posetrack",
+        "--model",
+        "tdmi-tiny",
+        "--data",
+        str(synth),
+        "--boxes",
+        str(boxes),
+        "--random-weights",
+    ]
     assert main([*args, "--out", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
     written = [a for path in sorted(out.glob("*.json")) for a in json.loads(path.read_text())["annotations"]]
     assert len(written) == len(detections) - 1
