@@ -100,7 +100,9 @@ def _add_node_flags(parser: argparse.ArgumentParser, role: str) -> None:
         "--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime"
     )
     parser.add_argument(
-        "--data-dir", help="uploads and results; shared by all nodes of a cluster (TDMI_DATA_DIR)"
+        "--data-dir",
+        help="job database, uploads and results; shared by all nodes of a cluster (TDMI_DATA_DIR; "
+        "default $XDG_DATA_HOME/tdmi, else ~/.local/share/tdmi)",
     )
     parser.add_argument("--redis", metavar="URL", help="redis://host:6379/0: run as a node of a cluster")
     parser.add_argument(

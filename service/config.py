@@ -22,10 +22,21 @@ __all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "tdmi_tiny_synth.pt"
 
 
+def _xdg_home(variable: str, fallback: str) -> Path:
+    """An XDG base directory: ``$variable`` when it is absolute (XDG ignores relative ones), else
+    ``~/fallback``: one place per user, whatever the working directory."""
+    base = Path(os.environ.get(variable, ""))
+    return base if base.is_absolute() else Path.home() / fallback
+
+
 def _default_weights_dir() -> Path:
-    """``$XDG_CACHE_HOME/tdmi/weights``, or ``~/.cache/tdmi/weights`` when XDG_CACHE_HOME is unset."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tdmi" / "weights"
+    """``$XDG_CACHE_HOME/tdmi/weights``, or ``~/.cache/tdmi/weights``."""
+    return _xdg_home("XDG_CACHE_HOME", ".cache") / "tdmi" / "weights"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/tdmi``, or ``~/.local/share/tdmi``: not a folder wherever one starts."""
+    return _xdg_home("XDG_DATA_HOME", ".local/share") / "tdmi"
 
 
 def _default_models() -> list[str]:
@@ -48,7 +59,10 @@ class Settings(BaseSettings):
     )
     backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
     precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
-    data_dir: Path = Field(default=Path("tdmi-data"), description="job database, uploads, results, caches")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="job database, uploads, results, caches ($XDG_DATA_HOME/tdmi or ~/.local/share/tdmi)",
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line")
 
     # batching

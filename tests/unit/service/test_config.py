@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tdmi.service.auth import InsecureBindError, check_bind
+from tdmi.service.cli import main
 from tdmi.service.config import Settings
 
 
@@ -21,6 +22,23 @@ def test_environment_and_yaml_file_with_environment_winning(
     assert settings.max_batch == 32  # the environment overrides the file
     assert settings.models == ["tdmi-tiny=/w/a.pt"]
     assert settings.staleness_ms == 250
+
+
+def test_the_data_directory_defaults_to_the_xdg_data_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TDMI_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert Settings().data_dir == tmp_path / "xdg" / "tdmi"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for ignored in ("", "relative/dir"):  # unset, or relative: XDG says to use the default
+        monkeypatch.setenv("XDG_DATA_HOME", ignored)
+        assert Settings().data_dir == tmp_path / "home" / ".local" / "share" / "tdmi"
+    monkeypatch.setenv("TDMI_DATA_DIR", "/data")
+    assert Settings().data_dir == Path("/data")
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "~/.local/share/tdmi" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_missing_settings_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
