@@ -36,7 +36,7 @@ from tdmi.client.events import (
     StreamStarted,
 )
 from tdmi.client.render import PreviewWindow, VideoFileWriter, display_available
-from tdmi.protocol.overlay import draw_poses
+from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD, draw_poses
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -89,6 +89,7 @@ class _StreamOutputs:
         self.client = client
         self.lines: TextIO | None = args.out.open("w") if args.out else None
         self.video = VideoFileWriter(args.render, args.render_fps) if args.render else None
+        self.score_threshold: float = args.score_threshold
         self.window: PreviewWindow | None = None
         if args.show and not display_available():
             _say("no display (DISPLAY is not set): --show ignored")
@@ -117,7 +118,7 @@ class _StreamOutputs:
             persons = event.persons
         if event.image is None or (self.video is None and self.window is None):
             return
-        drawn = draw_poses(event.image, persons, self.edges)
+        drawn = draw_poses(event.image, persons, self.edges, self.score_threshold)
         if self.video is not None:
             self.video.write(drawn)
         if self.window is not None:
@@ -223,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     pose = commands.add_parser("pose", help="poses of a video file (a job), with a progress bar")
     pose.add_argument("video", type=Path)
     pose.add_argument("--out", type=Path, help="write the result here (default: stdout)")
-    pose.add_argument("--render", type=Path, metavar="OUT.mp4", help="also save the server's overlay video")
+    pose.add_argument(
+        "--render",
+        type=Path,
+        metavar="OUT.mp4",
+        help="also save the server's overlay video (joints below TDMI_OVERLAY_SCORE_THRESHOLD left out)",
+    )
     pose.add_argument("--format", choices=["json", "posetrack", "coco"], default="json")
     pose.add_argument("--model", help="model name (default: the server's first)")
     pose.add_argument("--lookahead", type=int, help="future frames per clip, 0..d")
@@ -236,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--out", type=Path, help="one JSON line per frame (result or dropped)")
     stream.add_argument("--render", type=Path, metavar="OUT.mp4", help="write the drawn frames to a video")
     stream.add_argument("--render-fps", type=_positive(float), default=25.0, help="frame rate of --render")
+    stream.add_argument(
+        "--score-threshold",
+        type=float,
+        default=DEFAULT_SCORE_THRESHOLD,
+        metavar="0..1",
+        help=f"--render/--show leave out joints scoring below this (default {DEFAULT_SCORE_THRESHOLD})",
+    )
     stream.add_argument("--fps", type=_positive(float), help="send at most N frames per second")
     stream.add_argument("--max-frames", type=_positive(int), help="stop after N frames")
     stream.add_argument("--quality", type=int, default=85, choices=range(1, 101), metavar="1..100")

@@ -16,7 +16,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["draw_poses", "track_color"]
+__all__ = ["DEFAULT_SCORE_THRESHOLD", "draw_poses", "track_color"]
+
+# joints scoring below this are not drawn: the server's TDMI_OVERLAY_SCORE_THRESHOLD and
+# tdmi-client's --score-threshold change it
+DEFAULT_SCORE_THRESHOLD = 0.3
 
 _GOLDEN_RATIO = (math.sqrt(5) - 1) / 2
 _NO_TRACK_COLOR = (200, 200, 200)
@@ -36,7 +40,7 @@ def draw_poses(
     image: np.ndarray,
     persons: Iterable[Any],
     skeleton: Sequence[tuple[int, int]],
-    score_threshold: float = 0.3,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
     *,
     inplace: bool = False,
 ) -> np.ndarray:

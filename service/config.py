@@ -16,6 +16,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD
+
 __all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
 
 # the demonstration model trained on synthetic figures (see README): the default model
@@ -81,6 +83,13 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
         description="feature reuse: re-crop a track when its box's IoU with the kept box falls below this",
+    )
+
+    overlay_score_threshold: float = Field(
+        default=DEFAULT_SCORE_THRESHOLD,
+        ge=0,
+        le=1,
+        description="overlay videos (render=true) leave out joints scoring below this",
     )
 
     # boxes and tracking

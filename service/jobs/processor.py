@@ -99,7 +99,7 @@ class JobProcessor:
                 if writer is not None:
                     image, poses = outcome.frame.image, outcome.poses
                     await loop.run_in_executor(
-                        self.io, _render, writer, image, poses, skeleton, outcome.frame
+                        self.io, _render, writer, image, poses, skeleton, outcome.frame, settings
                     )
                 if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                     if not await report(len(frames), info.num_frames):
@@ -172,7 +172,7 @@ def _render(
     poses: FramePoses,
     skeleton: Sequence[tuple[int, int]],
     frame: StreamFrame,
+    settings: Settings,
 ) -> None:
-    writer.write(
-        draw_poses(image, poses.persons, skeleton), frame.ticks if frame.ticks is not None else poses.index
-    )
+    drawn = draw_poses(image, poses.persons, skeleton, settings.overlay_score_threshold)
+    writer.write(drawn, frame.ticks if frame.ticks is not None else poses.index)
