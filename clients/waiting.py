@@ -33,6 +33,7 @@ class JobWaiter:
             self._bar.total = job.progress.frames_total
             self._bar.set_description_str(f"{job.job_id} {job.status}")
             self._bar.update(job.progress.frames_done - self._bar.n)
+            self._bar.set_postfix_str(_speed(job), refresh=False)
         if job.status in FINISHED:
             self.close()
             return check_outcome(job)
@@ -45,3 +46,12 @@ class JobWaiter:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _speed(job: JobPublic) -> str:
+    """The server's measure of the job's speed and time left (what tqdm would guess from polls)."""
+    fps, eta = job.progress.frames_per_second, job.progress.eta_seconds
+    if fps is None:
+        return ""
+    left = "" if eta is None else f", {int(eta) // 60}:{int(eta) % 60:02d} left"
+    return f"{fps:.1f} frames/s{left}"

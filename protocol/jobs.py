@@ -43,8 +43,13 @@ class JobLinks(BaseModel):
 
 
 class JobProgress(BaseModel):
+    """Frames done of the total (None until known); while the job runs, its speed and the time
+    left at that speed, once two progress updates have been seen (None before)."""
+
     frames_done: int
     frames_total: int | None
+    frames_per_second: float | None = None
+    eta_seconds: float | None = None
 
 
 class JobPublic(BaseModel):

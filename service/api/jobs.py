@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobProgress, JobPublic, JobResultPublic
+from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobPublic, JobResultPublic
+from tdmi.service.api.progress_rate import ProgressRates
 from tdmi.service.api.uploads import receive_upload
 from tdmi.service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
 from tdmi.service.detection import parse_client_boxes
@@ -23,6 +24,7 @@ from tdmi.service.video import probe_video
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/pose", tags=["jobs"], dependencies=[Authorised])
+_RATES = ProgressRates()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422, 429, 503)
@@ -64,7 +66,9 @@ def _public(request: Request, record: JobRecord) -> JobPublic:
         job_id=record.id,
         status=record.status,
         model=record.model,
-        progress=JobProgress(frames_done=record.frames_done, frames_total=record.frames_total),
+        progress=_RATES.progress(
+            record.id, record.status == "running", record.frames_done, record.frames_total, record.updated_at
+        ),
         error=record.error,
         created_at=record.created_at,
         updated_at=record.updated_at,
