@@ -145,7 +145,10 @@ async def create_job(
         info = await asyncio.get_running_loop().run_in_executor(
             None,
             lambda: probe_video(
-                upload_path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds
+                upload_path,
+                max_pixels=settings.max_video_pixels,
+                max_seconds=settings.max_video_seconds,
+                name=upload.filename,
             ),
         )
         if wait and info.num_frames > settings.wait_max_frames:

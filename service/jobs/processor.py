@@ -68,7 +68,10 @@ class JobProcessor:
         info = await loop.run_in_executor(
             self.io,
             lambda: probe_video(
-                path, max_pixels=settings.max_video_pixels, max_seconds=settings.max_video_seconds
+                path,
+                max_pixels=settings.max_video_pixels,
+                max_seconds=settings.max_video_seconds,
+                name=record.options.get("filename"),
             ),
         )
         if not await report(0, info.num_frames):
@@ -106,7 +109,7 @@ class JobProcessor:
                         raise _Stopped
                     last_progress = time.monotonic()
 
-        producer = asyncio.create_task(self._feed(session, path, boxes))
+        producer = asyncio.create_task(self._feed(session, path, boxes, options.get("filename")))
         collector = asyncio.create_task(collect())
         try:
             # whichever fails first fails the job: a feed that failed may leave the session unended
@@ -136,10 +139,13 @@ class JobProcessor:
             frames=frames,
         )
 
-    async def _feed(self, session: StreamSession, path: Path, boxes: dict[int, np.ndarray]) -> None:
-        """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding."""
+    async def _feed(
+        self, session: StreamSession, path: Path, boxes: dict[int, np.ndarray], name: str | None
+    ) -> None:
+        """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding;
+        errors call the video by ``name``, the user's file name."""
         loop = asyncio.get_running_loop()
-        frames: Iterator[DecodedFrame] = iter_frames(path)
+        frames: Iterator[DecodedFrame] = iter_frames(path, name=name)
         try:
             while True:
                 start = time.perf_counter()

@@ -64,30 +64,41 @@ class DecodedFrame:
 
 
 def probe_video(
-    path: str | Path, *, max_pixels: int | None = None, max_seconds: float | None = None
+    path: str | Path,
+    *,
+    max_pixels: int | None = None,
+    max_seconds: float | None = None,
+    name: str | None = None,
 ) -> VideoInfo:
-    """Describe the first video stream; frames are counted by demuxing when the header has no count."""
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        num_frames = stream.frames or _count_packets(container, stream, path)
+    """Describe the first video stream; frames are counted by demuxing when the header has no count.
+    Errors call the file ``name`` (the user's file name of an upload), else by its own name."""
+    name = name or Path(path).name
+    with _open(path, name) as container:
+        stream = _video_stream(container, name)
+        num_frames = stream.frames or _count_packets(container, stream, name)
         if num_frames == 0:
-            raise MediaError("no_frames", f"{Path(path).name}: the video stream has no frames")
+            raise MediaError("no_frames", f"{name}: the video stream has no frames")
         info = _describe(container, stream, num_frames)
-    _check_limits(info, path, max_pixels, max_seconds)
+    _check_limits(info, name, max_pixels, max_seconds)
     return info
 
 
 def iter_frames(
-    path: str | Path, *, max_pixels: int | None = None, max_seconds: float | None = None
+    path: str | Path,
+    *,
+    max_pixels: int | None = None,
+    max_seconds: float | None = None,
+    name: str | None = None,
 ) -> Iterator[DecodedFrame]:
-    """Decode every frame of the first video stream, in presentation order, with the source PTS."""
-    name = Path(path).name
-    with _open(path) as container:
-        stream = _video_stream(container, path)
+    """Decode every frame of the first video stream, in presentation order, with the source PTS;
+    errors call the file ``name``, as in ``probe_video``."""
+    name = name or Path(path).name
+    with _open(path, name) as container:
+        stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
         declared_frames = stream.frames
         info = _describe(container, stream, declared_frames)
-        _check_limits(info, path, max_pixels, max_seconds)
+        _check_limits(info, name, max_pixels, max_seconds)
         time_base = info.time_base
         ticks_per_frame = 1 / (info.fps * time_base) if info.fps else Fraction(1)
         index = packets = 0
@@ -121,35 +132,31 @@ def iter_frames(
 
 
 @contextmanager
-def _open(path: str | Path) -> Iterator[InputContainer]:
+def _open(path: str | Path, name: str) -> Iterator[InputContainer]:
     try:
         container = av.open(str(path), mode="r")
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except av.FFmpegError as exc:
-        raise MediaError(
-            "unsupported_media", f"{Path(path).name}: not a readable video file ({_reason(exc)})"
-        ) from exc
+        raise MediaError("unsupported_media", f"{name}: not a readable video file ({_reason(exc)})") from exc
     try:
         yield container
     finally:
         container.close()
 
 
-def _video_stream(container: InputContainer, path: str | Path) -> VideoStream:
+def _video_stream(container: InputContainer, name: str) -> VideoStream:
     if not container.streams.video:
         kinds = sorted({str(s.type) for s in container.streams}) or ["none"]
-        raise MediaError(
-            "no_video_stream", f"{Path(path).name}: no video stream (streams: {', '.join(kinds)})"
-        )
+        raise MediaError("no_video_stream", f"{name}: no video stream (streams: {', '.join(kinds)})")
     return container.streams.video[0]
 
 
-def _count_packets(container: InputContainer, stream: VideoStream, path: str | Path) -> int:
+def _count_packets(container: InputContainer, stream: VideoStream, name: str) -> int:
     try:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
     except av.FFmpegError as exc:
-        raise MediaError("corrupt", f"{Path(path).name}: video data is damaged ({_reason(exc)})") from exc
+        raise MediaError("corrupt", f"{name}: video data is damaged ({_reason(exc)})") from exc
 
 
 def _describe(container: InputContainer, stream: VideoStream, num_frames: int) -> VideoInfo:
@@ -177,13 +184,11 @@ def _describe(container: InputContainer, stream: VideoStream, num_frames: int) -
     )
 
 
-def _check_limits(
-    info: VideoInfo, path: str | Path, max_pixels: int | None, max_seconds: float | None
-) -> None:
+def _check_limits(info: VideoInfo, name: str, max_pixels: int | None, max_seconds: float | None) -> None:
     if max_pixels is not None and info.width * info.height > max_pixels:
-        raise _too_large(Path(path).name, info.width, info.height, max_pixels)
+        raise _too_large(name, info.width, info.height, max_pixels)
     if max_seconds is not None and info.duration > max_seconds:
-        raise _too_long(Path(path).name, info.duration, max_seconds)
+        raise _too_long(name, info.duration, max_seconds)
 
 
 def _too_large(name: str, width: int, height: int, max_pixels: int) -> MediaError:

@@ -120,6 +120,17 @@ def test_junk_is_unsupported_media(tmp_path: Path, content: bytes) -> None:
         assert "upload.mp4" in str(error)
 
 
+def test_errors_call_an_upload_by_the_users_file_name(tmp_path: Path, vfr_mp4: Path) -> None:
+    """Uploads are stored under a job id; the user knows the file as the name they sent."""
+    junk = tmp_path / "0123456789abcdef.upload"
+    junk.write_bytes(b"this is not a video" * 50)
+    for fn in (probe_video, _decode_all):
+        message = str(_media_error(fn, junk, name="holiday.mp4"))
+        assert message.startswith("holiday.mp4: ") and "0123456789abcdef" not in message
+    big = str(_media_error(_decode_all, vfr_mp4, max_pixels=10, name="holiday.mp4"))
+    assert big.startswith("holiday.mp4: frames of") and vfr_mp4.name not in big
+
+
 def test_mp4_cut_before_its_index_cannot_be_opened(tmp_path: Path) -> None:
     whole = tmp_path / "whole.mp4"
     write_video(whole, noise=True)  # index (moov) at the end, as most encoders write it

@@ -1,10 +1,12 @@
 """Frames smaller than the HOG window (the default detector) used to kill the server: a 2x2 video
-job, 1x1 and 64x64 JPEGs on the live WebSocket. Each must leave it serving."""
+job, 1x1 and 64x64 JPEGs on the live WebSocket. Each must leave it serving. And an upload's error
+names the user's file, not the job id it is stored under."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,11 @@ def test_1x1_and_64x64_jpegs_on_the_websocket_leave_the_server_alive(server: Ser
             assert result["type"] == "result" and result["frame_id"] == frame_id, result
             assert result["persons"] == []
     _alive(server)
+
+
+def test_an_error_names_the_users_file_not_the_upload_id(server: ServerProcess) -> None:
+    junk = b"this is a text file, not a video" * 10
+    reply = httpx.post(f"{server.base}/v1/pose", files={"file": ("holiday.mp4", junk)}, timeout=60)
+    assert reply.status_code == 415
+    detail = reply.json()["detail"]
+    assert detail.startswith("holiday.mp4: ") and not re.search("[0-9a-f]{32}", detail)  # no job id
