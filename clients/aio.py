@@ -28,6 +28,7 @@ from tdmi.client.sources import FrameSource, Source, open_source
 from tdmi.client.streaming import StreamOptions, stream_events
 from tdmi.client.waiting import JobWaiter
 from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol.stream import BoxMode
 
 __all__ = ["AsyncJob", "AsyncPoseClient"]
 
@@ -68,16 +69,51 @@ class AsyncPoseClient:
     async def models(self) -> ModelsPublic:
         return await self.call(calls.list_models())
 
-    async def submit(self, video: str | Path, **options: Any) -> AsyncJob:
-        """Upload a video as a job. Options: ``model``, ``lookahead``, ``render``, ``boxes``."""
-        return AsyncJob(self, (await self.call(calls.submit_job(video, **options))).job_id)
+    async def submit(
+        self,
+        video: str | Path,
+        *,
+        model: str | None = None,
+        lookahead: int | None = None,
+        render: bool = False,
+        boxes: dict[str, list[list[float]]] | None = None,
+    ) -> AsyncJob:
+        """Upload ``video`` as a job and return its handle (arguments as in ``PoseClient.submit``)."""
+        return AsyncJob(
+            self,
+            (
+                await self.call(
+                    calls.submit_job(video, model=model, lookahead=lookahead, render=render, boxes=boxes)
+                )
+            ).job_id,
+        )
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
 
-    async def stream(self, source: Source | FrameSource, **options: Any) -> AsyncGenerator[StreamEvent, None]:
-        """Stream a live source; yields events in frame order (see ``PoseClient.stream``)."""
-        stream_options = StreamOptions(**options)
+    async def stream(
+        self,
+        source: Source | FrameSource,
+        *,
+        model: str | None = None,
+        lookahead: int | None = None,
+        detector: BoxMode | None = None,
+        detect_every: int | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        keep_images: bool | None = None,
+        options: StreamOptions | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Stream a live source; yields events in frame order (arguments as in ``PoseClient.stream``)."""
+        stream_options = (options or StreamOptions()).overridden(
+            model=model,
+            lookahead=lookahead,
+            detector=detector,
+            detect_every=detect_every,
+            fps=fps,
+            max_frames=max_frames,
+            keep_images=keep_images,
+        )
         frames = open_source(source)
         url, headers = calls.ws_url(self.url), calls.auth_headers(self.api_key)
         events = stream_events(url, headers, frames, stream_options)

@@ -36,6 +36,7 @@ from tdmi.client.events import (
     StreamStarted,
 )
 from tdmi.client.render import PreviewWindow, VideoFileWriter, display_available
+from tdmi.client.streaming import StreamOptions
 from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD, draw_poses
 
 __all__ = ["EXIT_CODES", "main"]
@@ -147,17 +148,17 @@ class _StreamOutputs:
 
 def _stream(args: argparse.Namespace) -> int:
     source: int | str = int(args.source) if args.source.isdigit() else args.source
-    options = {
-        "model": args.model,
-        "lookahead": args.lookahead,
-        "fps": args.fps,
-        "max_frames": args.max_frames,
-        "quality": args.quality,
-        "keep_images": bool(args.render or args.show),
-    }
     with _client(args) as client:
         outputs = _StreamOutputs(args, client)
-        events = client.stream(source, **options)
+        events = client.stream(
+            source,
+            model=args.model,
+            lookahead=args.lookahead,
+            fps=args.fps,
+            max_frames=args.max_frames,
+            keep_images=bool(args.render or args.show),
+            options=StreamOptions(quality=args.quality),
+        )
         try:
             for event in events:
                 if isinstance(event, StreamStarted):

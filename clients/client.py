@@ -28,6 +28,7 @@ from tdmi.client.sources import FrameSource, Source, open_source
 from tdmi.client.streaming import StreamOptions, stream_events
 from tdmi.client.waiting import JobWaiter
 from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol.stream import BoxMode
 
 __all__ = ["Job", "PoseClient"]
 
@@ -69,21 +70,71 @@ class PoseClient:
     def models(self) -> ModelsPublic:
         return self.call(calls.list_models())
 
-    def submit(self, video: str | Path, **options: Any) -> Job:
-        """Upload a video as a job. Options: ``model``, ``lookahead``, ``render``, ``boxes``."""
-        return Job(self, self.call(calls.submit_job(video, **options)).job_id)
+    def submit(
+        self,
+        video: str | Path,
+        *,
+        model: str | None = None,
+        lookahead: int | None = None,
+        render: bool = False,
+        boxes: dict[str, list[list[float]]] | None = None,
+    ) -> Job:
+        """Upload ``video`` (a file path) as a job and return its handle.
+
+        Args:
+            model: a loaded model's name (``models()``); default the server's first.
+            lookahead: future frames each clip may use, 0..d; default d, the model's full window.
+            render: also draw an overlay MP4 on the server (``Job.download_video``).
+            boxes: ``{"frame index": [[x1, y1, x2, y2(, score)], ...]}``: the persons of those frames
+                in source pixels; when given, no detector runs.
+        """
+        return Job(
+            self,
+            self.call(
+                calls.submit_job(video, model=model, lookahead=lookahead, render=render, boxes=boxes)
+            ).job_id,
+        )
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job."""
         return Job(self, job_id)
 
-    def stream(self, source: Source | FrameSource, **options: Any) -> Generator[StreamEvent, None, None]:
+    def stream(
+        self,
+        source: Source | FrameSource,
+        *,
+        model: str | None = None,
+        lookahead: int | None = None,
+        detector: BoxMode | None = None,
+        detect_every: int | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        keep_images: bool | None = None,
+        options: StreamOptions | None = None,
+    ) -> Generator[StreamEvent, None, None]:
         """Stream a live source and yield events in frame order (see ``clients.streaming``).
 
-        ``source``: webcam index, video file, RTSP/HTTP URL, or an iterable of RGB images.
-        ``options``: the fields of ``StreamOptions`` (model, lookahead, fps, max_frames, ...).
+        Args:
+            source: webcam index, video file, RTSP/HTTP URL, or an iterable of RGB images.
+            model: a loaded model's name; default the server's first.
+            lookahead: future frames to wait for before answering a frame, 0..d (0: lowest latency).
+            detector: ``"auto"`` (the server's detector), ``"client"`` (boxes you send) or ``"none"``.
+            detect_every: run the detector every N frames, propagating boxes in between.
+            fps: send at most this many frames per second; default as fast as the window allows.
+            max_frames: stop after this many frames of the source.
+            keep_images: attach each RGB frame to its event (for drawing); default True.
+            options: every other setting (JPEG quality, ack window, reconnection): a ``StreamOptions``,
+                whose fields the arguments above replace when given.
         """
-        stream_options = StreamOptions(**options)
+        stream_options = (options or StreamOptions()).overridden(
+            model=model,
+            lookahead=lookahead,
+            detector=detector,
+            detect_every=detect_every,
+            fps=fps,
+            max_frames=max_frames,
+            keep_images=keep_images,
+        )
         frames = open_source(source)
         url, headers = calls.ws_url(self.url), calls.auth_headers(self.api_key)
         return iterate_in_thread(lambda: stream_events(url, headers, frames, stream_options))

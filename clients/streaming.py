@@ -22,7 +22,8 @@ import concurrent.futures
 import contextlib
 import itertools
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -79,6 +80,10 @@ class StreamOptions:
     backoff_s: float = 0.5  # first reconnection delay, doubled each failed attempt
     backoff_max_s: float = 10.0
     open_timeout_s: float = 10.0
+
+    def overridden(self, **given: Any) -> StreamOptions:
+        """These options with each keyword argument that is not None put in their place."""
+        return replace(self, **{name: value for name, value in given.items() if value is not None})
 
     def config(self) -> ConfigMessage:
         return ConfigMessage(

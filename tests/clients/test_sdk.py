@@ -21,6 +21,7 @@ from tdmi.client import (
     SourceError,
     StreamEnded,
     StreamError,
+    StreamOptions,
     StreamStarted,
 )
 from tdmi.protocol import JobResultPublic
@@ -101,7 +102,15 @@ def test_a_live_stream_of_numpy_images_with_a_small_in_flight_limit(
 ) -> None:
     with av.open(str(synth_video.path)) as container:
         images = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    events = list(client.stream(iter(images), lookahead=0, max_in_flight=1, max_frames=10, keep_images=False))
+    events = list(
+        client.stream(
+            iter(images),
+            lookahead=0,
+            max_frames=10,
+            keep_images=False,
+            options=StreamOptions(max_in_flight=1),
+        )
+    )
     results = [e for e in events if isinstance(e, FrameResult)]
     assert [r.frame_id for r in results] == list(range(10))  # max_frames stops the source
     assert all(r.image is None for r in results)
