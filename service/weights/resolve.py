@@ -16,6 +16,7 @@ from pathlib import Path
 from tdmi.model.joints import get_layout
 from tdmi.model.presets import PRESETS, ModelPreset, UnknownPresetError, get_preset
 from tdmi.service.config import Settings
+from tdmi.service.detection.base import onnx_spec
 from tdmi.service.weights.catalogue import CatalogueEntry, WeightsStore
 
 __all__ = ["resolve_detector", "resolve_model", "weights_store"]
@@ -78,12 +79,8 @@ def resolve_detector(spec: str | None, store: WeightsStore) -> str:
     if spec is None:
         pulled = (e for e in store.catalogue.entries.values() if e.kind == "detector" and store.is_pulled(e))
         first = next(pulled, None)
-        return _onnx_spec(first, store.path(first)) if first is not None else "hog"
+        return onnx_spec(store.path(first), first.layout) if first is not None else "hog"
     entry = store.catalogue.entries.get(spec.strip())
     if spec.strip() in _PASS_THROUGH or entry is None or entry.kind != "detector":
         return spec
-    return _onnx_spec(entry, store.require(entry.name)[1])
-
-
-def _onnx_spec(entry: CatalogueEntry, path: Path) -> str:
-    return f"onnx-{entry.layout}:{path}"
+    return onnx_spec(store.require(entry.name)[1], entry.layout)

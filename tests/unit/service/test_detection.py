@@ -316,6 +316,13 @@ def test_a_named_layout_the_outputs_do_not_fit_fails_at_load(tmp_path: Path) -> 
         make_detector(f"onnx-yolo9:{path}")
 
 
+def test_every_catalogue_detector_names_a_layout_the_detector_reads() -> None:
+    from tdmi.service.weights import load_catalogue
+
+    layouts = {e.layout for e in load_catalogue().entries.values() if e.kind == "detector"}
+    assert layouts and layouts <= {layout.value for layout in DetectorLayout}, layouts
+
+
 def test_a_model_with_an_unsupported_output_fails_at_load(tmp_path: Path) -> None:
     path = _yolo_model(tmp_path / "grid.onnx", np.zeros((1, 3, 8, 8)))
     with pytest.raises(ValueError, match=r"unsupported detector output shape \(1, 3, 8, 8\)"):
