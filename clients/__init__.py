@@ -1,6 +1,8 @@
 """Clients of the pose service: the Python SDK (sync and async), the command line, the browser page.
 
 They speak only the HTTP and WebSocket protocol (``protocol``), never the server's internals.
+Jobs, models and status need only the base install; live sources, ``--render``/``--show`` and
+overlay drawing need OpenCV and PyAV (``pip install 'tdmi-client[media]'``), imported on first use.
 
     from tdmi.client import PoseClient
 
@@ -34,6 +36,7 @@ from tdmi.client.events import (
 )
 from tdmi.client.sources import Frame, FrameSource, open_source
 from tdmi.client.streaming import StreamOptions
+from tdmi.protocol.media import MediaUnavailable
 
 __all__ = [
     "AsyncJob",
@@ -46,6 +49,7 @@ __all__ = [
     "FrameSource",
     "Job",
     "JobFailed",
+    "MediaUnavailable",
     "PoseClient",
     "PoseError",
     "Reconnecting",

@@ -1,8 +1,9 @@
 """``tdmi-client``: the pose service from a terminal (video jobs, live feeds, models, job status).
 
-Exit codes: 0 done; 1 other server or stream error; 2 bad usage or bad input (a missing or unwritable file, a
-video the server refuses, an unknown job); 3 server unreachable; 4 missing or wrong API key;
-5 the job failed or was cancelled; 130 interrupted while waiting for a job. Errors are one line
+Exit codes: 0 done; 1 other server or stream error; 2 bad usage or bad input (a missing or
+unwritable file, a video the server refuses, an unknown job, a live source, --render or --show
+without the SDK's ``media`` extra); 3 server unreachable; 4 missing or wrong API key; 5 the job
+failed or was cancelled; 130 interrupted while waiting for a job. Errors are one line
 on stderr; results go to ``--out`` or stdout.
 """
 
@@ -15,8 +16,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-
-import cv2
 
 from tdmi.client.client import DEFAULT_URL, PoseClient
 from tdmi.client.errors import (
@@ -37,6 +36,7 @@ from tdmi.client.events import (
 )
 from tdmi.client.render import PreviewWindow, VideoFileWriter, display_available
 from tdmi.client.streaming import StreamOptions
+from tdmi.protocol.media import MediaUnavailable
 from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD, draw_poses
 
 __all__ = ["EXIT_CODES", "main"]
@@ -129,7 +129,7 @@ class _StreamOutputs:
         assert self.window is not None
         try:
             self.stopped = not self.window.show(image)
-        except cv2.error:
+        except self.window.error:
             _say("this OpenCV build has no window support (opencv-python-headless): --show ignored")
             self.window = None
 
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (SourceError, BadRequest) as exc:
+    except (SourceError, BadRequest, MediaUnavailable) as exc:
         code, message = "bad_input", str(exc)
     except ServerUnreachable as exc:
         code, message = "unreachable", str(exc)

@@ -1,5 +1,6 @@
 """Where the command line puts drawn frames: an MP4 file and a window. The drawing itself is
-``protocol.overlay.draw_poses``, the function the server's overlay videos use."""
+``protocol.overlay.draw_poses``, the function the server's overlay videos use. PyAV and OpenCV
+(the ``media`` extra) are imported when a file or window opens."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import av
-import cv2
 import numpy as np
-from av.video.stream import VideoStream
+
+from tdmi.protocol.media import require
+
+if TYPE_CHECKING:
+    import av
+    from av.video.stream import VideoStream
 
 __all__ = ["PreviewWindow", "VideoFileWriter", "display_available"]
 
@@ -30,6 +34,7 @@ class VideoFileWriter:
 
     def __init__(self, path: str | Path, fps: float):
         self.path, self.fps = Path(path), fps
+        self._av, self._cv2 = require("av", "writing an MP4"), require("cv2", "writing an MP4")
         self._container: av.container.OutputContainer | None = None
         self._stream: VideoStream | None = None
 
@@ -39,8 +44,8 @@ class VideoFileWriter:
         assert self._container is not None and self._stream is not None
         size = (self._stream.codec_context.width, self._stream.codec_context.height)
         if (image.shape[1], image.shape[0]) != size:
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            image = self._cv2.resize(image, size, interpolation=self._cv2.INTER_AREA)
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         self._container.mux(self._stream.encode(frame))
 
     def close(self) -> None:
@@ -50,10 +55,10 @@ class VideoFileWriter:
         self._container = None
 
     def _open(self, width: int, height: int) -> None:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        container = av.open(str(self.path), mode="w")
+        codec = "libx264" if "libx264" in self._av.codecs_available else "mpeg4"
+        container = self._av.open(str(self.path), mode="w")
         stream = cast(
-            VideoStream, container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
+            "VideoStream", container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
         )
         stream.codec_context.width, stream.codec_context.height = width, height
         stream.codec_context.pix_fmt = "yuv420p"
@@ -67,11 +72,13 @@ class PreviewWindow:
 
     def __init__(self, title: str = "tdmi-client"):
         self.title = title
+        self._cv2 = require("cv2", "a preview window")
+        self.error: type[Exception] = self._cv2.error  # what ``show`` raises where OpenCV has no GUI
 
     def show(self, image: np.ndarray) -> bool:
-        cv2.imshow(self.title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        key = cv2.waitKey(1) & 0xFF
+        self._cv2.imshow(self.title, self._cv2.cvtColor(image, self._cv2.COLOR_RGB2BGR))
+        key = self._cv2.waitKey(1) & 0xFF
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
-        cv2.destroyWindow(self.title)
+        self._cv2.destroyWindow(self.title)

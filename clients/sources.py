@@ -3,7 +3,8 @@
 Every source gives ``Frame``s: an RGB uint8 image and its capture timestamp in seconds (the
 frame's presentation time for a file, the wall clock for cameras, URLs and iterators). A *live*
 source (camera, URL) runs on its own clock: when the stream cannot keep up, its older frames are
-skipped rather than queued, so what is sent stays current.
+skipped rather than queued, so what is sent stays current. Files need PyAV, cameras, URLs and
+JPEG encoding OpenCV: both come with the SDK's ``media`` extra and are imported on first use.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import av
-import cv2
 import numpy as np
 
 from tdmi.client.errors import SourceError
+from tdmi.protocol.media import require
 
 __all__ = ["Frame", "FrameSource", "Source", "encode_jpeg", "open_source"]
 
@@ -58,14 +59,15 @@ def open_source(source: Source | FrameSource) -> FrameSource:
     if isinstance(source, bool):
         raise SourceError(f"not a source: {source!r}")
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return FrameSource(_capture(int(source), f"camera {source}"), live=True, name=f"camera {source}")
+        name = f"camera {source}"
+        return FrameSource(_capture(require("cv2", name), int(source), name), live=True, name=name)
     if isinstance(source, str) and source.lower().startswith(_URL_SCHEMES):
-        return FrameSource(_capture(source, source), live=True, name=source)
+        return FrameSource(_capture(require("cv2", source), source, source), live=True, name=source)
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
             raise SourceError(f"{path}: no such file (and not a camera index or a URL)")
-        return FrameSource(_video_file(path), live=False, name=str(path))
+        return FrameSource(_video_file(require("av", str(path)), path), live=False, name=str(path))
     if isinstance(source, Iterable):
         return FrameSource(_images(source), live=False, name="images")
     raise SourceError(f"not a source: {type(source).__name__} (give a camera index, a path, a URL or images)")
@@ -83,6 +85,7 @@ def check_image(image: Any) -> np.ndarray:
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
+    cv2 = require("cv2", "JPEG encoding of frames")
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
@@ -90,7 +93,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     return data.tobytes()
 
 
-def _video_file(path: Path) -> Iterator[Frame]:
+def _video_file(av: ModuleType, path: Path) -> Iterator[Frame]:
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
@@ -108,7 +111,7 @@ def _video_file(path: Path) -> Iterator[Frame]:
             raise SourceError(f"{path}: decoding failed ({exc})") from None
 
 
-def _capture(target: int | str, name: str) -> Iterator[Frame]:
+def _capture(cv2: ModuleType, target: int | str, name: str) -> Iterator[Frame]:
     capture = cv2.VideoCapture(target)
     try:
         if not capture.isOpened():

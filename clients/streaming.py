@@ -41,6 +41,7 @@ from tdmi.client.events import (
     parse_server_message,
 )
 from tdmi.client.sources import Frame, FrameSource, encode_jpeg
+from tdmi.protocol.media import require
 from tdmi.protocol.stream import (
     CLOSE_CODES,
     AckMessage,
@@ -195,6 +196,7 @@ async def stream_events(
     url: str, headers: Mapping[str, str], source: FrameSource, options: StreamOptions
 ) -> AsyncGenerator[StreamEvent, None]:
     """Stream ``source`` to the WebSocket at ``url`` and yield what comes back (see module doc)."""
+    require("cv2", "a live stream (frames travel as JPEG)")  # before connecting, not in the reader
     reader = _Reader(source, options)
     in_flight = _InFlight()
     ids = itertools.count()

@@ -1,7 +1,7 @@
 """Drawing pose results on a frame: boxes, "id N" labels, skeleton lines and joints (OpenCV + NumPy).
 
-Shared by the server (overlay videos) and clients (live previews). It lives outside the message
-module because it needs OpenCV: ``import protocol`` stays light for clients that never draw.
+Shared by the server (overlay videos) and clients (live previews). OpenCV is imported when a
+frame is drawn (``protocol.media``): the SDK installed without its ``media`` extra still imports this.
 A person is any object or dict with ``track_id``, ``box`` ``[x1, y1, x2, y2]`` and ``keypoints``
 ``[[x, y, score], ...]`` (either may be missing or None). Colours are RGB, as the frames are.
 """
@@ -11,10 +11,12 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
-import cv2
 import numpy as np
+
+from tdmi.protocol.media import require
 
 __all__ = ["DEFAULT_SCORE_THRESHOLD", "draw_poses", "track_color"]
 
@@ -50,16 +52,17 @@ def draw_poses(
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    cv2 = require("cv2", "drawing poses")
     canvas = image if inplace else image.copy()
     thickness = max(1, round(min(canvas.shape[:2]) / 240))
     for person in persons:
         color = track_color(_field(person, "track_id"))
         box = _field(person, "box")
         if box is not None:
-            _draw_box(canvas, box, color, thickness, _field(person, "track_id"))
+            _draw_box(cv2, canvas, box, color, thickness, _field(person, "track_id"))
         keypoints = _field(person, "keypoints")
         if keypoints is not None:
-            _draw_skeleton(canvas, keypoints, skeleton, score_threshold, color, thickness)
+            _draw_skeleton(cv2, canvas, keypoints, skeleton, score_threshold, color, thickness)
     return canvas
 
 
@@ -68,6 +71,7 @@ def _field(person: Any, name: str) -> Any:
 
 
 def _draw_box(
+    cv2: ModuleType,
     canvas: np.ndarray,
     box: Sequence[float],
     color: tuple[int, int, int],
@@ -90,6 +94,7 @@ def _draw_box(
 
 
 def _draw_skeleton(
+    cv2: ModuleType,
     canvas: np.ndarray,
     keypoints: Sequence[Sequence[float]],
     skeleton: Sequence[tuple[int, int]],

@@ -1,4 +1,6 @@
-"""The one-way import rule: model and protocol import nothing of ours; clients only protocol."""
+"""The one-way import rule: model and protocol import nothing of ours; clients only protocol.
+
+Our code imports itself as ``tdmi.<name>``; the folder of ``tdmi.client`` is ``clients``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,12 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 OURS = {"model", "service", "protocol", "clients"}
+FOLDERS = {
+    "tdmi.model": "model",
+    "tdmi.service": "service",
+    "tdmi.protocol": "protocol",
+    "tdmi.client": "clients",
+}
 ALLOWED = {
     "model": {"model"},
     "protocol": {"protocol"},
@@ -17,13 +25,18 @@ ALLOWED = {
 }
 
 
+def _folder(module: str) -> str:
+    """The repository folder of an imported module of ours (``tdmi.client.cli`` -> ``clients``)."""
+    return FOLDERS.get(".".join(module.split(".")[:2]), module.split(".")[0])
+
+
 def _imported_packages(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {_folder(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(_folder(node.module))
     return found & OURS
 
 

@@ -1,13 +1,16 @@
 """``/``: the browser page for a live webcam and video jobs (``clients/web``, plain HTML/CSS/JS).
 
-The files are found by path next to this package (``clients/web`` is package data of the
-distribution), never by importing ``clients``: the service does not depend on its clients.
+The files are package data of the SDK (``tdmi/client/web`` in its wheel, ``clients/web`` in the
+repository), found where the import system would load ``tdmi.client`` from, without importing it:
+the service does not depend on its clients' code. That is right for a wheel, an editable install
+and a checkout alike.
 The page is public (it holds no data); the API calls it makes carry the key the user types.
 A strict Content-Security-Policy allows nothing but this origin: no CDN, no inline script.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -18,7 +21,16 @@ from tdmi.service.errors import ApiError
 
 __all__ = ["WEB_DIR", "router"]
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
+
+def _web_dir() -> Path:
+    """The SDK's ``web`` folder (find_spec imports the ``tdmi`` namespace only, not the client)."""
+    spec = importlib.util.find_spec("tdmi.client")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the browser page comes with tdmi-client, which is not installed")
+    return Path(spec.submodule_search_locations[0]) / "web"
+
+
+WEB_DIR = _web_dir()
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",

@@ -129,8 +129,8 @@ def test_error_exit_codes_with_one_line_messages(
 
 def test_the_installed_entry_point_and_bad_usage(dead_url: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", "from clients.cli import main; raise SystemExit(main())", "--url", dead_url,
-         "models"],
+        [sys.executable, "-c", "from tdmi.client.cli import main; raise SystemExit(main())",
+         "--url", dead_url, "models"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == EXIT_CODES["unreachable"] and done.stderr.count("\n") == 1

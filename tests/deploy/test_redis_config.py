@@ -15,6 +15,8 @@ import redis
 from tests.deploy.files import REPO
 from tests.helpers.server import free_port
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[redis.Redis, Path]]:

@@ -18,6 +18,8 @@ from tests.helpers.redis_server import RedisServer
 from tests.integration.cluster.conftest import result, submit, wait_finished
 from tests.integration.conftest import SynthVideo
 
+pytestmark = pytest.mark.redis
+
 
 def _same_poses(a: dict, b: dict) -> bool:
     """Equal up to float noise: batches of different sizes round differently on the CPU."""

@@ -15,6 +15,8 @@ from tdmi.service.cluster.jobs import JobBoard, Run
 from tdmi.service.cluster.registry import least_loaded
 from tests.helpers.redis_server import RedisServer
 
+pytestmark = pytest.mark.redis
+
 _databases = itertools.count(12)  # conftest's clusters count up from 1
 
 
