@@ -63,6 +63,7 @@ def service_report() -> dict[str, Any]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_model_reports_every_variant_batch_and_utilisation(model_report: dict[str, Any]) -> None:
     _check_header(model_report, "model")
     assert _positive(model_report["peak_flops"]["fp32"])
@@ -89,6 +90,7 @@ def test_model_reports_every_variant_batch_and_utilisation(model_report: dict[st
     assert all("not available on this device" in reason for reason in missing.values())
 
 
+@pytest.mark.slow
 def test_service_reports_throughput_latency_batches_stages_and_ratios(service_report: dict[str, Any]) -> None:
     _check_header(service_report, "service")
     saturation = service_report["saturation"]
@@ -112,6 +114,7 @@ def test_service_reports_throughput_latency_batches_stages_and_ratios(service_re
     assert isinstance(service_report["half_load_p95_within_target"], bool)
 
 
+@pytest.mark.slow
 def test_pipeline_times_every_stage_alone() -> None:
     report = _bench("pipeline", "--persons", "1", "--max-batch", "2", "--repeats", "1")
     _check_header(report, "pipeline")
@@ -131,6 +134,7 @@ def test_pipeline_times_every_stage_alone() -> None:
     assert stages["crop"]["frames_per_call"] == 2  # two one-person frames per batch of 2 clips
 
 
+@pytest.mark.slow
 def test_plots_are_written_from_the_reports(
     model_report: dict[str, Any], service_report: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -157,6 +161,7 @@ def test_a_missing_gpu_is_a_one_line_error() -> None:
     assert line.startswith("--device cuda:99: ") and "CUDA" in line
 
 
+@pytest.mark.slow
 def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
     from bench.dcn import deformable_share
     from tdmi.model.presets import build_model, get_preset

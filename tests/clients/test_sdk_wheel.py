@@ -36,6 +36,13 @@ def _run(
     )
 
 
+def _in_venv(venv: Path, program: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """A program of the clean venv, run in the venv's folder with no PYTHON* variables: neither
+    a PYTHONPATH nor a checkout in the working folder (``python -c`` puts it first) is seen."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return _run(venv / "bin" / program, *args, cwd=venv, env=env)
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``pip wheel --no-deps ./clients .`` on a copy of the sources (the build leaves files)."""
@@ -87,8 +94,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> P
     """A clean virtual environment with the SDK wheel and its dependencies from the index."""
     path = tmp_path_factory.mktemp("venv")
     assert _run(sys.executable, "-m", "venv", path).returncode == 0
-    python = path / "bin" / "python"
-    done = _run(python, "-m", "pip", "install", "--disable-pip-version-check", wheels["sdk"])
+    done = _in_venv(path, "python", "-m", "pip", "install", "--disable-pip-version-check", wheels["sdk"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return path
 
@@ -134,11 +140,10 @@ def test_the_installed_server_serves_the_page_from_the_sdk_wheel(
 
 
 def test_the_clean_venv_has_the_sdk_and_no_torch_opencv_or_pyav(venv: Path) -> None:
-    python = venv / "bin" / "python"
     for module in ("torch", "cv2", "av"):
-        done = _run(python, "-c", f"import {module}")
+        done = _in_venv(venv, "python", "-c", f"import {module}")
         assert done.returncode == 1 and f"No module named '{module}'" in done.stderr
-    done = _run(python, "-c", "import tdmi.client, tdmi.protocol; print(tdmi.client.__file__)")
+    done = _in_venv(venv, "python", "-c", "import tdmi.client, tdmi.protocol; print(tdmi.client.__file__)")
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(venv)
 
@@ -147,8 +152,8 @@ def test_the_sdk_in_the_clean_venv_talks_to_the_server(
     venv: Path, installed_server: tuple[ServerProcess, Path], synth_video: SynthVideo
 ) -> None:
     server, _ = installed_server
-    command = [venv / "bin" / "tdmi-client", "--url", server.base, "--api-key", API_KEY]
-    models = _run(*command, "models", "--json")
+    command = ["--url", server.base, "--api-key", API_KEY]
+    models = _in_venv(venv, "tdmi-client", *command, "models", "--json")
     assert models.returncode == 0, models.stderr
     assert [m["name"] for m in json.loads(models.stdout)] == ["tdmi-tiny"]
     job = """
@@ -161,10 +166,10 @@ with PoseClient(sys.argv[1], api_key=sys.argv[2]) as client:
     result = job.result()
 print(len(result.frames), result.video.frames)
 """
-    done = _run(venv / "bin" / "python", "-c", job, server.base, API_KEY, synth_video.path)
+    done = _in_venv(venv, "python", "-c", job, server.base, API_KEY, synth_video.path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(synth_video.frames)] * 2
-    stream = _run(*command, "stream", synth_video.path)
+    stream = _in_venv(venv, "tdmi-client", *command, "stream", synth_video.path)
     assert stream.returncode == 2
     assert stream.stderr.strip().splitlines() == [
         f"tdmi-client: {synth_video.path} needs PyAV, which is not installed: {HINT}"

@@ -16,6 +16,8 @@ from tdmi.service.cli import main
 from tdmi.service.config import DEMO_CHECKPOINT
 from tests.helpers.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # measured: 20 to 35 s per test on the shared 2-core machine
+
 # The demo scored 17.8 (predict) and 18.0 (service) mAP on this small set when these thresholds
 # were set (2026-11-21; 44.0 on a 12-video held-out set, see BENCHMARKS.md); untrained weights
 # score about 0.1. The margin covers other CPUs and library versions.

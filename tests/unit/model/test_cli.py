@@ -35,6 +35,7 @@ def test_predict_refuses_a_preset_without_weights(tmp_path: Path, capsys) -> Non
     assert "annotation directory not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_import_hrnet_writes_a_checkpoint_for_the_right_preset(tmp_path: Path, capsys) -> None:
     entries = json.loads((DATA / "pose_hrnet_w32_keys.json").read_text())["state_dict"]
     official = deterministic_state_dict({k: tuple(s) for k, s in entries})
@@ -47,6 +48,7 @@ def test_import_hrnet_writes_a_checkpoint_for_the_right_preset(tmp_path: Path, c
     assert torch.equal(ckpt.state_dict["final_layer.weight"], official["final_layer.weight"])
 
 
+@pytest.mark.slow
 def test_export_torchscript_checks_parity(tmp_path: Path, capsys) -> None:
     preset = get_preset("tdmi-tiny")
     ckpt = tmp_path / "tiny.pt"

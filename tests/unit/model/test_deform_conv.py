@@ -97,6 +97,7 @@ def test_zero_offsets_and_unit_mask_equal_conv2d() -> None:
     )
 
 
+@pytest.mark.slow
 def test_gradcheck_float64() -> None:
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(1, 4, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -141,6 +142,7 @@ class _DeformLayer(torch.nn.Module):
         return deform_conv2d(x[:, :4], offset, self.weight, None, 1, 1, 1, mask)
 
 
+@pytest.mark.slow
 def test_exports_to_onnx_and_matches_in_onnxruntime(tmp_path) -> None:
     from tdmi.model.export import export_model, relative_error, run_exported
 

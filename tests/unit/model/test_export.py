@@ -28,6 +28,7 @@ def exported(request, tiny, tmp_path_factory) -> tuple[str, Path]:
     return fmt, path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3])
 def test_exported_matches_eager(exported, tiny, batch: int) -> None:
     fmt, path = exported

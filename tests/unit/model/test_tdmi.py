@@ -27,6 +27,7 @@ def test_output_shape_of_every_preset(name: str) -> None:
     assert tuple(out.shape) == (2, preset.layout.num_joints, h // 4, w // 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_scripts(name: str) -> None:
     with torch.device("meta"):

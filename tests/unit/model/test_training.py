@@ -124,6 +124,7 @@ def test_metrics_log_widens_its_header_and_keeps_rows(tmp_path: Path) -> None:
 # -- training ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_fixed_subset(synth: Path, tmp_path: Path) -> None:
     # measured (seed 0, batch 2, no augmentation): the last 5 steps' mean is 0.40x the first 5's
     # for the total loss and 0.46x for the heatmap term (0.3-0.45x over other seeds and batches)
@@ -140,6 +141,7 @@ def test_loss_goes_down_on_a_fixed_subset(synth: Path, tmp_path: Path) -> None:
         assert last < ratio * first, (term, first, last)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step_with_the_same_lr(synth: Path, tmp_path: Path) -> None:
     steps_per_epoch = len(PoseTrackClips(synth, synth / "annotations" / "train", TINY.input_size, 2)) // 4
     stop = steps_per_epoch + 1  # one step into the second epoch, after the lr decay at epoch 1
@@ -166,6 +168,7 @@ def test_resume_continues_from_the_saved_step_with_the_same_lr(synth: Path, tmp_
     assert int(adam["step"]) == stop + 2
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_saves(synth: Path, tmp_path: Path) -> None:
     result = train(validate_config(_config(synth, tmp_path, epochs=50, max_minutes=1e-4)))
     assert result.step == 1  # the budget is checked after every step
@@ -183,6 +186,7 @@ torch.save(params, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
 """
 
 
+@pytest.mark.slow
 def test_two_process_ddp_ends_with_identical_weights(synth: Path, tmp_path: Path) -> None:
     # stopped by max_steps, the run validates: each process predicts half the crops
     raw = _config(synth, tmp_path / "run", batch_size=2, max_steps=2, val_every=1)
@@ -210,6 +214,7 @@ def test_two_process_ddp_ends_with_identical_weights(synth: Path, tmp_path: Path
     assert torch.equal(best["state_dict"]["head.weight"], rank0["head.weight"])
 
 
+@pytest.mark.slow
 def test_train_command_validates_and_keeps_the_best_checkpoint(synth: Path, tmp_path: Path) -> None:
     cfg = _write_yaml(tmp_path / "cfg.yaml", _config(synth, tmp_path / "run"))
     # stopped by its step budget, the run still validates and saves
@@ -226,6 +231,7 @@ def test_train_command_validates_and_keeps_the_best_checkpoint(synth: Path, tmp_
     )
 
 
+@pytest.mark.slow
 def test_single_frame_preset_trains_and_validates(synth: Path, tmp_path: Path) -> None:
     raw = _config(synth, tmp_path, max_steps=2, val_every=1)
     raw["model"]["name"] = "hrnet-tiny"
@@ -236,6 +242,7 @@ def test_single_frame_preset_trains_and_validates(synth: Path, tmp_path: Path) -
     assert not build_model("hrnet-tiny", tmp_path / "best.pt").training
 
 
+@pytest.mark.slow
 def test_backbone_starts_from_an_hrnet_file_and_stays_frozen(synth: Path, tmp_path: Path) -> None:
     hrnet = get_preset("hrnet-tiny").build()
     torch.save(hrnet.state_dict(), tmp_path / "hrnet.pth")  # a plain state dict, as official files are
@@ -273,6 +280,7 @@ class _Oracle(nn.Module):
         return out
 
 
+@pytest.mark.slow
 def test_predictions_are_official_json_that_the_evaluator_scores(synth: Path, tmp_path: Path) -> None:
     gt_dir = synth / "annotations" / "val"
     dataset = PoseTrackClips(synth, gt_dir, TINY.input_size, 2, TINY.layout)
@@ -316,6 +324,7 @@ def test_tracks_follow_people_frame_by_frame_in_each_video() -> None:
     assert {ids[("b", t, 20)] for t in range(6)} == {0}
 
 
+@pytest.mark.slow
 def test_predict_command_tracks_detections(synth: Path, tmp_path: Path) -> None:
     gt_dir = synth / "annotations" / "val"
     detections = [

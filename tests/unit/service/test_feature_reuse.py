@@ -34,6 +34,7 @@ def network() -> TDMI:
     return net
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spatiotemporal", [False, True])
 def test_the_two_halves_equal_forward(spatiotemporal: bool) -> None:
     cfg = TDMIConfig(TINY, motion_blocks=(1, 1, 1, 1), fusion_blocks=1, spatiotemporal=spatiotemporal)

@@ -108,6 +108,7 @@ def test_buckets_and_padding_do_not_change_results() -> None:
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["torchscript", "onnxruntime"])
 def test_backends_agree_with_eager(kind: str, tmp_path: Path) -> None:
     from tests.helpers.weights import randomize
