@@ -171,6 +171,7 @@ def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
     assert share is not None and 0.0 < share < 0.5  # tdmi-tiny: a few percent on a CPU
 
 
+@pytest.mark.slow
 def test_peer_serves_the_same_load_through_litserve_next_to_ours() -> None:
     report = _bench(
         "peer", "--model", "hrnet-tiny", "--streams", "2", "--persons", "2", "--frames", "4",
@@ -187,6 +188,7 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours() -> None:
     assert _positive(report["ours_over_litserve"]) and _positive(report["ours_over_baseline"])
 
 
+@pytest.mark.slow
 def test_job_runs_a_video_through_the_server_and_the_plain_script(tmp_path: Path) -> None:
     from bench.load import synthetic_jpegs
     from tdmi.service.images import decode_image
