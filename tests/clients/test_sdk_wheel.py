@@ -106,7 +106,9 @@ def _names(wheel: Path) -> list[str]:
 
 def test_the_server_wheel_holds_the_demo_checkpoint_and_none_of_the_sdk(wheels: dict[str, Path]) -> None:
     names = _names(wheels["server"])
-    assert "tdmi/model/weights/tdmi_tiny_synth.pt" in names and "tdmi/service/cli.py" in names
+    # package data: the demo checkpoint (the default model) and the weights catalogue
+    assert {"tdmi/model/weights/tdmi_tiny_synth.pt", "tdmi/service/weights/catalogue.json"} <= set(names)
+    assert "tdmi/service/cli.py" in names
     assert not [n for n in names if n.startswith(("tdmi/client/", "tdmi/protocol/", "tests/", "bench/"))]
 
 
