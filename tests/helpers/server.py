@@ -56,7 +56,8 @@ class ServerProcess:
             env={**os.environ, "TDMI_DEVICE": "cpu", **(env or {})},
         )
 
-    def wait_ready(self, timeout: float = 120, expect_ready: bool = True) -> httpx.Response:
+    def wait_ready(self, timeout: float = 600, expect_ready: bool = True) -> httpx.Response:
+        """Wait for /readyz (the server's warm-up runs every batch size once: minutes on a busy CPU)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
