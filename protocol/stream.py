@@ -19,6 +19,9 @@ __all__ = [
     "CLOSE_CODES",
     "FRAME_HEADER",
     "FRAME_MAGIC",
+    "MAX_ACK_WINDOW",
+    "MAX_BOXES",
+    "MAX_FRAME_ID",
     "AckMessage",
     "BoxMode",
     "BoxesMessage",
@@ -36,6 +39,9 @@ __all__ = [
     "unpack_frame",
 ]
 
+MAX_ACK_WINDOW = 1024  # results in flight per stream: more would only hide a client that never acks
+MAX_FRAME_ID = 2**64 - 1  # frame ids travel as u64 in the binary header
+MAX_BOXES = 256  # person boxes per frame
 FRAME_MAGIC = b"TDMI"
 FRAME_HEADER = struct.Struct("<4sQd")  # magic, frame id, capture timestamp (seconds)
 
@@ -61,9 +67,11 @@ class ConfigMessage(BaseModel):
     """First message of a stream (optional unless the server requires it)."""
 
     type: Literal["config"] = "config"
-    model: str | None = Field(default=None, description="model name; default: the first loaded model")
+    model: str | None = Field(
+        default=None, max_length=128, description="model name; default: the first loaded model"
+    )
     lookahead: int | None = Field(
-        default=None, ge=0, description="future frames to wait for (0..d); default: the server's"
+        default=None, ge=0, le=64, description="future frames to wait for (0..d); default: the server's"
     )
     detector: BoxMode = Field(
         default="auto",
@@ -71,24 +79,33 @@ class ConfigMessage(BaseModel):
         "auto: client boxes when given for a frame, else the detector",
     )
     detect_every: int | None = Field(
-        default=None, ge=1, description="run the detector every N frames, propagating boxes in between"
+        default=None,
+        ge=1,
+        le=1000,
+        description="run the detector every N frames, propagating boxes in between",
     )
-    ack_window: int | None = Field(default=None, ge=1, description="max unacknowledged results")
+    ack_window: int | None = Field(
+        default=None, ge=1, le=MAX_ACK_WINDOW, description="max unacknowledged results"
+    )
 
 
 class BoxesMessage(BaseModel):
     """Person boxes for one frame; send it before that frame's binary message."""
 
     type: Literal["boxes"] = "boxes"
-    frame_id: int | None = Field(default=None, description="frame the boxes belong to; default: the next")
-    boxes: list[list[float]] = Field(description="[x1, y1, x2, y2] or [x1, y1, x2, y2, score]")
+    frame_id: int | None = Field(
+        default=None, ge=0, le=MAX_FRAME_ID, description="frame the boxes belong to; default: the next"
+    )
+    boxes: list[list[float]] = Field(
+        max_length=MAX_BOXES, description="[x1, y1, x2, y2] or [x1, y1, x2, y2, score]"
+    )
 
 
 class AckMessage(BaseModel):
     """Acknowledges every result up to and including ``frame_id``."""
 
     type: Literal["ack"] = "ack"
-    frame_id: int
+    frame_id: int = Field(ge=0, le=MAX_FRAME_ID)
 
 
 class EndMessage(BaseModel):

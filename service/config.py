@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +17,8 @@ from pydantic_settings import (
 )
 
 from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD
+from tdmi.protocol.stream import MAX_ACK_WINDOW
+from tdmi.service.logs import redact_url
 
 __all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
 
@@ -48,7 +50,10 @@ def _default_models() -> list[str]:
 class Settings(BaseSettings):
     """Every knob of the service; ``TDMI_SETTINGS_FILE`` may name a YAML file with the same keys."""
 
-    model_config = SettingsConfigDict(env_prefix="TDMI_", env_file=".env", extra="ignore")
+    # errors never echo their input: it may be an API key
+    model_config = SettingsConfigDict(
+        env_prefix="TDMI_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     # where and what
     host: str = "127.0.0.1"
@@ -106,7 +111,9 @@ class Settings(BaseSettings):
     # live streams
     lookahead: int | None = Field(default=None, ge=0, description="live default (None: the model's d)")
     staleness_ms: float = Field(default=1000.0, gt=0, description="live frames older than this are dropped")
-    ack_window: int = Field(default=16, ge=1, description="unacknowledged results per stream")
+    ack_window: int = Field(
+        default=16, ge=1, le=MAX_ACK_WINDOW, description="unacknowledged results per stream"
+    )
     ack_timeout_s: float = Field(default=30.0, gt=0, description="close a stream whose window stays full")
     heartbeat_s: float = Field(
         default=20.0, gt=0, description="ping interval; a peer silent for 2x is dropped"
@@ -120,7 +127,8 @@ class Settings(BaseSettings):
     # video jobs
     max_upload_bytes: int = Field(default=1024**3, ge=1)
     max_video_seconds: float = Field(default=3600.0, gt=0)
-    max_video_pixels: int = Field(default=3840 * 2160, ge=1)
+    max_video_pixels: int = Field(default=3840 * 2160, ge=1, description="per frame, checked on every frame")
+    max_video_frames: int = Field(default=216_000, ge=1, description="frames per video (an hour at 60 fps)")
     max_running_jobs: int = Field(default=2, ge=1)
     max_queued_jobs: int = Field(default=100, ge=1)
     wait_max_frames: int = Field(default=600, ge=1, description="?wait=true only for videos this short")
@@ -154,6 +162,15 @@ class Settings(BaseSettings):
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")
     insecure: bool = Field(default=False, description="allow listening beyond loopback without API keys")
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """An empty key would let through any request that presents an empty one; refuse it at start-up."""
+        for position, key in enumerate(keys):
+            if not key.get_secret_value().strip():
+                raise ValueError(f"API key {position + 1} of {len(keys)} is empty")
+        return [SecretStr(key.get_secret_value().strip()) for key in keys]
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -175,6 +192,8 @@ class Settings(BaseSettings):
         """The settings as printed at start-up: API keys are counted, never shown."""
         shown = self.model_dump(exclude={"api_keys"}, mode="json")
         shown["api_keys"] = f"{len(self.api_keys)} configured"
+        if self.redis_url:
+            shown["redis_url"] = redact_url(self.redis_url)
         return shown
 
 

@@ -1,6 +1,15 @@
-"""Domain errors mapped to HTTP answers in one place: a status and an ``ErrorPublic`` body."""
+"""Domain errors mapped to HTTP answers in one place: a status and an ``ErrorPublic`` body.
+
+Every answer carries an ``X-Request-ID`` header; a fault of ours (any exception no handler
+claims) is answered with a JSON 500 naming that id, and logged with it, so a user's report can be
+matched to the server's traceback without the traceback (paths, library text) reaching the user.
+"""
 
 from __future__ import annotations
+
+import logging
+import re
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,12 +18,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdmi.protocol import ErrorPublic
 from tdmi.service.inference.runtime import UnknownModelError
 from tdmi.service.media import HTTP_STATUS, MediaError
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "RequestIds", "install_error_handlers", "internal_reference", "public_failure"]
+
+log = logging.getLogger("tdmi.errors")
+REQUEST_ID_HEADER = "x-request-id"
+# a client's own id is echoed only when it is short and plain (it goes into logs and headers)
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ApiError(Exception):
@@ -32,7 +47,60 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def internal_reference() -> str:
+    """A fresh id for a fault of ours: told to the client, logged with the traceback."""
+    return uuid.uuid4().hex[:16]
+
+
+def public_failure(exc: BaseException, what: str) -> str:
+    """What a client may read about ``exc``: a media error's own sentence, else a reference only.
+
+    Anything else is our fault or a library's (OpenCV text with build paths, tracebacks): it is
+    logged here with the reference and never shown.
+    """
+    if isinstance(exc, MediaError):
+        return str(exc)
+    reference = internal_reference()
+    log.error("%s failed (reference %s)", what, reference, exc_info=exc)
+    return f"internal error (reference {reference}); the server's log has the details"
+
+
+class RequestIds:
+    """ASGI middleware: an ``X-Request-ID`` on every HTTP answer, and a JSON 500 for unhandled faults."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        request_id = given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("%s %s failed (request id %s)", scope.get("method"), scope.get("path"), request_id)
+            if started:  # the answer is under way: only closing the connection is left
+                raise
+            detail = f"internal error (request id {request_id}); the server's log has the details"
+            await error_response(500, "internal", detail)(scope, receive, send_with_id)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(RequestIds)
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.kind, exc.detail, exc.headers)
@@ -48,8 +116,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
     async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:
-        """A cluster node whose Redis is away answers 503 (retry), never 500."""
-        return error_response(503, "redis_unreachable", f"redis unreachable: {exc}", {"Retry-After": "1"})
+        """A cluster node whose Redis is away answers 503 (retry), never 500; the address stays in the log."""
+        log.warning("redis unreachable: %s", exc)
+        detail = "the job store is unreachable; retry"
+        return error_response(503, "redis_unreachable", detail, {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

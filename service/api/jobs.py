@@ -10,16 +10,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobPublic, JobResultPublic
+from tdmi.service.api.job_form import FORM_FIELDS, lookahead_within, parse_job_form, video_boxes
 from tdmi.service.api.progress_rate import ProgressRates
 from tdmi.service.api.uploads import receive_upload
 from tdmi.service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
-from tdmi.service.detection import parse_client_boxes
 from tdmi.service.errors import ApiError
 from tdmi.service.jobs.formats import ResultFormat, render_result
 from tdmi.service.jobs.interface import JobService
 from tdmi.service.jobs.store import JobRecord, new_job_id
-from tdmi.service.streaming.boxes import detections_array
-from tdmi.service.video import probe_video
+from tdmi.service.video import limits_of, probe_video
 
 __all__ = ["router"]
 
@@ -76,42 +75,6 @@ def _public(request: Request, record: JobRecord) -> JobPublic:
     )
 
 
-def _flag(value: str | None, name: str) -> bool:
-    if value is None or value == "":
-        return False
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ApiError(422, "invalid_request", f"{name} must be true or false, got {value!r}")
-
-
-def _boxes(text: str | None, width: int, height: int, frames: int) -> dict[str, list[list[float]]]:
-    if not text:
-        return {}
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_boxes", f"boxes is not JSON: {exc.msg} at {exc.pos}") from None
-    if not isinstance(raw, dict):
-        raise ApiError(
-            422, "invalid_boxes", 'boxes must be a JSON object {"<frame index>": [[x1, y1, x2, y2], ...]}'
-        )
-    out: dict[str, list[list[float]]] = {}
-    for key, value in raw.items():
-        if not str(key).isdigit() or int(key) >= frames:
-            raise ApiError(
-                422, "invalid_boxes", f"boxes: {key!r} is not a frame index of this video (0..{frames - 1})"
-            )
-        try:
-            parsed = parse_client_boxes(value, image_size=(width, height))
-        except ValueError as exc:
-            raise ApiError(422, "invalid_boxes", f"boxes for frame {key}: {exc}") from None
-        out[str(int(key))] = detections_array(parsed).tolist()
-    return out
-
-
 @router.post(
     "",
     operation_id="create_job",
@@ -135,21 +98,12 @@ async def create_job(
     job_id = new_job_id()
     upload_path = jobs.upload_path(job_id)
     try:
-        upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes)
-        fields = upload.fields
-        model = catalog.get(fields.get("model") or None)
-        lookahead = fields.get("lookahead")
-        radius = model.preset.num_frames // 2
-        if lookahead not in (None, "") and (not lookahead.strip().isdigit() or int(lookahead) > radius):
-            raise ApiError(422, "invalid_request", f"lookahead must be an integer from 0 to {radius}")
+        upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes, FORM_FIELDS)
+        form = parse_job_form(upload.fields)
+        model = catalog.get(form.model)
+        lookahead = lookahead_within(form, model.preset.num_frames // 2)
         info = await asyncio.get_running_loop().run_in_executor(
-            None,
-            lambda: probe_video(
-                upload_path,
-                max_pixels=settings.max_video_pixels,
-                max_seconds=settings.max_video_seconds,
-                name=upload.filename,
-            ),
+            None, lambda: probe_video(upload_path, **limits_of(settings), name=upload.filename)
         )
         if wait and info.num_frames > settings.wait_max_frames:
             raise ApiError(
@@ -159,9 +113,9 @@ async def create_job(
                 f"this one has {info.num_frames}: poll the job instead",
             )
         options = {
-            "boxes": _boxes(fields.get("boxes"), info.width, info.height, info.num_frames),
-            "lookahead": int(lookahead) if lookahead not in (None, "") else None,
-            "render": _flag(fields.get("render"), "render"),
+            "boxes": video_boxes(form.boxes, info.width, info.height, info.num_frames),
+            "lookahead": lookahead,
+            "render": form.render,
             "filename": upload.filename,
         }
     except BaseException:

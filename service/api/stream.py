@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.types import Message
 from starlette.websockets import WebSocketState
 
 from tdmi.protocol.stream import (
@@ -107,15 +108,15 @@ class LiveStream:
 
     async def on_text(self, text: str) -> bool:
         """Handle a control message; True when the client ended the stream."""
-        try:
-            message = _CLIENT_MESSAGE.validate_python(json.loads(text))
-        except json.JSONDecodeError as exc:
-            await self.error("invalid_json", f"text message is not JSON: {exc.msg} at {exc.pos}")
-            return False
+        try:  # pydantic's parser caps nesting and number length: no input raises anything else
+            message = _CLIENT_MESSAGE.validate_json(text)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            await self.error("invalid_message", f"{where}: {first['msg']}")
+            first = exc.errors(include_url=False, include_input=False)[0]
+            if first["type"] == "json_invalid":
+                await self.error("invalid_json", f"text message is not usable JSON: {first['msg']}")
+            else:
+                where = ".".join(str(p) for p in first["loc"])
+                await self.error("invalid_message", f"{where}: {first['msg']}")
             return False
         if isinstance(message, ConfigMessage):
             await self.configure(message)
@@ -225,9 +226,11 @@ async def stream(ws: WebSocket) -> None:
     app.state.streams[live.stream_id] = live
     app.state.metrics.active_streams.inc()
     sender = asyncio.create_task(live.deliver())
+    inbox = _Inbox(2 * settings.max_message_bytes)
+    reader = asyncio.create_task(inbox.read(ws))
     code, reason = 1000, "stream ended"
     try:
-        await _receive(live, sender)
+        await _until_disconnect(reader, _receive(live, sender, inbox))
         await live.send(EndedMessage(frames=live.frames, dropped=live.dropped))
     except _Closing as exc:
         code, reason = exc.code, exc.reason
@@ -236,33 +239,90 @@ async def stream(ws: WebSocket) -> None:
     except asyncio.CancelledError:
         code, reason = 1012, "server shutting down"
         raise
+    except Exception:  # a fault of ours: the client learns it was not its doing (1011), the log has why
+        log.exception("stream %s failed", live.stream_id)
+        code, reason = 1011, "internal error"
     finally:
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
-        await live.feed.close()
+        # the slot goes first: a client that reconnects at once finds it free
         app.state.streams.pop(live.stream_id, None)
         app.state.metrics.active_streams.dec()
+        for task in (sender, reader):
+            task.cancel()
+        await asyncio.gather(sender, reader, return_exceptions=True)
+        await live.feed.close()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(RuntimeError):
                 await ws.close(code, reason)
 
 
-async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
-    """Read messages until every result after ``end`` is delivered; acks keep coming meanwhile.
+class _Inbox:
+    """Messages read ahead of their handling, so that a client's disconnect is seen at once.
+
+    Handling a frame can take a while (decoding, the detector); a disconnect read only after the
+    frames queued before it would keep the stream's slot for that long. Read-ahead stops at
+    ``max_bytes`` of unhandled messages, so a fast sender is still held back by TCP.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.messages: asyncio.Queue[Message] = asyncio.Queue()
+        self.size = 0
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def read(self, ws: WebSocket) -> int:
+        """Read until the client disconnects; returns its close code."""
+        while True:
+            await self.room.wait()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code", 1000))
+            self.size += _size(message)
+            if self.size > self.max_bytes:
+                self.room.clear()
+            self.messages.put_nowait(message)
+
+    async def get(self) -> Message:
+        message = await self.messages.get()
+        self.size -= _size(message)
+        if self.size <= self.max_bytes:
+            self.room.set()
+        return message
+
+
+def _size(message: Message) -> int:
+    return len(message.get("bytes") or b"") + len(message.get("text") or "")
+
+
+async def _until_disconnect(reader: asyncio.Task[int], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work``; a disconnect seen by ``reader`` meanwhile cancels it (``WebSocketDisconnect``)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.done() and not task.cancelled():
+        task.result()
+        return
+    raise WebSocketDisconnect(reader.result())
+
+
+async def _receive(live: LiveStream, sender: asyncio.Task[None], inbox: _Inbox) -> None:
+    """Handle messages until every result after ``end`` is delivered; acks keep coming meanwhile.
 
     A failed sender (a client that does not read or ack) closes the connection.
     """
     ended = False
     while True:
-        receive = asyncio.ensure_future(live.ws.receive())
+        receive = asyncio.ensure_future(inbox.get())
         done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
         if sender in done:
             receive.cancel()
             sender.result()  # raises _Closing
             return
         message = receive.result()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
         if message.get("bytes") is not None:
             if ended:
                 await live.error("invalid_message", "frame after end")
@@ -271,7 +331,6 @@ async def _receive(live: LiveStream, sender: asyncio.Task[None]) -> None:
         elif message.get("text") is not None and await live.on_text(message["text"]) and not ended:
             ended = True
             if live.ready is None:
-                receive.cancel()
                 return
             await live.feed.end()  # the sender finishes once the last result is acknowledged
         live.ack_changed.set()  # wakes a sender waiting for the session to exist

@@ -1,4 +1,9 @@
-"""Multipart uploads streamed straight to a file: never held in memory, cut off at a size limit."""
+"""Multipart uploads streamed straight to a file: never held in memory, cut off at a size limit.
+
+Everything else in the body is bounded too, as it arrives: the bytes of all form fields together
+and the parts themselves (only the fields the route reads, each once); python-multipart bounds
+each part's headers (8 lines of 4224 bytes), and a body beyond that is malformed (400).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from tdmi.service.errors import ApiError
 
 __all__ = ["Upload", "receive_upload"]
 
-MAX_FIELD_BYTES = 1024 * 1024  # form fields (boxes JSON included) are small
+MAX_FIELD_BYTES = 1024 * 1024  # all form fields together (boxes JSON included) are small
 
 
 @dataclass
@@ -26,9 +31,10 @@ class Upload:
 class _Collector:
     """Callbacks of python-multipart's parser: the file part goes to disk, fields to memory."""
 
-    def __init__(self, dest: Path, file_field: str, max_bytes: int):
-        self.dest, self.file_field, self.max_bytes = dest, file_field, max_bytes
+    def __init__(self, dest: Path, file_field: str, max_bytes: int, names: tuple[str, ...]):
+        self.dest, self.file_field, self.max_bytes, self.names = dest, file_field, max_bytes, names
         self.upload = Upload()
+        self._field_bytes = 0  # of every form field so far
         self._header_name = b""
         self._headers: dict[bytes, bytes] = {}
         self._name: str | None = None
@@ -51,6 +57,12 @@ class _Collector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        if self._name not in self.names:
+            shown = self._name if len(self._name) <= 40 else self._name[:40] + "..."
+            known = ", ".join(self.names)
+            raise ApiError(422, "invalid_request", f"unknown form field {shown!r}; the fields are {known}")
+        if self._name in self.upload.fields:
+            raise ApiError(422, "invalid_request", f"form field {self._name!r} given twice")
         if self._name == self.file_field:
             if self._file is not None:
                 raise ApiError(422, "invalid_request", f"more than one {self.file_field!r} part")
@@ -67,8 +79,9 @@ class _Collector:
             self._file.write(chunk)
         else:
             self._value += chunk
-            if len(self._value) > MAX_FIELD_BYTES:
-                raise ApiError(413, "too_large", f"form field {self._name!r} exceeds {MAX_FIELD_BYTES} bytes")
+            self._field_bytes += len(chunk)
+            if self._field_bytes > MAX_FIELD_BYTES:
+                raise ApiError(413, "too_large", f"the form fields exceed {MAX_FIELD_BYTES} bytes in all")
 
     def on_part_end(self) -> None:
         if self._name == self.file_field and self._file is not None:
@@ -81,16 +94,19 @@ class _Collector:
             self._file.close()
 
 
-async def receive_upload(request: Request, dest: Path, file_field: str, max_bytes: int) -> Upload:
-    """Parse a ``multipart/form-data`` body, writing part ``file_field`` to ``dest``."""
+async def receive_upload(
+    request: Request, dest: Path, file_field: str, max_bytes: int, names: tuple[str, ...]
+) -> Upload:
+    """Parse a ``multipart/form-data`` body, writing part ``file_field`` to ``dest``; parts other
+    than ``names`` are refused."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
         raise ApiError(415, "unsupported_media", "send the video as multipart/form-data with a 'file' part")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + MAX_FIELD_BYTES:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes + MAX_FIELD_BYTES:
         raise ApiError(413, "too_large", f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    collector = _Collector(dest, file_field, max_bytes)
+    collector = _Collector(dest, file_field, max_bytes, names)
     parser = MultipartParser(
         options[b"boundary"],
         {
@@ -112,7 +128,7 @@ async def receive_upload(request: Request, dest: Path, file_field: str, max_byte
         dest.unlink(missing_ok=True)
         if isinstance(exc, ApiError):
             raise
-        raise ApiError(400, "invalid_request", f"malformed multipart body: {exc}") from exc
+        raise ApiError(400, "invalid_request", "malformed multipart/form-data body") from exc
     collector.close()
     if collector.upload.filename is None and not dest.exists():
         raise ApiError(422, "invalid_request", f"no {file_field!r} part with the video")

@@ -15,6 +15,7 @@ from tdmi.service.cluster import keys
 from tdmi.service.cluster.connection import BLOCK_MS, TRANSIENT, Backoff
 from tdmi.service.cluster.jobs import JobBoard, Run
 from tdmi.service.config import Settings
+from tdmi.service.errors import public_failure
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
 from tdmi.service.jobs.store import write_json_atomic
 from tdmi.service.media import MediaError
@@ -128,7 +129,7 @@ class JobConsumer:
             _remove(result_file, video_file)
             log.warning("job %s failed on %s: %s", job_id, self.worker_id, exc)
             self.metrics.errors.labels(f"job_{type(exc).__name__}").inc()
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = public_failure(exc, f"job {job_id}")
             await _persist(lambda: self.board.requeue(run, reason))
         finally:
             renewer.cancel()

@@ -23,7 +23,7 @@ from tdmi.service.jobs.store import JobRecord
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import StreamFrame, StreamSession
-from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
+from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, limits_of, probe_video
 
 __all__ = ["JobProcessor", "ProgressReport"]
 
@@ -67,12 +67,7 @@ class JobProcessor:
             raise RuntimeError(f"job {record.id} has no upload")
         info = await loop.run_in_executor(
             self.io,
-            lambda: probe_video(
-                path,
-                max_pixels=settings.max_video_pixels,
-                max_seconds=settings.max_video_seconds,
-                name=record.options.get("filename"),
-            ),
+            lambda: probe_video(path, **limits_of(settings), name=record.options.get("filename")),
         )
         if not await report(0, info.num_frames):
             raise asyncio.CancelledError
@@ -145,7 +140,7 @@ class JobProcessor:
         """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding;
         errors call the video by ``name``, the user's file name."""
         loop = asyncio.get_running_loop()
-        frames: Iterator[DecodedFrame] = iter_frames(path, name=name)
+        frames: Iterator[DecodedFrame] = iter_frames(path, **limits_of(self.settings), name=name)
         try:
             while True:
                 start = time.perf_counter()

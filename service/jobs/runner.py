@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tdmi.service.config import Settings
+from tdmi.service.errors import public_failure
 from tdmi.service.inference.runtime import InferenceRuntime
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
 from tdmi.service.jobs.store import JobRecord, JobStore, write_json_atomic
@@ -142,7 +143,7 @@ class JobRunner:
             kind = getattr(exc, "kind", type(exc).__name__)
             log.warning("job %s failed: %s", record.id, exc)
             self.metrics.errors.labels(f"job_{kind}").inc()
-            self.store.mark_failed(record.id, str(exc))
+            self.store.mark_failed(record.id, public_failure(exc, f"job {record.id}"))
         finally:
             self.metrics.active_jobs.dec()
 

@@ -5,16 +5,18 @@ line up with the original frame for frame even when the timing is variable.
 
 What counts as broken (each a :class:`~service.media.MediaError` with a ``kind``):
 
-* the container cannot be opened: ``unsupported_media`` (junk, an image, a cut MP4 whose index is
-  missing: these are indistinguishable to the demuxer);
+* the container cannot be opened: ``unsupported_media`` (junk, a cut MP4 whose index is missing:
+  these are indistinguishable to the demuxer); a still image (PNG, JPEG, WebP, BMP, TIFF) is
+  ``unsupported_media`` too, with a hint: one picture goes on the live WebSocket, not in a job;
 * no video stream (audio only): ``no_video_stream``; not one frame: ``no_frames``;
 * the decoder fails midway, or the stream ends before the frame count its header declares (an MP4
   cut after its index): ``corrupt``, naming the frame reached. Frames before that point have
   already been yielded; the caller decides whether to keep them. Containers that declare no
   frame count (Matroska, WebM) cut at a cluster boundary read as a shorter video: nothing in the
   file tells them apart;
-* above ``max_pixels`` per frame: ``too_large``; longer than ``max_seconds``: ``too_long``
-  (checked from the header before decoding, and again while decoding in case the header lies).
+* above ``max_pixels`` per frame: ``too_large``; longer than ``max_seconds`` or more than
+  ``max_frames`` frames: ``too_long`` (checked from the header before decoding, and again on every
+  frame while decoding: a header may lie, and a stream may change its resolution midway).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import av
 import numpy as np
@@ -32,7 +35,27 @@ from av.video.stream import VideoStream
 
 from tdmi.service.media import MediaError
 
-__all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "probe_video"]
+if TYPE_CHECKING:
+    from tdmi.service.config import Settings
+
+__all__ = ["DecodedFrame", "VideoInfo", "VideoLimits", "iter_frames", "limits_of", "probe_video"]
+
+
+class VideoLimits(TypedDict):
+    """The keyword limits of :func:`probe_video` and :func:`iter_frames`; ``None`` is no limit."""
+
+    max_pixels: int | None
+    max_seconds: float | None
+    max_frames: int | None
+
+
+def limits_of(settings: Settings) -> VideoLimits:
+    """The service's limits for uploaded videos."""
+    return VideoLimits(
+        max_pixels=settings.max_video_pixels,
+        max_seconds=settings.max_video_seconds,
+        max_frames=settings.max_video_frames,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ def probe_video(
     *,
     max_pixels: int | None = None,
     max_seconds: float | None = None,
+    max_frames: int | None = None,
     name: str | None = None,
 ) -> VideoInfo:
     """Describe the first video stream; frames are counted by demuxing when the header has no count.
@@ -75,11 +99,12 @@ def probe_video(
     name = name or Path(path).name
     with _open(path, name) as container:
         stream = _video_stream(container, name)
+        _refuse_still_image(container, name)
         num_frames = stream.frames or _count_packets(container, stream, name)
         if num_frames == 0:
             raise MediaError("no_frames", f"{name}: the video stream has no frames")
         info = _describe(container, stream, num_frames)
-    _check_limits(info, name, max_pixels, max_seconds)
+    _check_limits(info, name, max_pixels, max_seconds, max_frames)
     return info
 
 
@@ -88,6 +113,7 @@ def iter_frames(
     *,
     max_pixels: int | None = None,
     max_seconds: float | None = None,
+    max_frames: int | None = None,
     name: str | None = None,
 ) -> Iterator[DecodedFrame]:
     """Decode every frame of the first video stream, in presentation order, with the source PTS;
@@ -98,7 +124,7 @@ def iter_frames(
         stream.thread_type = "AUTO"
         declared_frames = stream.frames
         info = _describe(container, stream, declared_frames)
-        _check_limits(info, name, max_pixels, max_seconds)
+        _check_limits(info, name, max_pixels, max_seconds, max_frames)
         time_base = info.time_base
         ticks_per_frame = 1 / (info.fps * time_base) if info.fps else Fraction(1)
         index = packets = 0
@@ -110,6 +136,8 @@ def iter_frames(
                 for frame in packet.decode():
                     if max_pixels is not None and frame.width * frame.height > max_pixels:
                         raise _too_large(name, frame.width, frame.height, max_pixels)
+                    if max_frames is not None and index >= max_frames:
+                        raise _too_many(name, max_frames)
                     pts = frame.pts if frame.pts is not None else round(index * ticks_per_frame)
                     decoded = DecodedFrame(index, pts, time_base, frame.to_ndarray(format="rgb24"))
                     first_seconds = decoded.seconds if first_seconds is None else first_seconds
@@ -152,6 +180,18 @@ def _video_stream(container: InputContainer, name: str) -> VideoStream:
     return container.streams.video[0]
 
 
+def _refuse_still_image(container: InputContainer, name: str) -> None:
+    """FFmpeg reads a PNG or JPEG as a one-frame video; a job is for videos (README, "Bad input")."""
+    demuxer = container.format.name
+    if demuxer == "image2" or demuxer.endswith("_pipe"):
+        kind = demuxer.removesuffix("_pipe").upper()
+        raise MediaError(
+            "unsupported_media",
+            f"{name}: a still image ({kind}), not a video; send single images as frames on "
+            "the WebSocket /v1/stream, or a 1-frame video",
+        )
+
+
 def _count_packets(container: InputContainer, stream: VideoStream, name: str) -> int:
     try:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
@@ -184,11 +224,15 @@ def _describe(container: InputContainer, stream: VideoStream, num_frames: int) -
     )
 
 
-def _check_limits(info: VideoInfo, name: str, max_pixels: int | None, max_seconds: float | None) -> None:
+def _check_limits(
+    info: VideoInfo, name: str, max_pixels: int | None, max_seconds: float | None, max_frames: int | None
+) -> None:
     if max_pixels is not None and info.width * info.height > max_pixels:
         raise _too_large(name, info.width, info.height, max_pixels)
     if max_seconds is not None and info.duration > max_seconds:
         raise _too_long(name, info.duration, max_seconds)
+    if max_frames is not None and info.num_frames > max_frames:
+        raise _too_many(name, max_frames)
 
 
 def _too_large(name: str, width: int, height: int, max_pixels: int) -> MediaError:
@@ -201,6 +245,11 @@ def _too_long(name: str, seconds: float, max_seconds: float) -> MediaError:
     return MediaError("too_long", f"{name}: {seconds:.2f} s of video exceeds the limit of {max_seconds:g} s")
 
 
+def _too_many(name: str, max_frames: int) -> MediaError:
+    return MediaError("too_long", f"{name}: the video has more than the limit of {max_frames} frames")
+
+
 def _reason(exc: av.FFmpegError) -> str:
-    """FFmpeg's own words without the errno and file name PyAV adds around them."""
-    return str(exc.strerror or exc).strip()
+    """FFmpeg's short error text (``Invalid data found when processing input``), never PyAV's
+    full message, which names the file's path on this server."""
+    return str(exc.strerror or "unreadable data").strip()

@@ -85,21 +85,20 @@ class OverlayWriter:
         """Add one RGB uint8 (H, W, 3) frame shown at ``pts``, an integer in source time base units.
 
         A PTS not after the previous one (broken source timelines) moves one tick later rather than
-        failing the whole overlay.
+        failing the whole overlay; a frame of another size is scaled to the overlay's.
         """
         try:
             ticks = operator.index(pts)
         except TypeError:  # a float here is almost surely seconds, which would collapse the timeline
             raise TypeError(f"pts must be an integer in time base units, got {pts!r}") from None
-        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
-            raise ValueError(
-                f"overlay frame must be uint8 ({self.height}, {self.width}, 3), "
-                f"got {image.dtype} {image.shape}"
-            )
-        if self.width % 2 or self.height % 2:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"overlay frame must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        even_width, even_height = self.width + self.width % 2, self.height + self.height % 2
+        if image.shape[:2] == (self.height, self.width) and (self.width % 2 or self.height % 2):
             image = np.pad(image, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge")
+        # a source that changes its resolution midway keeps the overlay's size: such frames are scaled
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
-            format="yuv420p"
+            width=even_width, height=even_height, format="yuv420p"
         )
         encoded_pts = round(ticks * self.source_time_base / self._time_base)
         if self._pending is not None:

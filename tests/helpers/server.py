@@ -36,6 +36,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log_path = data_dir / f"{command}-{self.port}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         command = [

@@ -16,6 +16,16 @@ from tdmi.model.presets import build_model
 from tests.helpers.server import ServerProcess
 from tests.helpers.weights import randomize
 
+# small limits so that the limit tests stay small
+SMALL_LIMITS = {
+    "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
+    "TDMI_MAX_VIDEO_PIXELS": str(640 * 480),
+    "TDMI_WAIT_MAX_FRAMES": "40",
+    "TDMI_DETECT_EVERY": "4",
+    "TDMI_MAX_STREAMS": "4",
+    "TDMI_STALENESS_MS": "60000",  # a 2-core CI machine is slow: no live drops in these tests
+}
+
 
 @dataclass(frozen=True)
 class SynthVideo:
@@ -86,21 +96,13 @@ def server(
 ) -> Iterator[ServerProcess]:
     """One server for a module: tdmi-tiny and the single-frame HRNet-W32 (official file) on the CPU,
     small limits so that the limit tests stay small."""
-    env = {
-        "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
-        "TDMI_MAX_VIDEO_PIXELS": str(640 * 480),
-        "TDMI_WAIT_MAX_FRAMES": "40",
-        "TDMI_DETECT_EVERY": "4",
-        "TDMI_MAX_STREAMS": "4",
-        "TDMI_STALENESS_MS": "60000",  # a 2-core CI machine is slow: no live drops in these tests
-    }
     models = [
         "--model",
         f"tdmi-tiny={tiny_checkpoint}",
         "--model",
         f"hrnet-w32-256x192={official_hrnet_checkpoint}",
     ]
-    proc = ServerProcess(tmp_path_factory.mktemp("data"), *models, env=env)
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), *models, env=SMALL_LIMITS)
     proc.wait_ready()
     yield proc
     proc.stop()

@@ -1,0 +1,276 @@
+"""Bad input on the live WebSocket and the secrets around it, against a real server with an API key.
+
+The page sends its key as ``?api_key=`` (browsers cannot set headers on a WebSocket), so every
+connection here does too: the last test reads the server's whole log for the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tdmi.protocol.stream import pack_frame
+from tests.helpers.server import ServerProcess
+from tests.integration.conftest import SMALL_LIMITS
+
+KEY = "test-key-7c1e0f5a9b"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
+    env = {**SMALL_LIMITS, "TDMI_API_KEYS": json.dumps([KEY])}
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+def _connect(server: ServerProcess) -> ClientConnection:
+    return connect(f"{server.ws_base}/v1/stream?api_key={KEY}", max_size=None)
+
+
+def _until(ws: ClientConnection, kind: str, timeout: float = 60) -> list[dict]:
+    """Messages up to and including the first of type ``kind``, acknowledging every result."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+        seen.append(message)
+        if message["type"] in ("result", "dropped"):
+            with contextlib.suppress(ConnectionClosed):  # after `end`, the server may be gone already
+                ws.send(json.dumps({"type": "ack", "frame_id": message["frame_id"]}))
+        if message["type"] == kind:
+            return seen
+    raise AssertionError(f"no {kind!r} message within {timeout} s; got {seen}")
+
+
+def _image(width: int, height: int, ext: str) -> bytes:
+    pixels = np.full((height, width, 3), 90, np.uint8)
+    return cv2.imencode(ext, pixels)[1].tobytes()
+
+
+def _alive(server: ServerProcess) -> None:
+    assert server.proc.poll() is None
+    assert httpx.get(f"{server.base}/readyz").status_code == 200
+
+
+def _tiny_frames(server: ServerProcess, detector: str) -> list[dict]:
+    sizes = [(1, 1), (2, 2), (64, 64)]
+    with _connect(server) as ws:
+        ws.send(json.dumps({"type": "config", "detector": detector, "lookahead": 0}))
+        assert _until(ws, "ready")[-1]["type"] == "ready"
+        for width, height in sizes:
+            for ext in (".jpg", ".png"):
+                if detector == "client":
+                    ws.send(json.dumps({"type": "boxes", "boxes": [[0, 0, width, height]]}))
+                ws.send(_image(width, height, ext))
+        ws.send(json.dumps({"type": "end"}))
+        messages = _until(ws, "ended")
+    results = [m for m in messages if m["type"] == "result"]
+    assert len(results) == 2 * len(sizes), messages
+    return results
+
+
+def test_tiny_frames_with_client_boxes(server: ServerProcess) -> None:
+    """1x1, 2x2 and 64x64 JPEG and PNG frames are cropped and answered; the server stays up."""
+    results = _tiny_frames(server, "client")
+    assert all(len(r["persons"]) == 1 for r in results)
+    _alive(server)
+
+
+BAD_TEXTS = [
+    ('{"type": "ack", "frame_id": ' + "9" * 5000 + "}", "invalid_json"),
+    ('{"type": "boxes", "boxes": ' + "[" * 50_000 + "]" * 50_000 + "}", "invalid_json"),
+    ("[" * 50_000, "invalid_json"),
+    ('{"type": "ack", "frame_id": "²"}', "invalid_message"),
+    ('{"type": "ack", "frame_id": -1}', "invalid_message"),
+    ('{"type": "ack", "frame_id": 1e400}', "invalid_message"),
+    ('{"type": "boxes", "boxes": [[0, 0, 10, 10]], "frame_id": ' + "1" * 30 + "}", "invalid_message"),
+    ('{"type": "warp"}', "invalid_message"),
+    ("not json at all", "invalid_json"),
+]
+
+
+def test_bad_text_gets_an_error_and_the_stream_goes_on(server: ServerProcess) -> None:
+    with _connect(server) as ws:
+        ws.send(json.dumps({"type": "config", "detector": "client", "lookahead": 0}))
+        _until(ws, "ready")
+        for text, kind in BAD_TEXTS:
+            ws.send(text)
+            error = _until(ws, "error")[-1]
+            assert error["error"] == kind, (text[:60], error)
+            assert len(error["detail"]) < 300
+        ws.send(json.dumps({"type": "boxes", "boxes": [[0, 0, 32, 32]]}))
+        ws.send(_image(64, 64, ".jpg"))
+        assert len(_until(ws, "result")[-1]["persons"]) == 1  # the stream went on
+        ws.send(json.dumps({"type": "end"}))
+        _until(ws, "ended")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
+        assert ws.close_code == 1000
+    _alive(server)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"ack_window": 1_000_000}, {"ack_window": 0}, {"detect_every": 10**9}, {"model": "m" * 1000}],
+    ids=["ack_window above 1024", "ack_window 0", "detect_every huge", "model name too long"],
+)
+def test_config_values_are_bounded(server: ServerProcess, config: dict) -> None:
+    with _connect(server) as ws:
+        ws.send(json.dumps({"type": "config", **config}))
+        assert _until(ws, "error")[-1]["error"] == "invalid_message"
+        ws.send(json.dumps({"type": "config", "ack_window": 1024}))  # the bound itself is fine
+        assert _until(ws, "ready")[-1]["ack_window"] == 1024
+
+
+def _metric(server: ServerProcess, name: str) -> float:
+    text = httpx.get(f"{server.base}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_client_that_leaves_frees_its_slot_before_its_queued_frames_are_handled(
+    server: ServerProcess,
+) -> None:
+    """Frames still queued when the client vanishes are not worked through before the slot is free."""
+    decode = 'tdmi_stage_seconds_count{stage="decode"}'
+    before = _metric(server, decode)
+    rng = np.random.default_rng(0)
+    frame = cv2.imencode(".png", rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))[1].tobytes()
+    sent = 40
+    with contextlib.suppress(ConnectionClosed, OSError), _connect(server) as ws:
+        ws.send(json.dumps({"type": "config", "detector": "detector", "detect_every": 1}))
+        _until(ws, "ready")
+        for _ in range(sent):
+            ws.send(frame)
+        ws.socket.close()  # gone without a closing handshake, as a killed browser tab
+    deadline = time.monotonic() + 60
+    while _metric(server, "tdmi_active_streams") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _metric(server, "tdmi_active_streams") == 0
+    assert _metric(server, decode) - before < sent  # the slot was free before the frames were done
+    with _connect(server) as again:
+        again.send(json.dumps({"type": "config"}))
+        assert _until(again, "ready")[-1]["type"] == "ready"
+    _alive(server)
+
+
+def test_no_key_in_any_log_line(server: ServerProcess) -> None:
+    """uvicorn prints paths with their query strings: the key in ``?api_key=`` is masked."""
+    assert httpx.get(f"{server.base}/readyz", params={"api_key": KEY}).status_code == 200
+    with _connect(server) as ws:
+        ws.send(json.dumps({"type": "end"}))
+    log = server.log()
+    assert "api_key=***" in log
+    assert KEY not in log
+
+
+@pytest.mark.parametrize("keys", ['[""]', '["  "]', f'["", "{KEY}"]'])
+def test_blank_api_keys_are_refused_at_start_up(tmp_path: Path, keys: str) -> None:
+    env = {**os.environ, "TDMI_API_KEYS": keys}
+    done = subprocess.run(
+        [sys.executable, "-m", "tdmi.service.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "is empty" in done.stderr and KEY not in done.stderr + done.stdout
+
+
+SERVER_TYPES = {"ready", "result", "dropped", "resumed", "error", "ended"}
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+_controls = st.fixed_dictionaries(
+    {"type": st.sampled_from(["config", "boxes", "ack", "end", "warp"])},
+    optional={
+        "frame_id": st.integers(-5, 2**70) | _json_values,
+        "boxes": st.lists(st.lists(st.floats() | st.integers(-10, 100), max_size=6), max_size=4)
+        | _json_values,
+        "ack_window": st.integers(-2, 5000) | _json_values,
+        "lookahead": st.integers(-2, 9) | _json_values,
+        "detector": st.sampled_from(["auto", "client", "nope"]),
+        "model": st.text(max_size=10),
+    },
+)
+_texts = st.one_of(_controls.map(json.dumps), _json_values.map(json.dumps), st.text(max_size=40))
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> bytes:
+    """Real JPEG/PNG of any small size, cut or not, with or without the frame header; or junk."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=64))
+    width, height = draw(st.integers(1, 96)), draw(st.integers(1, 96))
+    data = _image(width, height, draw(st.sampled_from([".jpg", ".png"])))
+    data = data[: draw(st.integers(1, len(data)))] if draw(st.booleans()) else data
+    if draw(st.booleans()):
+        data = pack_frame(data, draw(st.integers(0, 2**64 - 1)), draw(st.floats()))
+    return data
+
+
+_messages = st.lists(st.one_of(_texts, _frames()), max_size=8)
+
+
+def test_websocket_fuzzing(server: ServerProcess) -> None:
+    """Hypothesis: any sequence of text and binary messages gets JSON answers, never a 1011 or a crash."""
+
+    @given(messages=_messages)
+    @settings(
+        max_examples=30,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(messages: list[str | bytes]) -> None:
+        with _connect(server) as ws:
+            ws.send(
+                json.dumps({"type": "config", "detector": "client"})
+            )  # the detector guard is tested apart
+            for message in messages:
+                ws.send(message)
+            with contextlib.suppress(ConnectionClosed):
+                ws.send(json.dumps({"type": "end"}))
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    reply = json.loads(ws.recv(timeout=60))
+                    assert reply["type"] in SERVER_TYPES, reply
+                    if reply["type"] == "error":
+                        assert isinstance(reply["error"], str) and isinstance(reply["detail"], str)
+                    if reply["type"] in ("result", "dropped"):
+                        with contextlib.suppress(ConnectionClosed):
+                            ws.send(json.dumps({"type": "ack", "frame_id": reply["frame_id"]}))
+        assert ws.close_code in (1000, 4000), (ws.close_code, ws.close_reason)
+
+    fuzz()
+    _alive(server)
+
+
+def test_tiny_frames_with_the_detector(server: ServerProcess) -> None:
+    """Frames smaller than the detector's window get no detections, never a crash (last: before the
+    detector's guard, this killed the server)."""
+    results = _tiny_frames(server, "detector")
+    assert all(r["persons"] == [] for r in results[:4])  # 1x1 and 2x2: nobody can be found
+    _alive(server)
