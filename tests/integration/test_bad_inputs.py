@@ -316,6 +316,7 @@ def _contract(response: Any) -> None:
     assert response.headers.get("x-request-id")
 
 
+@pytest.mark.slow
 def test_openapi_fuzzing(server: ServerProcess) -> None:
     """schemathesis: valid and invalid requests of every operation of the server's own schema."""
     schema = schemathesis.openapi.from_url(f"{server.base}/openapi.json")

@@ -233,6 +233,7 @@ def _frames(draw: st.DrawFn) -> bytes:
 _messages = st.lists(st.one_of(_texts, _frames()), max_size=8)
 
 
+@pytest.mark.slow
 def test_websocket_fuzzing(server: ServerProcess) -> None:
     """Hypothesis: any sequence of text and binary messages gets JSON answers, never a 1011 or a crash."""
 
