@@ -65,10 +65,13 @@ class TrainResult:
 def build_network(cfg: TrainConfig) -> tuple[nn.Module, ModelPreset]:
     """The preset's network, with a frozen backbone if asked, initialised from ``model.init``."""
     preset = get_preset(cfg.model.name)
-    if cfg.model.freeze_backbone:
+    if cfg.model.freeze_backbone or cfg.model.tdmi is not None:
         if not isinstance(preset.config, TDMIConfig):
-            raise ValueError(f"model.freeze_backbone needs a TDMI preset; {preset.name} is single-frame")
-        preset = replace(preset, config=replace(preset.config, freeze_backbone=True))
+            raise ValueError(
+                f"model.freeze_backbone and model.tdmi need a TDMI preset; {preset.name} is single-frame"
+            )
+        config = preset.config if cfg.model.tdmi is None else cfg.model.tdmi.apply(preset.config)
+        preset = replace(preset, config=replace(config, freeze_backbone=cfg.model.freeze_backbone))
     net = preset.build()
     if cfg.model.init is not None:
         load_checkpoint(net, preset, cfg.model.init)
@@ -134,8 +137,10 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         objective: nn.Module = Objective(self.net, self.preset, cfg)
         if ctx.distributed:
-            # the noisy gate and the MI estimators go unused when alpha = 0
-            unused = self.preset.multi_frame and cfg.loss.alpha == 0
+            # the noisy gate goes unused when alpha = 0 or an L_MI term is switched off
+            mi = cfg.loss.mutual_info
+            weights = (mi.useful_noisy, mi.motion_useful, mi.useful_label, mi.feature_label)
+            unused = self.preset.multi_frame and (cfg.loss.alpha == 0 or min(weights) == 0)
             objective = DistributedDataParallel(
                 objective,
                 device_ids=[self.device.index] if on_cuda else None,
@@ -409,6 +414,7 @@ def _posetrack(cfg: TrainConfig, preset: ModelPreset, train: bool) -> PoseTrackC
         boxes="gt" if train or data.val_boxes == "gt" else Path(data.val_boxes),
         score_threshold=data.val_score_threshold,
         sigma=data.sigma,
+        static=data.static_clips,
     )
 
 
