@@ -166,6 +166,9 @@ class Trainer:
             persistent_workers=workers > 0,
             pin_memory=on_cuda,
             drop_last=True,
+            # workers' seeds (and so the augmentations) come from the run's seed alone, not from
+            # whatever the model's initialisation drew: runs of different models see the same data
+            generator=torch.Generator().manual_seed(train_cfg.seed + ctx.rank),
         )
         if len(self.sampler) < train_cfg.batch_size:
             raise ValueError(
@@ -290,6 +293,9 @@ class Trainer:
         row.update({name: float(v) for name, v in zip(names, means.tolist())})
         row.update(
             step_time_s=step_time,
+            # CPU seconds of this process per step: on a shared machine, what a step needs of
+            # one core (data loader processes not included); wall time also counts the waiting
+            step_cpu_s=(time.process_time() - window.cpu_started) / window.steps,
             data_time_s=window.data_time / window.steps,
             clips_per_s=self.cfg.train.batch_size * self.ctx.world_size / step_time,
         )
@@ -388,6 +394,7 @@ class _Window:
         self.steps = 0
         self.data_time = 0.0
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()  # this process's CPU seconds (all its threads)
         self._last: torch.Tensor | None = None
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
