@@ -270,26 +270,29 @@ def _num(value: float, signed: bool = False) -> str:
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
+def collect_timings(plan: ExperimentPlan) -> dict[str, Any]:
+    """Steps and mean step times of every finished training run (several processes may train
+    arms at once: each run keeps its own record, gathered here)."""
+    runs = {"pretrain": plan.out / "pretrain", **{name: plan.out / "arms" / name for name in ARMS}}
+    return {name: read_json(d / _DONE) for name, d in runs.items() if (d / _DONE).is_file()}
+
+
 def run_experiment(plan: ExperimentPlan, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-    """Run the chosen stages in order; the timings of every training run go to timings.json."""
+    """Run the chosen stages in order; the timings of the finished training runs go to timings.json."""
     plan.out.mkdir(parents=True, exist_ok=True)
-    timings_path = plan.out / "timings.json"
-    timings = dict(read_json(timings_path)) if timings_path.is_file() else {}
     if "data" in stages:
         make_data(plan)
     if "pretrain" in stages and plan.pretrained is None:
-        timings["pretrain"] = _train_once(pretrain_config(plan))
+        _train_once(pretrain_config(plan))
     if "train" in stages:
         if not plan.start_checkpoint.is_file():
             raise FileNotFoundError(f"{plan.start_checkpoint}: no start checkpoint; run the pretrain stage")
         for name in plan.arms:
-            timings[name] = _train_once(arm_config(plan, name))
-            timings_path.write_text(json.dumps(timings, indent=1))
-            t = timings[name]
+            t = _train_once(arm_config(plan, name))
             print(
                 f"{name}: {t['steps']} steps, {t['step_time_s']:.3f} s/step, {t['step_cpu_s']:.3f} CPU s/step"
             )
-    timings_path.write_text(json.dumps(timings, indent=1))
+    (plan.out / "timings.json").write_text(json.dumps(collect_timings(plan), indent=1))
     return evaluate(plan) if "evaluate" in stages else {}
 
 

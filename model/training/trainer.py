@@ -67,9 +67,8 @@ def build_network(cfg: TrainConfig) -> tuple[nn.Module, ModelPreset]:
     preset = get_preset(cfg.model.name)
     if cfg.model.freeze_backbone or cfg.model.tdmi is not None:
         if not isinstance(preset.config, TDMIConfig):
-            raise ValueError(
-                f"model.freeze_backbone and model.tdmi need a TDMI preset; {preset.name} is single-frame"
-            )
+            key = "model.freeze_backbone" if cfg.model.freeze_backbone else "model.tdmi"
+            raise ValueError(f"{key} needs a TDMI preset; {preset.name} is single-frame")
         config = preset.config if cfg.model.tdmi is None else cfg.model.tdmi.apply(preset.config)
         preset = replace(preset, config=replace(config, freeze_backbone=cfg.model.freeze_backbone))
     net = preset.build()

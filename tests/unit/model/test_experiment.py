@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tdmi.model.data.datasets import PoseTrackClips
 from tdmi.model.data.synth import SynthOptions, write_video
 from tdmi.model.training.config import validate_config
 from tdmi.model.training.distributed import init_distributed
@@ -66,3 +67,21 @@ def test_single_frame_and_temporal_runs_see_the_same_batches(tmp_path: Path) -> 
     assert torch.equal(single["meta"]["index"], temporal["meta"]["index"])
     torch.testing.assert_close(single["target"], temporal["target"], rtol=0, atol=0)
     torch.testing.assert_close(single["inputs"], temporal["inputs"][:, 2], rtol=0, atol=0)  # the key frame
+
+
+def test_static_clips_repeat_the_key_frame(tmp_path: Path) -> None:
+    write_video(
+        SynthOptions(out=tmp_path, videos=1, frames=6, width=192, height=144, seed=4, min_persons=1), 0
+    )
+    moving, static = (
+        PoseTrackClips(tmp_path, tmp_path / "annotations" / "train", input_size=(128, 96), radius=2, static=s)
+        for s in (False, True)
+    )
+    index = next(
+        k for k, sample in enumerate(moving.samples) if sample.frame == 3
+    )  # neighbours on both sides
+    clip, still = moving[index]["inputs"], static[index]["inputs"]
+    assert not torch.equal(clip[0], clip[2])  # the people move
+    for t in range(5):
+        assert torch.equal(still[t], clip[2])
+    assert torch.equal(moving[index]["target"], static[index]["target"])
