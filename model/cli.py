@@ -18,6 +18,7 @@ from tdmi.model.evaluation.predict import add_predict_command
 from tdmi.model.export import export_model, relative_error, run_exported
 from tdmi.model.presets import PRESETS, ModelPreset, build_model, get_preset, load_checkpoint
 from tdmi.model.training.cli import add_train_command
+from tdmi.model.training.experiment import add_experiment_command
 
 __all__ = ["add_model_commands", "count_flops"]
 
@@ -110,6 +111,7 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
 
     add_convert_command(commands)
     add_synth_command(commands)
+    add_experiment_command(commands)
     add_eval_commands(commands)
     add_train_command(commands)
     add_predict_command(commands)

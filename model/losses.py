@@ -18,7 +18,8 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
 
 
 class TDMILoss(nn.Module):
-    """Heatmap MSE + alpha * L_MI. Returns every term and their sum under ``"loss"``."""
+    """Heatmap MSE + alpha * L_MI (the paper's alpha is 1). Returns every term and their sum
+    under ``"loss"``; L_MI is normalised like the MSE (see ``model.mutual_info``)."""
 
     def __init__(self, alpha: float = 1.0, mi: MutualInfoConfig = MutualInfoConfig()):
         super().__init__()
@@ -32,6 +33,8 @@ class TDMILoss(nn.Module):
         heatmaps = model.forward_head(reps.enhanced)
         terms = {"heatmap": heatmap_mse(heatmaps, target, weight)}
         if self.alpha > 0:
+            if model.rdm is None and self.mutual_info.cfg.uses_noisy:
+                raise ValueError("a TDMI without RDM has no Mu, Mn: switch off the L_MI terms that read them")
             mi_terms = self.mutual_info(reps, model.head, target, weight)
             terms.update({k: self.alpha * v for k, v in mi_terms.items()})
         terms["loss"] = sum(terms.values(), torch.zeros((), device=clips.device))

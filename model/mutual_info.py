@@ -1,29 +1,54 @@
-"""The mutual-information objective of TDMI, estimated by Variational Self-Distillation.
+"""The mutual-information objective of TDMI (Eq. 8-12), estimated by Variational Self-Distillation.
 
-Every mutual-information term between two representations is read through one shared head
-(the model's heatmap head): each representation gives a predictive distribution per joint (a
-spatial softmax of the head's heatmap at a temperature), and the agreement of two such
-distributions stands for the information the representations share (VSD).
+Every representation x in {M, Mu, Mn, F, F~} is read through the model's shared heatmap head h,
+which turns it into a predictive distribution of each joint's location y, a spatial softmax at
+temperature T over the N = h*w heatmap pixels:
+
+    q_x(i | b, j) = exp(h(x)_bji / T) / sum_k exp(h(x)_bjk / T)
+
+Two such distributions are compared per sample b and joint j by
+
+    D_bj(p || q) = sum_i p(i | b, j) * (log p(i | b, j) - log q(i | b, j))
+
+which is the expectation over pixels (under p) of the log-ratio: a per-joint quantity that does
+not grow with N, as the heatmap MSE's per-pixel mean does not (``heatmap_mse`` is
+0.5/(B*J*N) * sum (pred - target)^2). Every term is then averaged over (sample, joint) with the
+joints' label weights w_bj (the MSE's weights; joints never labelled, such as PoseTrack's ears,
+drop out) and scaled by T^2:
+
+    <f> = T^2 / (B*J) * sum_bj w_bj * f_bj
+
+T^2 is the distillation convention (Hinton et al.): the gradient of D with respect to the head's
+output is (q - p)/T, so T^2 keeps the terms' gradient of order T * (q - p) per pixel, comparable
+with the MSE's at alpha = 1, and stops it from growing as T is lowered. Both T^2 and the
+per-joint mean make alpha = 1 (the paper's value) a balanced weight; ``tests/unit/model/
+test_mutual_info_scale.py`` checks the gradient-norm ratio on the demo checkpoint and at
+initialisation, and that the loss does not change with the heatmap's resolution.
+
+The default estimator (``estimator="vsd"``), with sg(.) a stopped gradient (the teacher side):
 
     L_MI = I(Mu; Mn) - I(M; Mu) + I(Mu; y | F~) + I(F; y | F~)
-    I(x; y | F~) ~ I(x; y) - I(x; F~)
+    I(Mu; Mn)      ~ <relu(m - (D(q_Mu || q_Mn) + D(q_Mn || q_Mu)) / 2)>   (Eq. 8; both sides learn)
+    -I(M; Mu)      ~ <D(sg(q_M) || q_Mu)>                                 (Eq. 9; raises I(M; Mu))
+    I(Mu; y | F~)  ~ <D(sg(q_Mu) || q_F~)>                                (Eq. 10-11, VSD)
+    I(F; y | F~)   ~ <D(sg(q_F) || q_F~)>                                 (Eq. 10-12, VSD)
 
-Two kinds of term, chosen by the sign the MI has in the loss:
+The conditional terms follow VSD: the information about y that Mu (or F) holds and F~ lacks is
+bounded by KL(p(y|Mu) || p(y|F~)), so minimising it makes F~ absorb it; nothing pushes any
+representation away from the label. I(Mu; Mn) is lowered by pushing the two gates' predictions
+apart until their symmetric divergence reaches the per-joint margin m (nats per joint, before
+T^2), so the term is bounded in [0, T^2 * m] and cannot run away.
 
-- MI to be *raised* (-I(M; Mu), -I(x; F~)): the student's distribution is pulled onto the
-  teacher's, ``KL(teacher || student)``, teacher detached. It is >= 0 and falls as the shared
-  information grows.
-- MI to be *lowered* (I(Mu; Mn), I(x; y)): the student is pushed away from the teacher (or the
-  label), but only until their divergence reaches ``margin``: ``relu(margin - KL)``. Bounded in
-  [0, margin], so the term cannot run away.
-
-KL is taken on log-probabilities (``log_target=True``), summed over joints and pixels and
-averaged over the batch (``batchmean``); joints without a label are left out of label terms.
+``estimator="literal"`` keeps the earlier reading of Eq. 10: I(x; y | F~) ~ I(x; y) - I(x; F~),
+each conditional term = <relu(m - D(p_y || q_x))> + <D(sg(q_x) || q_F~)> with p_y the
+normalised (sharpened by ``label_temperature``) target heatmap. It lowers the information x
+holds about the label, i.e. pushes predictions away from the label; kept only to compare.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +59,7 @@ from tdmi.model.tdmi import TDMIRepresentations
 __all__ = [
     "MutualInfoConfig",
     "MutualInfoLoss",
-    "kl_divergence",
+    "joint_divergence",
     "label_log_distribution",
     "spatial_log_softmax",
 ]
@@ -44,15 +69,32 @@ _EPS = 1e-8
 
 @dataclass(frozen=True)
 class MutualInfoConfig:
-    """Temperatures, the bound of lowered terms, and one weight per term of L_MI."""
+    """Temperatures, the per-joint margin, the estimator and one weight per term of L_MI.
+
+    A weight of 0 switches its term off (the rows of the paper's Table 7).
+    """
 
     temperature: float = 0.1
-    label_temperature: float = 1.0
-    margin: float = 1.0
-    useful_noisy: float = 1.0  # I(Mu; Mn), lowered
-    motion_useful: float = 1.0  # I(M; Mu), raised
-    useful_label: float = 1.0  # I(Mu; y | F~), lowered
-    feature_label: float = 1.0  # I(F; y | F~), lowered
+    label_temperature: float = 1.0  # the literal estimator's label distribution only
+    margin: float = 1.0  # nats per joint: I(Mu; Mn) stops pushing beyond this divergence
+    estimator: Literal["vsd", "literal"] = "vsd"
+    useful_noisy: float = 1.0  # I(Mu; Mn), lowered (Eq. 8)
+    motion_useful: float = 1.0  # I(M; Mu), raised (Eq. 9)
+    useful_label: float = 1.0  # I(Mu; y | F~), lowered (Eq. 10-11)
+    feature_label: float = 1.0  # I(F; y | F~), lowered (Eq. 10-12)
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or self.label_temperature <= 0:
+            raise ValueError("temperatures must be > 0")
+        if self.margin < 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if self.estimator not in ("vsd", "literal"):
+            raise ValueError(f"estimator must be 'vsd' or 'literal', got {self.estimator!r}")
+
+    @property
+    def uses_noisy(self) -> bool:
+        """Whether any active term reads the disentangled parts Mu, Mn (not the case without RDM)."""
+        return self.useful_noisy > 0 or self.motion_useful > 0
 
 
 def spatial_log_softmax(heatmaps: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -67,32 +109,39 @@ def label_log_distribution(target: torch.Tensor, temperature: float = 1.0) -> to
     return torch.log(p.clamp_min(_EPS))
 
 
-def kl_divergence(
-    teacher_log_p: torch.Tensor, student_log_p: torch.Tensor, joint_weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """KL(teacher || student) on log-probabilities (B, J, N), teacher detached; batchmean."""
-    per_joint = F.kl_div(student_log_p, teacher_log_p.detach(), reduction="none", log_target=True).sum(2)
-    if joint_weight is not None:
-        per_joint = per_joint * joint_weight
-    return per_joint.sum() / per_joint.shape[0]
+def joint_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """D(p || q) per (sample, joint) from log-probabilities (B, J, N): (B, J). No detaching here."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=2)
 
 
 class MutualInfoLoss(nn.Module):
-    """L_MI over TDMI's representations, returned term by term (weights applied)."""
+    """L_MI over TDMI's representations, returned term by term (weights applied, T^2 included)."""
 
     def __init__(self, cfg: MutualInfoConfig = MutualInfoConfig()):
         super().__init__()
         self.cfg = cfg
 
-    def raise_mi(self, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-        """Loss whose minimum maximises the information ``student`` shares with ``teacher``."""
-        return kl_divergence(teacher, student)
+    def _mean(self, per_joint: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """<f>: T^2 times the (sample, joint) mean, weighted like the heatmap MSE."""
+        return self.cfg.temperature**2 * (per_joint * weight).mean()
 
-    def lower_mi(
-        self, teacher: torch.Tensor, student: torch.Tensor, joint_weight: torch.Tensor | None = None
+    def raise_mi(self, teacher: torch.Tensor, student: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """<D(sg(teacher) || student)>: its minimum gives the student the teacher's information."""
+        return self._mean(joint_divergence(teacher.detach(), student), weight)
+
+    def lower_mi(self, a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """<relu(m - symmetric D)>: pushes both sides apart until they differ by the margin."""
+        sym = 0.5 * (joint_divergence(a, b) + joint_divergence(b, a))
+        return self._mean(F.relu(self.cfg.margin - sym), weight)
+
+    def _conditional(
+        self, x: torch.Tensor, enhanced: torch.Tensor, label: torch.Tensor | None, weight: torch.Tensor
     ) -> torch.Tensor:
-        """Loss whose minimum lowers the shared information, bounded by the margin."""
-        return F.relu(self.cfg.margin - kl_divergence(teacher, student, joint_weight))
+        """I(x; y | F~): VSD's KL(p(y|x) || p(y|F~)), or the literal I(x; y) - I(x; F~)."""
+        if label is None:
+            return self.raise_mi(x, enhanced, weight)
+        away = self._mean(F.relu(self.cfg.margin - joint_divergence(label, x)), weight)
+        return away + self.raise_mi(x, enhanced, weight)
 
     def forward(
         self,
@@ -102,22 +151,26 @@ class MutualInfoLoss(nn.Module):
         target_weight: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        log_p = {
-            name: spatial_log_softmax(head(rep), cfg.temperature) for name, rep in reps._asdict().items()
-        }
-        label = label_log_distribution(target, cfg.label_temperature)
         weight = target_weight.reshape(target.shape[0], target.shape[1])
-        return {
-            "mi_useful_noisy": cfg.useful_noisy * self.lower_mi(log_p["useful"], log_p["noisy"]),
-            "mi_motion_useful": cfg.motion_useful * self.raise_mi(log_p["motion"], log_p["useful"]),
-            "mi_useful_label": cfg.useful_label
-            * (
-                self.lower_mi(label, log_p["useful"], weight)
-                + self.raise_mi(log_p["useful"], log_p["enhanced"])
-            ),
-            "mi_feature_label": cfg.feature_label
-            * (
-                self.lower_mi(label, log_p["feature"], weight)
-                + self.raise_mi(log_p["feature"], log_p["enhanced"])
-            ),
-        }
+        cache: dict[str, torch.Tensor] = {}
+
+        def q(name: str) -> torch.Tensor:
+            if name not in cache:
+                cache[name] = spatial_log_softmax(head(getattr(reps, name)), cfg.temperature)
+            return cache[name]
+
+        label = label_log_distribution(target, cfg.label_temperature) if cfg.estimator == "literal" else None
+        terms: dict[str, torch.Tensor] = {}
+        if cfg.useful_noisy > 0:
+            terms["mi_useful_noisy"] = cfg.useful_noisy * self.lower_mi(q("useful"), q("noisy"), weight)
+        if cfg.motion_useful > 0:
+            terms["mi_motion_useful"] = cfg.motion_useful * self.raise_mi(q("motion"), q("useful"), weight)
+        if cfg.useful_label > 0:
+            terms["mi_useful_label"] = cfg.useful_label * self._conditional(
+                q("useful"), q("enhanced"), label, weight
+            )
+        if cfg.feature_label > 0:
+            terms["mi_feature_label"] = cfg.feature_label * self._conditional(
+                q("feature"), q("enhanced"), label, weight
+            )
+        return terms

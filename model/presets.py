@@ -76,7 +76,8 @@ PRESETS: dict[str, ModelPreset] = {
         ModelPreset("tdmi-w32-256x192", TDMIConfig(W32), (256, 192), POSETRACK_17, "TDMI on HRNet-W32"),
         ModelPreset(
             "tdmi-tiny",
-            TDMIConfig(TINY, motion_blocks=(1, 1, 1, 1), fusion_blocks=1),
+            # the light Eq. 3 (one conv predicts the DCN offsets): the demo checkpoint's layout
+            TDMIConfig(TINY, motion_blocks=(1, 1, 1, 1), fusion_blocks=1, offset_blocks=0),
             (128, 96),
             POSETRACK_17,
             "small TDMI for laptops, tests and the demo",

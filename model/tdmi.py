@@ -24,12 +24,23 @@ Choices the paper leaves open, and what this implementation does:
   single-frame backbone scored 3 mAP after 400 steps where the backbone alone scored 35.
 - The backbone trains with the rest by default; ``freeze_backbone`` freezes its weights and
   keeps its BatchNorm layers in eval mode.
+- Eq. 3 as the paper has it: residual blocks (``offset_blocks`` of them) then a convolution
+  predict each stage's DCN offsets and modulation scalars. ``offset_blocks=0`` is the light form
+  (one convolution), the form of ``tdmi-tiny`` and of the shipped demo checkpoint; its cost
+  against the paper's form is measured in ``docs/model/mutual_info.md``.
+
+Ablation switches (the rows of the paper's Tables 5-6; ``configs/ablations/``):
+``tde_stages`` (which backbone stages, 1..4, feed the TDE), ``stage_fusion`` (``progressive``:
+Eq. 4's incremental accumulation; ``concat``: the stages' motion features concatenated and
+fused by one 3x3 conv), ``deform`` (off: a plain 3x3 conv instead of the DCN) and ``rdm`` (off:
+Mu = Mn = M, no gates; the L_MI terms on Mu and Mn must then be off). Every switch leaves the
+zero-initialised fusion branch alone, so every variant starts as its single-frame HRNet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, NamedTuple
+from typing import List, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -59,6 +70,20 @@ class TDMIConfig:
     mask_reduction: int = 4
     spatiotemporal: bool = False
     freeze_backbone: bool = False
+    offset_blocks: int = 2  # residual blocks before the conv predicting DCN offsets; 0: light form
+    tde_stages: tuple[int, ...] = (1, 2, 3, 4)  # backbone stages whose differences feed the TDE
+    stage_fusion: Literal["progressive", "concat"] = "progressive"
+    deform: bool = True  # False: a plain 3x3 conv where each stage has its DCN
+    rdm: bool = True  # False: no disentanglement, Mu = Mn = M
+
+    def __post_init__(self) -> None:
+        stages = list(self.tde_stages)
+        if not stages or stages != sorted(set(stages)) or not set(stages) <= {1, 2, 3, 4}:
+            raise ValueError(f"tde_stages must be increasing stage numbers in 1..4, got {stages}")
+        if self.stage_fusion not in ("progressive", "concat"):
+            raise ValueError(f"stage_fusion must be 'progressive' or 'concat', got {self.stage_fusion!r}")
+        if self.offset_blocks < 0:
+            raise ValueError(f"offset_blocks must be >= 0, got {self.offset_blocks}")
 
     @property
     def num_frames(self) -> int:
@@ -76,41 +101,86 @@ class TDMIRepresentations(NamedTuple):
 
 
 class StageMotionEncoder(nn.Module):
-    """One stage: stacked frame differences -> residual blocks -> motion-guided DCNv2."""
+    """One stage: stacked frame differences -> residual blocks -> motion-guided DCNv2 (Eq. 2-3)."""
 
-    def __init__(self, in_channels: int, num_diffs: int, channels: int, blocks: int, deform_groups: int):
+    def __init__(
+        self,
+        in_channels: int,
+        num_diffs: int,
+        channels: int,
+        blocks: int,
+        deform_groups: int,
+        offset_blocks: int,
+        deform: bool,
+        index: int,
+    ):
         super().__init__()
+        self.index = index  # which backbone stage feature (0-based) this encoder reads
         self.proj = conv_bn(in_channels * num_diffs, channels, 3)
         self.blocks = nn.Sequential(*[BasicBlock(channels, channels) for _ in range(blocks)])
-        self.deform = ModulatedDeformConv2d(channels, channels, 3, padding=1, deform_groups=deform_groups)
+        self.deform = (
+            ModulatedDeformConv2d(
+                channels, channels, 3, padding=1, deform_groups=deform_groups, offset_blocks=offset_blocks
+            )
+            if deform
+            else None
+        )
+        self.conv = None if deform else nn.Conv2d(channels, channels, 3, 1, 1)
         self.bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, stage_features: List[torch.Tensor]) -> torch.Tensor:
+        """Reads its own stage from all four stacked stage features (B, T, C_i, h, w)."""
+        features = stage_features[self.index]
         b, t, c, h, w = features.shape
         diffs = (features[:, 1:] - features[:, :-1]).reshape(b, (t - 1) * c, h, w)
         motion = self.blocks(self.proj(diffs))
-        return self.relu(self.bn(self.deform(motion, motion)))
+        if self.deform is not None:
+            out = self.deform(motion, motion)
+        else:
+            assert self.conv is not None
+            out = self.conv(motion)
+        return self.relu(self.bn(out))
 
 
 class TemporalDifferenceEncoder(nn.Module):
-    """Per-stage motion features, accumulated from stage 1 to 4: M = C4(C3(C2(C1(D1)+D2)+D3)+D4)."""
+    """Motion features of the chosen stages, fused into M.
 
-    def __init__(
-        self, in_channels: List[int], num_frames: int, channels: int, blocks: List[int], deform_groups: int
-    ):
+    ``progressive`` (Eq. 4): accumulated from the first chosen stage to the last,
+    M = C4(C3(C2(C1(D1)+D2)+D3)+D4) with all four; ``concat``: M = C([D_i for the chosen i]).
+    """
+
+    def __init__(self, in_channels: List[int], num_frames: int, channels: int, cfg: TDMIConfig):
         super().__init__()
+        stage_indices = [s - 1 for s in cfg.tde_stages]
         self.stages = nn.ModuleList(
-            StageMotionEncoder(c, num_frames - 1, channels, n, deform_groups)
-            for c, n in zip(in_channels, blocks)
+            StageMotionEncoder(
+                in_channels[i],
+                num_frames - 1,
+                channels,
+                cfg.motion_blocks[i],
+                cfg.deform_groups,
+                cfg.offset_blocks,
+                cfg.deform,
+                i,
+            )
+            for i in stage_indices
         )
-        self.accumulate = nn.ModuleList(conv_bn(channels, channels, 3) for _ in in_channels)
+        progressive = cfg.stage_fusion == "progressive"
+        self.accumulate = nn.ModuleList(
+            conv_bn(channels, channels, 3) for _ in (stage_indices if progressive else [])
+        )
+        self.concat = None if progressive else conv_bn(len(stage_indices) * channels, channels, 3)
 
     def forward(self, stage_features: List[torch.Tensor]) -> torch.Tensor:
-        motion = torch.zeros(0)
-        for i, (stage, accumulate) in enumerate(zip(self.stages, self.accumulate)):
-            d = stage(stage_features[i])
-            motion = accumulate(d if i == 0 else motion + d)
+        diffs: List[torch.Tensor] = []
+        for stage in self.stages:
+            diffs.append(stage(stage_features))
+        if self.concat is not None:
+            return self.concat(torch.cat(diffs, dim=1))
+        motion = diffs[0]
+        for k, accumulate in enumerate(self.accumulate):
+            motion = accumulate(diffs[k] if k == 0 else motion + diffs[k])
         return motion
 
 
@@ -147,13 +217,9 @@ class TDMI(nn.Module):
         width = cfg.backbone.width
         self.backbone = PoseHighResolutionNet(cfg.backbone, with_head=False)
         self.tde = TemporalDifferenceEncoder(
-            [info.channels for info in self.backbone.feature_info],
-            cfg.num_frames,
-            width,
-            list(cfg.motion_blocks),
-            cfg.deform_groups,
+            [info.channels for info in self.backbone.feature_info], cfg.num_frames, width, cfg
         )
-        self.rdm = RepresentationDisentanglement(width, cfg.mask_reduction)
+        self.rdm = RepresentationDisentanglement(width, cfg.mask_reduction) if cfg.rdm else None
         self.clip_fusion = conv_bn(cfg.num_frames * width, width, 1) if cfg.spatiotemporal else None
         branch_out = conv_bn(width, width, 1, relu=False)
         assert isinstance(branch_out[1], nn.BatchNorm2d)
@@ -185,7 +251,10 @@ class TDMI(nn.Module):
     def forward_clip_features(self, stage_features: List[torch.Tensor]) -> TDMIRepresentations:
         """Everything after the backbone, on per-frame features stacked per clip (B, T, C_i, h, w)."""
         motion = self.tde(stage_features)
-        useful, noisy = self.rdm(motion)
+        if self.rdm is not None:
+            useful, noisy = self.rdm(motion)
+        else:
+            useful, noisy = motion, motion
         last = stage_features[-1]
         if self.clip_fusion is not None:
             feature = self.clip_fusion(last.flatten(1, 2))

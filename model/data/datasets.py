@@ -113,6 +113,7 @@ class PersonCrops(Dataset):
         sigma: float | None,
         labelled_only: bool,
         cache_size: int,
+        static: bool = False,
     ) -> None:
         h, w = input_size
         if h <= 0 or w <= 0 or h % HEATMAP_STRIDE or w % HEATMAP_STRIDE:
@@ -130,6 +131,7 @@ class PersonCrops(Dataset):
         self.input_size = (h, w)
         self.heatmap_size = (h // HEATMAP_STRIDE, w // HEATMAP_STRIDE)
         self.radius = radius
+        self.static = static  # every clip is its key frame repeated: a control without motion
         self.layout = layout
         self.train = train
         self.augment = augment
@@ -164,7 +166,12 @@ class PersonCrops(Dataset):
         sample = self.samples[index]
         name, frames = self.videos[sample.video]
         key = sample.frame
-        order = [key] if self.radius is None else clip_indices(key, len(frames), self.radius)
+        if self.radius is None:
+            order = [key]
+        elif self.static:
+            order = [key] * (2 * self.radius + 1)
+        else:
+            order = clip_indices(key, len(frames), self.radius)
         images = [self._cache.read(self.root / frames[t].file_name) for t in order]
         joints = _NO_JOINTS if sample.person is None else sample.person.keypoints
         h, w = self.input_size
@@ -223,6 +230,7 @@ class PoseTrackClips(PersonCrops):
         sigma: float | None = None,
         labelled_only: bool = True,
         cache_size: int = 16,
+        static: bool = False,
     ) -> None:
         self.sequences: list[Sequence] = load_sequences(annotations)
         super().__init__(
@@ -238,6 +246,7 @@ class PoseTrackClips(PersonCrops):
             sigma=sigma,
             labelled_only=labelled_only,
             cache_size=cache_size,
+            static=static,
         )
 
 

@@ -19,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tdmi.model.data.transforms import AugmentConfig
 from tdmi.model.mutual_info import MutualInfoConfig
+from tdmi.model.tdmi import TDMIConfig
 
 __all__ = [
     "ConfigError",
     "DataSection",
     "LossSection",
     "ModelSection",
+    "TDMIOptions",
     "TrainConfig",
     "TrainSection",
     "apply_overrides",
@@ -40,12 +42,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TDMIOptions(_Section):
+    """Changes to a TDMI preset's architecture (the ablation switches); unset keys keep the preset's."""
+
+    offset_blocks: int | None = Field(default=None, ge=0)  # Eq. 3: residual blocks; 0: one conv
+    tde_stages: tuple[int, ...] | None = None  # backbone stages (1..4) feeding the TDE
+    stage_fusion: Literal["progressive", "concat"] | None = None
+    deform: bool | None = None  # DCN on/off
+    rdm: bool | None = None  # representation disentanglement on/off
+
+    def apply(self, cfg: TDMIConfig) -> TDMIConfig:
+        """The preset's config with these changes (checked by ``TDMIConfig`` itself)."""
+        return dataclasses.replace(cfg, **self.model_dump(exclude_none=True))
+
+    @model_validator(mode="after")
+    def _valid(self) -> TDMIOptions:
+        self.apply(TDMIConfig())  # raises ValueError with the reason (e.g. a stage outside 1..4)
+        return self
+
+
 class ModelSection(_Section):
     """Which network to train and where its starting weights come from."""
 
     name: str
     init: Path | None = None  # official HRNet file (backbone of TDMI presets) or our checkpoint
     freeze_backbone: bool = False  # TDMI presets only: keep the HRNet backbone as initialised
+    tdmi: TDMIOptions | None = None  # TDMI presets only: architecture switches (ablations)
 
 
 class LossSection(_Section):
@@ -65,6 +87,7 @@ class DataSection(_Section):
     augment: AugmentConfig | None = AugmentConfig()  # null: train on plain crops
     num_workers: int = Field(default=2, ge=0)
     val_boxes: str = "gt"  # "gt" or a detections file (COCO result format)
+    static_clips: bool = False  # every clip is its key frame repeated (a control without motion)
     val_score_threshold: float = Field(default=0.2, ge=0)
 
     @property
@@ -113,6 +136,17 @@ class TrainConfig(_Section):
     loss: LossSection = LossSection()
     data: DataSection
     train: TrainSection
+
+    @model_validator(mode="after")
+    def _mi_terms_need_rdm(self) -> TrainConfig:
+        options = self.model.tdmi
+        no_rdm = options is not None and options.rdm is False
+        if no_rdm and self.loss.alpha > 0 and self.loss.mutual_info.uses_noisy:
+            raise ValueError(
+                "model.tdmi.rdm is false, so Mu = Mn = M: set loss.mutual_info.useful_noisy and"
+                " motion_useful to 0"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (paths as strings): for YAML and for checkpoints' metadata."""

@@ -65,10 +65,12 @@ class TrainResult:
 def build_network(cfg: TrainConfig) -> tuple[nn.Module, ModelPreset]:
     """The preset's network, with a frozen backbone if asked, initialised from ``model.init``."""
     preset = get_preset(cfg.model.name)
-    if cfg.model.freeze_backbone:
+    if cfg.model.freeze_backbone or cfg.model.tdmi is not None:
         if not isinstance(preset.config, TDMIConfig):
-            raise ValueError(f"model.freeze_backbone needs a TDMI preset; {preset.name} is single-frame")
-        preset = replace(preset, config=replace(preset.config, freeze_backbone=True))
+            key = "model.freeze_backbone" if cfg.model.freeze_backbone else "model.tdmi"
+            raise ValueError(f"{key} needs a TDMI preset; {preset.name} is single-frame")
+        config = preset.config if cfg.model.tdmi is None else cfg.model.tdmi.apply(preset.config)
+        preset = replace(preset, config=replace(config, freeze_backbone=cfg.model.freeze_backbone))
     net = preset.build()
     if cfg.model.init is not None:
         load_checkpoint(net, preset, cfg.model.init)
@@ -134,8 +136,10 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         objective: nn.Module = Objective(self.net, self.preset, cfg)
         if ctx.distributed:
-            # the noisy gate and the MI estimators go unused when alpha = 0
-            unused = self.preset.multi_frame and cfg.loss.alpha == 0
+            # the noisy gate goes unused when alpha = 0 or an L_MI term is switched off
+            mi = cfg.loss.mutual_info
+            weights = (mi.useful_noisy, mi.motion_useful, mi.useful_label, mi.feature_label)
+            unused = self.preset.multi_frame and (cfg.loss.alpha == 0 or min(weights) == 0)
             objective = DistributedDataParallel(
                 objective,
                 device_ids=[self.device.index] if on_cuda else None,
@@ -161,6 +165,9 @@ class Trainer:
             persistent_workers=workers > 0,
             pin_memory=on_cuda,
             drop_last=True,
+            # workers' seeds (and so the augmentations) come from the run's seed alone, not from
+            # whatever the model's initialisation drew: runs of different models see the same data
+            generator=torch.Generator().manual_seed(train_cfg.seed + ctx.rank),
         )
         if len(self.sampler) < train_cfg.batch_size:
             raise ValueError(
@@ -285,6 +292,9 @@ class Trainer:
         row.update({name: float(v) for name, v in zip(names, means.tolist())})
         row.update(
             step_time_s=step_time,
+            # CPU seconds of this process per step: on a shared machine, what a step needs of
+            # one core (data loader processes not included); wall time also counts the waiting
+            step_cpu_s=(time.process_time() - window.cpu_started) / window.steps,
             data_time_s=window.data_time / window.steps,
             clips_per_s=self.cfg.train.batch_size * self.ctx.world_size / step_time,
         )
@@ -383,6 +393,7 @@ class _Window:
         self.steps = 0
         self.data_time = 0.0
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()  # this process's CPU seconds (all its threads)
         self._last: torch.Tensor | None = None
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
@@ -409,6 +420,7 @@ def _posetrack(cfg: TrainConfig, preset: ModelPreset, train: bool) -> PoseTrackC
         boxes="gt" if train or data.val_boxes == "gt" else Path(data.val_boxes),
         score_threshold=data.val_score_threshold,
         sigma=data.sigma,
+        static=data.static_clips,
     )
 
 

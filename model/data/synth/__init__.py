@@ -3,7 +3,7 @@
 Articulated 3D stick bodies (``skeleton``) walk, run, wave, jump, squat, do jumping jacks and
 turn (``motion``) in front of a level pinhole camera, are painted as filled limbs, torso and
 head with varied clothes (``appearance``) over textured backgrounds (``background``) among
-occluders, with camera shake, motion blur and sensor noise (``scene``, ``render``). The files
+occluders, with camera shake, motion blur, focus pulls and sensor noise (``scene``, ``render``). The files
 match the official PoseTrack 2018 release, so the PoseTrack loaders and evaluator read them
 unchanged (``annotations``, ``writer``); ``tdmi synth`` is the command (``cli``).
 
@@ -21,10 +21,12 @@ Each annotation file holds:
 - ``images``: ``id`` = ``frame_id`` = ``int("1" + vid_id + "%04d" % frame)``, ``file_name``
   (relative to ``DIR``), ``vid_id``, ``nframes``, ``is_labeled`` (always true), ``has_no_densepose``,
   ``width``, ``height``, empty ``ignore_regions_x``/``ignore_regions_y``, and
-  ``synthetic: {"occluded", "blurred"}``: ``occluded`` when some person has a labelled joint hidden
-  behind another person or an occluder; ``blurred`` when the frame was rendered with motion blur
-  and some labelled joint moved at least ``render.BLUR_FLAG_PX`` (3) pixels while the shutter was
-  open.
+  ``synthetic: {"occluded", "blurred", "motion_blur_px", "defocus_px"}``: ``occluded`` when some
+  person has a labelled joint hidden behind another person or an occluder (which joints: each
+  person's ``occluded_joints``); ``motion_blur_px`` the longest path a labelled joint travelled
+  while the shutter was open (0 without motion blur); ``defocus_px`` the sigma of the frame's
+  Gaussian defocus (0 in focus); ``blurred`` when ``motion_blur_px >= render.BLUR_FLAG_PX`` (3)
+  or ``defocus_px >= render.DEFOCUS_FLAG_PX`` (1). Frames neither occluded nor blurred are clean.
 - ``annotations``: one per person with at least one joint inside the frame: ``id`` =
   ``image_id * 100 + track_id``, ``image_id``, ``track_id`` (stable across the video),
   ``category_id`` 1, ``keypoints`` (17 x (x, y, v) in ``model.joints.POSETRACK_17`` order: ears

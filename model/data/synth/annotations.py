@@ -67,6 +67,8 @@ def image_entry(
     size: tuple[int, int],
     occluded: bool,
     blurred: bool,
+    motion_blur_px: float = 0.0,
+    defocus_px: float = 0.0,
 ) -> dict:
     """The ``images`` item of one frame; ``synthetic`` carries what the renderer knows."""
     ident = image_id(vid_id, frame)
@@ -82,7 +84,12 @@ def image_entry(
         "height": size[1],
         "ignore_regions_x": [],
         "ignore_regions_y": [],
-        "synthetic": {"occluded": occluded, "blurred": blurred},
+        "synthetic": {
+            "occluded": occluded,
+            "blurred": blurred,
+            "motion_blur_px": _round(motion_blur_px),
+            "defocus_px": _round(defocus_px),
+        },
     }
 
 

@@ -5,8 +5,10 @@ id map (``1 + slot * 8 + material``). After painting, the id map says which obje
 at each pixel, which is how a labelled joint is known to be hidden behind another person or
 an occluder, and where cloth patterns go. Within a figure, parts are sorted by depth too, so a
 far arm passes behind the torso and a near one in front. Motion blur averages ``BLUR_SUBFRAMES``
-renders spread over the shutter time; a frame is flagged blurred when some labelled joint moves
-at least ``BLUR_FLAG_PX`` pixels while the shutter is open.
+renders spread over the shutter time; its strength is the longest path a labelled joint travels
+while the shutter is open (``streak_px``). Defocus is a Gaussian blur of the scene's per-frame
+sigma (``defocus_px``), applied after motion blur and before sensor noise, as in a camera.
+A frame counts as blurred when ``streak_px >= BLUR_FLAG_PX`` or ``defocus_px >= DEFOCUS_FLAG_PX``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tdmi.model.data.synth.skeleton import (
 __all__ = [
     "BLUR_FLAG_PX",
     "BLUR_SUBFRAMES",
+    "DEFOCUS_FLAG_PX",
     "NUM_JOINTS",
     "FrameRender",
     "PersonView",
@@ -45,6 +48,7 @@ __all__ = [
 NUM_JOINTS = 17
 BLUR_SUBFRAMES = 5
 BLUR_FLAG_PX = 3.0
+DEFOCUS_FLAG_PX = 1.0  # Gaussian sigma: a 1 px sigma visibly softens a 2-3 px wide limb edge
 SKIN, SHIRT, PANTS, SHOES, HAIR, SOLID, EDGE = range(7)  # materials (patterns go by material)
 _MATERIALS = 8
 _SHIFT = 4  # fixed-point bits for sub-pixel drawing
@@ -84,6 +88,12 @@ class FrameRender:
     occluded: np.ndarray  # (P, 17) bool: hidden behind another person or an occluder
     head_boxes: np.ndarray  # (P, 4) x, y, w, h
     streak_px: float  # longest labelled-joint path while the shutter was open (0 if no blur)
+    defocus_px: float = 0.0  # Gaussian defocus sigma of this frame (0: in focus)
+
+    @property
+    def blurred(self) -> bool:
+        """Motion blur or defocus strong enough to count (the evaluation's blurred subset)."""
+        return self.streak_px >= BLUR_FLAG_PX or self.defocus_px >= DEFOCUS_FLAG_PX
 
 
 def view_person(person: Person, camera: Camera, t: float) -> PersonView:
@@ -385,4 +395,9 @@ def render_frame(scene: Scene, index: int) -> FrameRender:
         if views
         else np.zeros((0, 4))
     )
-    return FrameRender(_finish(scene, image, index), keypoints, in_frame, occluded, head_boxes, streak)
+    defocus = 0.0 if scene.defocus_px is None else float(scene.defocus_px[index])
+    if defocus > 0:
+        image = cv2.GaussianBlur(image, (0, 0), defocus)
+    return FrameRender(
+        _finish(scene, image, index), keypoints, in_frame, occluded, head_boxes, streak, defocus
+    )

@@ -4,7 +4,9 @@ The camera is a pinhole at ``elevation`` metres looking level, so a person's fee
 the image the nearer they are and the horizon is where the ground meets the far distance;
 people's sizes (80..200 px tall at 240 rows) come from their depth. A handheld camera shakes by
 a few pixels (a sum of sinusoids, smooth enough to blur). Occluders are boxes, poles, bushes and
-sign boards standing on the same ground, some rolling across the frame.
+sign boards standing on the same ground, some rolling across the frame. Some videos lose focus
+for a while (a focus pull): a Gaussian defocus whose width in pixels rises and falls smoothly
+over a run of frames, drawn after everything else so the rest of a seed's video is unchanged.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class Scene:
     noise: np.ndarray | None  # (height + 16, width + 16, 3) int16 sensor-noise field, cropped per frame
     tone: np.ndarray | None  # (256,) uint8 look-up table: brightness, contrast, gamma
     light_angle: float  # where highlights on limbs come from (radians in the image plane)
+    defocus_px: np.ndarray | None = None  # (num_frames,) Gaussian defocus sigma in pixels; 0: sharp
 
 
 def _camera(rng: np.random.Generator, spec: SceneSpec) -> Camera:
@@ -246,7 +249,29 @@ def sample_scene(rng: np.random.Generator, spec: SceneSpec) -> Scene:
         sigma = rng.uniform(2.0, 7.0)
         field = rng.normal(0.0, sigma, (spec.height + 16, spec.width + 16, 3))
         noise = np.round(field).astype(np.int16)
+    tone = _tone(rng)
+    light_angle = float(rng.uniform(0.0, 2 * np.pi))
     return Scene(
-        spec, camera, background, margin, persons, occluders, exposure, blur_frames, noise, _tone(rng),
-        light_angle=float(rng.uniform(0.0, 2 * np.pi)),
+        spec, camera, background, margin, persons, occluders, exposure, blur_frames, noise, tone,
+        light_angle=light_angle, defocus_px=_defocus(rng, spec.num_frames),
     )  # fmt: skip
+
+
+DEFOCUS_VIDEO_SHARE = 0.4  # videos with focus pulls
+DEFOCUS_MAX_PX = (1.5, 4.0)  # range of a focus pull's peak sigma, pixels
+
+
+def _defocus(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """Per-frame defocus sigma: 0, or one or two focus pulls (a raised-cosine bump of 3-12 frames)."""
+    sigma = np.zeros(num_frames)
+    if rng.random() >= DEFOCUS_VIDEO_SHARE:
+        return sigma
+    for _ in range(int(rng.integers(1, 3))):
+        length = int(rng.integers(3, 13))
+        start = int(rng.integers(-length // 2, max(num_frames - length // 2, 1)))
+        peak = rng.uniform(*DEFOCUS_MAX_PX)
+        bump = peak * np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2
+        frames = np.arange(start, start + length)
+        inside = (frames >= 0) & (frames < num_frames)
+        sigma[frames[inside]] = np.maximum(sigma[frames[inside]], bump[inside])
+    return sigma

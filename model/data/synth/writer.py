@@ -30,7 +30,7 @@ from tdmi.model.data.synth.annotations import (
     sequence_name,
     video_number,
 )
-from tdmi.model.data.synth.render import BLUR_FLAG_PX, render_frame
+from tdmi.model.data.synth.render import render_frame
 from tdmi.model.data.synth.scene import SceneSpec, sample_scene
 
 __all__ = [
@@ -172,11 +172,24 @@ def write_video(options: SynthOptions, index: int) -> VideoSummary:
                 if render.in_frame[k].any()
             ]
             occluded = any(p["occluded_joints"] for p in people)
-            blurred = render.streak_px >= BLUR_FLAG_PX
+            blurred = render.blurred
             occluded_frames += occluded
             blurred_frames += blurred
             size = (options.width, options.height)
-            images.append(image_entry(split, seq, vid_id, frame, options.frames, size, occluded, blurred))
+            images.append(
+                image_entry(
+                    split,
+                    seq,
+                    vid_id,
+                    frame,
+                    options.frames,
+                    size,
+                    occluded,
+                    blurred,
+                    render.streak_px,
+                    render.defocus_px,
+                )
+            )
             annotations += people
     ann_dir = options.out / "annotations" / split
     ann_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from tdmi.model.checkpoint import CheckpointError, save_checkpoint
-from tdmi.model.presets import build_model, get_preset, load_checkpoint
+from tdmi.model.hrnet import PoseHighResolutionNet
+from tdmi.model.presets import PRESETS, build_model, get_preset, load_checkpoint
+from tdmi.model.tdmi import TDMIConfig
 from tests.helpers.weights import randomize
 
 
@@ -34,3 +36,27 @@ def test_a_checkpoint_of_another_preset_is_still_refused(tmp_path: Path) -> None
     save_checkpoint(build_model("tdmi-tiny"), path, "tdmi-tiny")
     with pytest.raises(CheckpointError, match="made for preset 'tdmi-tiny'"):
         load_checkpoint(get_preset("tdmi-w32-256x192").build(), get_preset("tdmi-w32-256x192"), path)
+
+
+@pytest.mark.parametrize(
+    "name",
+    # TDMI-ST's F is a fusion of the whole clip, not the key frame's feature: it has no such start
+    [n for n, p in PRESETS.items() if isinstance(p.config, TDMIConfig) and not p.config.spatiotemporal],
+)
+def test_every_tdmi_preset_starts_as_its_single_frame_hrnet(name: str, tmp_path: Path) -> None:
+    """An official-format HRNet file of the preset's backbone (e.g. HRNet-W48 for tdmi-w48) makes
+    the fresh TDMI compute that HRNet on the key frame: the DCN offsets and the fusion branch
+    start at zero, whatever form Eq. 3 takes (small inputs keep W48 fast). In float64, so the only
+    difference left is rounding (the TDMI head is a 3x3 conv holding the 1x1 head at its centre)."""
+    preset = get_preset(name)
+    assert isinstance(preset.config, TDMIConfig)
+    single = randomize(PoseHighResolutionNet(preset.config.backbone)).eval()
+    path = tmp_path / "official.pth"
+    torch.save(single.state_dict(), path)  # bare state dict, as the official files are
+    tdmi = preset.build()
+    load_checkpoint(tdmi, preset, path)
+    clips = torch.randn(1, preset.num_frames, 3, 64, 48, dtype=torch.float64)
+    with torch.no_grad():
+        got = tdmi.double().eval()(clips)
+        want = single.double()(clips[:, preset.config.radius])
+    torch.testing.assert_close(got, want, atol=1e-9 * float(want.abs().max()), rtol=1e-9)

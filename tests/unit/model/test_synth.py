@@ -17,8 +17,17 @@ from tdmi.model.data.posetrack import load_sequences
 from tdmi.model.data.synth.annotations import person_annotation
 from tdmi.model.data.synth.appearance import sample_appearance
 from tdmi.model.data.synth.motion import Segment, simulate
-from tdmi.model.data.synth.render import BLUR_FLAG_PX, render_frame
-from tdmi.model.data.synth.scene import Camera, Occluder, Person, Scene, SceneSpec, person_points
+from tdmi.model.data.synth.render import BLUR_FLAG_PX, DEFOCUS_FLAG_PX, render_frame
+from tdmi.model.data.synth.scene import (
+    DEFOCUS_MAX_PX,
+    Camera,
+    Occluder,
+    Person,
+    Scene,
+    SceneSpec,
+    person_points,
+    sample_scene,
+)
 from tdmi.model.data.synth.skeleton import BodyShape, body_points
 from tdmi.model.data.synth.writer import SynthOptions, generate_dataset, video_codec
 from tdmi.service.cli import main
@@ -55,13 +64,20 @@ def _person(segment: Segment, u: float, px_height: float, seed: int = 0) -> Pers
     )
 
 
-def _scene(persons: list[Person], occluders: tuple[Occluder, ...] = (), exposure: float = 0.0) -> Scene:
+def _scene(
+    persons: list[Person],
+    occluders: tuple[Occluder, ...] = (),
+    exposure: float = 0.0,
+    defocus: np.ndarray | None = None,
+) -> Scene:
     """A flat magenta stage: no noise, no tone curve, no shake; blur on every frame if ``exposure``."""
     background = np.empty((H + 2, W + 2, 3), np.uint8)
     background[:] = BACKDROP
     spec = SceneSpec(W, H, FPS, 8, len(persons), len(persons))
     blur = np.full(8, exposure > 0)
-    return Scene(spec, _camera(), background, 1, tuple(persons), occluders, exposure, blur, None, None, 0.5)
+    return Scene(
+        spec, _camera(), background, 1, tuple(persons), occluders, exposure, blur, None, None, 0.5, defocus
+    )
 
 
 def test_same_arguments_give_identical_files(dataset: Path, tmp_path: Path) -> None:
@@ -91,7 +107,10 @@ def test_files_follow_the_official_posetrack_2018_format(dataset: Path) -> None:
             assert (
                 image["is_labeled"] is True and image["ignore_regions_x"] == image["ignore_regions_y"] == []
             )
-            assert set(image["synthetic"]) == {"occluded", "blurred"}
+            tags = image["synthetic"]
+            assert set(tags) == {"occluded", "blurred", "motion_blur_px", "defocus_px"}
+            strong = tags["motion_blur_px"] >= BLUR_FLAG_PX or tags["defocus_px"] >= DEFOCUS_FLAG_PX
+            assert tags["blurred"] == strong
         ids = {image["id"]: image for image in images}
         seen = set()
         for ann in annotations:
@@ -189,6 +208,30 @@ def test_fast_motion_with_an_open_shutter_blurs_and_is_flagged() -> None:
     assert np.array_equal(sharp.keypoints, blurred.keypoints)
     edges = lambda image: cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()  # noqa: E731
     assert edges(blurred.image) < edges(sharp.image)
+
+
+def test_defocus_softens_the_frame_by_its_recorded_strength_and_is_flagged() -> None:
+    walker = [_person(Segment("walk", -1.0, 3.0, speed=1.0, heading=math.pi / 2), W / 2, 100.0)]
+    sigma = np.zeros(8)
+    sigma[3], sigma[4] = 0.5, 3.0
+    frames = [render_frame(_scene(walker, defocus=sigma), k) for k in (2, 3, 4)]
+    assert [f.defocus_px for f in frames] == [0.0, 0.5, 3.0]
+    assert [f.blurred for f in frames] == [False, False, True]  # 0.5 px is below DEFOCUS_FLAG_PX
+    sharp = render_frame(_scene(walker), 4)
+    assert np.array_equal(sharp.keypoints, frames[2].keypoints)  # labels do not move
+    edges = lambda image: cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()  # noqa: E731
+    assert edges(frames[2].image) < 0.5 * edges(sharp.image)
+
+
+def test_focus_pulls_are_smooth_runs_of_bounded_strength_in_some_videos() -> None:
+    spec = SceneSpec(96, 64, FPS, 40, 1, 1)
+    pulls = [sample_scene(np.random.default_rng([3, k]), spec).defocus_px for k in range(60)]
+    with_pull = [p for p in pulls if p is not None and p.any()]
+    assert 10 <= len(with_pull) <= 40  # about 40 % of the videos
+    for sigma in with_pull:
+        assert sigma.max() <= DEFOCUS_MAX_PX[1] and sigma.min() >= 0.0
+        assert np.abs(np.diff(sigma)).max() <= DEFOCUS_MAX_PX[1]  # a bump, not noise
+        assert 0 < (sigma > 0).sum() < len(sigma)
 
 
 def test_bones_keep_their_length_and_joints_move_smoothly() -> None:
