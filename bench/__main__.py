@@ -1,4 +1,4 @@
-"""``python -m bench model|service|pipeline|cluster|peer|job|plots``: the benchmark suite (see BENCHMARKS.md).
+"""``python -m bench model|service|pipeline|cluster|peer|job|soak|plots``: the benchmark suite (see BENCHMARKS.md).
 
 Each command prints a table, or JSON with ``--json``; each measures what it compares side by
 side in one run.
@@ -17,6 +17,7 @@ COMMANDS = {
     "cluster": "jobs/s with one worker against two over Redis, and the live latency Redis adds",
     "job": "a video job through a real server against a plain script doing the same steps in sequence",
     "peer": "our service next to the same model behind LitServe and the naive baseline",
+    "soak": "minutes of live streams and jobs submitted and deleted: server RSS, open fds, data dir",
     "plots": "PNG plots from the JSON reports of the other commands",
 }
 

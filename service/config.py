@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         "pulled catalogue detector; unset: the first pulled catalogue detector, else hog",
     )
     detect_every: int = Field(default=5, ge=1, description="detector cadence; boxes propagate in between")
+    job_box_lag: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="video jobs: frame t's boxes follow frame t-k's keypoints (a fixed rule, so results "
+        "never depend on timing); larger k keeps k frames of a job in flight, with older boxes",
+    )
     track_match_threshold: float = Field(default=0.3, ge=0, le=1)
     track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
 

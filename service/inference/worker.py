@@ -1,8 +1,10 @@
 """The inference worker: frames up once, crops, model, decoding on the device, small arrays back.
 
-Frames in feature-reuse mode (``FrameWork.features`` set) take a second path: only the crops whose
-backbone features are not yet in their stream's cache go through the backbone, the rest of the
-network runs on the cached stacks (see ``service.inference.feature_cache``).
+A video job's frame runs in a forward of its own, so that its result never depends on which
+frames shared its batch (see ``_forward_groups``). Frames in feature-reuse mode
+(``FrameWork.features`` set) take a second path: only the crops whose backbone features are not
+yet in their stream's cache go through the backbone, the rest of the network runs on the cached
+stacks (see ``service.inference.feature_cache``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def _request(work: FrameWork) -> FeatureRequest:
     if work.features is None:
         raise ValueError(f"frame {work.frame_index} of stream {work.stream_id} has no feature request")
     return work.features
+
+
+def _forward_groups(works: Sequence[FrameWork]) -> list[list[FrameWork]]:
+    """The batch's frames as the model runs them: live frames together, each job frame alone.
+
+    A batch's size changes the last bits of a clip's result (a lone clip differs from one padded
+    beside others, on the CPU too), and which frames meet in a batch depends on timing. A video
+    job's frame therefore runs in a forward of its own, padded to the bucket of its own person
+    count, so its numbers depend on its input only; live frames share one forward, for speed.
+    """
+    live = [w for w in works if w.live]
+    return ([live] if live else []) + [[w] for w in works if not w.live]
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -80,8 +94,8 @@ class InferenceWorker:
         exact = [w for w in batch if w.size and w.features is None]
         reused = [w for w in batch if w.size and w.features is not None]
         for works in (exact, reused):
-            if works:
-                for work, keypoints in zip(works, self._keypoints(works)):
+            for group in _forward_groups(works):
+                for work, keypoints in zip(group, self._keypoints(group)):
                     results[id(work)] = PoseArrays(keypoints)
         return [results[id(w)] for w in batch]
 

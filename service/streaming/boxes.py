@@ -3,8 +3,10 @@
 ``SessionBoxes`` is the ``BoxProvider`` of a session. Client boxes win when a frame has them.
 Otherwise the detector runs on its cadence (every ``detect_every`` frames, and whenever no
 track is left to follow); in between, each track's box is propagated from its latest keypoints.
-A live stream sends frame t+1 before frame t's keypoints are back: until the first keypoints
-arrive, the boxes of the frame before are carried over as they are.
+Which keypoints a frame follows is the session's rule (``SessionOptions.box_lag``). Until the
+first keypoints are back, the boxes of the frame before are carried over. Boxes that were not
+the client's are clipped to the current frame, so that boxes found in frames of another size
+(a live stream may change resolution) never reach the client outside the frame.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tdmi.protocol.stream import BoxMode
 from tdmi.service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
 from tdmi.service.streaming.session import StreamFrame
 
-__all__ = ["BoxMode", "SessionBoxes", "detections_array"]
+__all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detections_array"]
 
 
 class SessionBoxes:
@@ -46,14 +48,14 @@ class SessionBoxes:
             return np.zeros((0, 5), dtype=np.float32)
         if previous:
             tracked, propagated = len(previous), self._propagate(previous, frame.image.shape)
-        else:  # no keypoints back yet: follow the boxes of the frame before
-            tracked, propagated = len(self._last), self._last
+        else:  # no keypoints to follow: the boxes of the frame before
+            tracked, propagated = len(self._last), clip_to_frame(self._last, frame.image.shape)
         if self.schedule.should_detect(tracked=tracked, propagated=len(propagated)):
             start = time.perf_counter()
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(self.executor, self.detector.detect, frame.image)
             self._on_stage("detect", time.perf_counter() - start)
-            propagated = detections_array(found)
+            propagated = clip_to_frame(detections_array(found), frame.image.shape)
         self._last = propagated
         return propagated
 
@@ -66,6 +68,15 @@ class SessionBoxes:
         boxes, index = boxes_from_keypoints(keypoints, (shape[1], shape[0]))
         scores = keypoints[index, :, 2].mean(axis=1)
         return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)
+
+
+def clip_to_frame(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 5) boxes clipped to an image of ``shape`` (H, W, ...); boxes left empty are dropped."""
+    height, width = shape[:2]
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+    clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    return clipped[(clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])]
 
 
 def detections_array(found: Detections) -> np.ndarray:

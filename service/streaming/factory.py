@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,6 +50,7 @@ class SessionFactory:
             staleness_s=self.settings.staleness_ms / 1000.0 if live else None,
             feature_reuse=self.settings.feature_reuse and model.preset.multi_frame,
             reuse_drift_iou=self.settings.reuse_drift_iou,
+            box_lag=None if live else self.settings.job_box_lag,
         )
         boxes = SessionBoxes(
             box_mode,
@@ -57,11 +59,12 @@ class SessionFactory:
             self.detect_thread,
             self.metrics.observe_stage,
         )
-        tracker = PoseTracker(
-            TrackerConfig(
-                match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age
-            )
+        config = TrackerConfig(
+            match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age
         )
+        # a job numbers its own tracks from 1, so its result is the same in any process; live
+        # streams draw from the process-wide sequence, so two streams never share an id
+        tracker = PoseTracker(config) if live else PoseTracker(config, itertools.count(1).__next__)
         return StreamSession(stream_id, model.engine, options, boxes, tracker)
 
     def close(self) -> None:

@@ -5,6 +5,15 @@ stream has ended); it then gets its person boxes and track ids and goes to the b
 ``FrameWork`` whose clip comes from ``model.data.clips.clip_indices``, the same rule training
 uses. Results come back out of order from batches; ``outcomes()`` yields them in frame order.
 
+Boxes between detector runs are propagated from earlier keypoints, by one of two rules:
+
+- ``box_lag`` k (video jobs): frame t follows the keypoints of frame t - k, waiting for them if
+  need be, and the tracker takes each frame's keypoints in frame order. A job's result then
+  depends on its input and settings only, never on how fast its frames came back; k frames of
+  a job are in flight at most (k = 1: the freshest boxes, one frame at a time per job).
+- ``box_lag`` None (live streams): latency first; a frame follows the latest keypoints that are
+  back when it is ready, so its boxes depend on timing.
+
 With ``feature_reuse`` each track is cropped with an anchor box that stays put while its person
 stays inside it (``service.streaming.anchors``), and the frame carries the stream's feature cache,
 so the worker runs the backbone once per frame and track instead of once per clip position.
@@ -74,6 +83,11 @@ class SessionOptions:
     max_in_flight: int = 8  # frames submitted but not yet consumed (video jobs wait beyond it)
     feature_reuse: bool = False  # crop tracks with anchors and reuse per-frame backbone features
     reuse_drift_iou: float = 0.85  # re-anchor a track when its box's IoU with the anchor falls below
+    box_lag: int | None = None  # frame t's boxes follow frame t - box_lag's keypoints; None: the latest
+
+    def __post_init__(self) -> None:
+        if self.box_lag is not None and not 1 <= self.box_lag <= self.max_in_flight:
+            raise ValueError(f"box_lag must be between 1 and {self.max_in_flight}, got {self.box_lag}")
 
 
 class InferenceQueue(Protocol):
@@ -123,6 +137,8 @@ class StreamSession:
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._in_flight = asyncio.Semaphore(options.max_in_flight)
         self._last_keypoints: dict[int, np.ndarray] = {}
+        # box_lag mode: the track ids and answer of each submitted frame, until a later frame used it
+        self._answers: dict[int, tuple[np.ndarray, asyncio.Future[PoseArrays | Dropped]]] = {}
         self.frames_dropped = 0
         reuse = options.feature_reuse and options.radius > 0
         self.anchors = TrackAnchors(options.reuse_drift_iou) if reuse else None
@@ -167,10 +183,8 @@ class StreamSession:
             self.feature_cache.clear()
 
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
-        if len(keypoints):
-            self.tracker.observe_keypoints(pending.track_ids, keypoints)
-        # boxes of frames not yet detected are propagated from the latest frame's persons only
-        self._last_keypoints = {int(t): points for t, points in zip(pending.track_ids, keypoints)}
+        if self.options.box_lag is None:  # latency first: the latest keypoints back lead
+            self._observe(pending.track_ids, keypoints)
         persons = [
             PersonPose(
                 track_id=int(track_id),
@@ -196,7 +210,7 @@ class StreamSession:
                 _Pending(notice, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), future)
             )
             return
-        boxes = await self.boxes.boxes_for(frame, self._last_keypoints)
+        boxes = await self.boxes.boxes_for(frame, await self._previous_keypoints(position))
         track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)
         total = self._arrived if self._ended else None
         clip = clip_indices(position, total, self.options.radius, self.options.lookahead)
@@ -217,7 +231,36 @@ class StreamSession:
             work.resolve(PoseArrays(np.zeros((0, 0, 3), dtype=np.float32)))
         elif not await self.queue.submit(work):
             work.resolve(Dropped("queue full: the server is overloaded"))
+        if self.options.box_lag is not None:
+            self._answers[position] = (track_ids, work.future)
         self._pending.put_nowait(_Pending(frame, boxes, track_ids, work.future))
+
+    async def _previous_keypoints(self, position: int) -> dict[int, np.ndarray]:
+        """Track id -> keypoints that the boxes of the frame at ``position`` are propagated from."""
+        lag = self.options.box_lag
+        if lag is None:
+            return self._last_keypoints
+        source = position - lag
+        answer = self._answers.pop(source, None)
+        if answer is None:  # before the first frame, or a frame answered without inference
+            return {}
+        track_ids, future = answer
+        try:
+            outcome = await asyncio.shield(future)  # the consumer awaits it too
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # that frame failed in the worker, and fails the job: nothing to follow
+            outcome = Dropped("inference failed")
+        keypoints = outcome.keypoints if isinstance(outcome, PoseArrays) else np.zeros((0, 0, 3))
+        self._observe(track_ids if len(keypoints) else track_ids[:0], keypoints)
+        return self._last_keypoints
+
+    def _observe(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None:
+        """A frame's keypoints are back: the tracker keeps them and the next boxes follow them."""
+        if len(keypoints):
+            self.tracker.observe_keypoints(track_ids, keypoints)
+        # boxes of frames not yet detected are propagated from that frame's persons only
+        self._last_keypoints = {int(t): points for t, points in zip(track_ids, keypoints)}
 
     def _crops(
         self, position: int, track_ids: np.ndarray, boxes: np.ndarray

@@ -208,3 +208,21 @@ def test_job_runs_a_video_through_the_server_and_the_plain_script(tmp_path: Path
         assert ("encode" in run["plain"]["stages_s"]) == run["render"]
         assert "model" in run["service"]["stages"] or "detect" in run["service"]["stages"]
         assert _positive(run["service_over_plain"])
+
+
+def test_soak_samples_the_server_while_streams_and_jobs_come_and_go() -> None:
+    report = _bench(
+        "soak", "--model", "hrnet-tiny", "--seconds", "3", "--streams", "1", "--jobs", "1",
+        "--stream-frames", "4", "--job-frames", "4", "--persons", "1", "--samples", "3",
+    )  # fmt: skip
+    _check_header(report, "soak")
+    samples = report["samples"]
+    assert len(samples) == 3 and samples[0]["seconds"] < samples[1]["seconds"] < samples[2]["seconds"]
+    assert samples[-1]["seconds"] >= 3.0  # the last sample is taken after the load has ended
+    for sample in samples:
+        assert _positive(sample["rss_mib"]) and sample["open_fds"] > 3 and sample["data_dir_mib"] > 0
+    assert report["change"]["open_fds"] == samples[-1]["open_fds"] - samples[0]["open_fds"]
+    totals = report["totals"]
+    assert totals["streams"] >= 1 and totals["frames_answered"] >= 4
+    assert totals["jobs_done"] >= 1 and totals["jobs_deleted"] == totals["jobs_done"]
+    assert report["errors"] == []

@@ -54,14 +54,15 @@ def jpeg_frames(synth_video: SynthVideo) -> list[bytes]:
 class Cluster:
     """API nodes and workers sharing one data directory and one Redis database."""
 
-    def __init__(self, root: Path, redis_url: str):
+    def __init__(self, root: Path, redis_url: str, env: dict[str, str] | None = None):
         self.root, self.redis_url = root, redis_url
+        self.extra_env = env or {}  # settings of this cluster's nodes beyond CLUSTER_ENV
         self.data_dir = root / "shared"
         self.apis: list[ServerProcess] = []
         self.workers: dict[str, ServerProcess] = {}
 
     def env(self) -> dict[str, str]:
-        return {**CLUSTER_ENV, "TDMI_REDIS_URL": self.redis_url}
+        return {**CLUSTER_ENV, **self.extra_env, "TDMI_REDIS_URL": self.redis_url}
 
     def start_api(self) -> ServerProcess:
         api = ServerProcess(self.data_dir, env=self.env())
@@ -96,9 +97,9 @@ def make_cluster(
 ) -> Iterator[Callable[..., Cluster]]:
     clusters: list[Cluster] = []
 
-    def make(redis: RedisServer | None = None) -> Cluster:
+    def make(redis: RedisServer | None = None, **env: str) -> Cluster:
         server = redis or redis_server
-        cluster = Cluster(tmp_path_factory.mktemp("cluster"), server.url(next(_databases)))
+        cluster = Cluster(tmp_path_factory.mktemp("cluster"), server.url(next(_databases)), env)
         clusters.append(cluster)
         return cluster
 

@@ -34,7 +34,7 @@ from tdmi.service.detection import (
 )
 from tdmi.service.detection.onnx_layouts import detect_layout
 from tdmi.service.detection.onnx_yolo import letterbox
-from tdmi.service.streaming.boxes import SessionBoxes
+from tdmi.service.streaming.boxes import SessionBoxes, clip_to_frame
 from tdmi.service.streaming.session import StreamFrame
 
 DATA = Path(__file__).parents[2] / "data" / "detection"
@@ -556,3 +556,28 @@ def test_a_live_stream_follows_the_last_boxes_until_keypoints_come_back() -> Non
     keypoints = {7: np.array([[20.0, 20.0, 0.9], [40.0, 80.0, 0.9], [30.0, 50.0, 0.9]])}
     moved = asyncio.run(boxes.boxes_for(StreamFrame(4, image), keypoints))
     assert len(moved) == 1  # once keypoints are back, they lead
+
+
+def test_boxes_are_clipped_to_the_frame_and_emptied_ones_dropped() -> None:
+    boxes = np.array(
+        [[-5, 10, 50, 90, 0.9], [60, 10, 100, 200, 0.8], [90, 0, 120, 50, 0.7]], dtype=np.float32
+    )
+    clipped = clip_to_frame(boxes, (60, 80, 3))  # an 80 x 60 image
+    assert clipped.tolist() == [[0, 10, 50, 60, pytest.approx(0.9)], [60, 10, 80, 60, pytest.approx(0.8)]]
+    assert clip_to_frame(boxes[:0], (60, 80, 3)).shape == (0, 5)
+
+
+def test_boxes_carried_over_from_a_larger_frame_stay_inside_the_smaller_one() -> None:
+    """A live stream that shrinks its frames: the last frame's boxes must not leave the new frame."""
+    detector = _CountingDetector()  # two people, up to x = 100, y = 90
+    boxes = SessionBoxes("auto", detector, 3, ThreadPoolExecutor(1))
+
+    async def frames() -> list[np.ndarray]:
+        large = await boxes.boxes_for(StreamFrame(0, np.zeros((120, 160, 3), np.uint8)), {})
+        small = await boxes.boxes_for(StreamFrame(1, np.zeros((60, 80, 3), np.uint8)), {})
+        return [large, small]
+
+    large, small = asyncio.run(frames())
+    assert detector.calls == 1  # frame 1 was carried over, not detected
+    assert large[:, :4].tolist() == [[10, 10, 50, 90], [60, 10, 100, 90]]
+    assert small[:, :4].tolist() == [[10, 10, 50, 60], [60, 10, 80, 60]]

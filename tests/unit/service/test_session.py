@@ -1,16 +1,21 @@
-"""StreamSession with a recording queue: readiness, clips at the ends, order of results, drops."""
+"""StreamSession with test queues: readiness, clips at the ends, order of results, drops, the box
+rule of jobs (independent of timing) and boxes clipped to the frame."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from tdmi.model.data.clips import clip_indices
 from tdmi.model.tracking import PoseTracker
+from tdmi.service.detection import Detections
 from tdmi.service.inference.work import FrameWork, PoseArrays
+from tdmi.service.streaming.boxes import SessionBoxes
 from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
 
 J = 17
@@ -116,3 +121,104 @@ def test_lookahead_beyond_the_model_is_refused() -> None:
         StreamSession(
             "s", RecordingQueue(), SessionOptions(radius=2, lookahead=3, live=True), OneBox(), PoseTracker()
         )
+
+
+class DelayedQueue:
+    """Answers each frame after a random delay, so frames come back in a timing-dependent order.
+
+    Person i of frame t gets keypoints around (10 + 20 i, 40) carrying t in their x offset, all
+    confident, so boxes can be propagated from them and the frame they came from can be read.
+    """
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    async def submit(self, work: FrameWork) -> bool:
+        people = np.arange(work.size, dtype=np.float32)[:, None]
+        x = 10 + 20 * people + work.frame_index / 100 + np.linspace(0, 8, J)[None, :]
+        y = np.broadcast_to(np.linspace(20, 60, J, dtype=np.float32), x.shape)
+        keypoints = np.stack([x, y, np.full_like(x, 0.9)], axis=2).astype(np.float32)
+        delay = self.rng.random() * 0.02
+        asyncio.get_running_loop().call_later(delay, work.resolve, PoseArrays(keypoints))
+        return True
+
+
+class FollowingBoxes:
+    """Two people when nothing is followed, else one box per followed person; records which
+    frame each frame followed (read back from the keypoints' x offset)."""
+
+    def __init__(self) -> None:
+        self.followed: list[int | None] = []
+
+    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
+        if not previous:
+            self.followed.append(None)
+            return np.array([[10, 20, 18, 60, 0.9], [30, 20, 38, 60, 0.8]], dtype=np.float32)
+        sources = {round((p[0, 0] - 10) % 20 * 100) for p in previous.values()}
+        assert len(sources) == 1, sources
+        self.followed.append(sources.pop())
+        points = np.stack(list(previous.values()))
+        low, high = points[..., :2].min(axis=1), points[..., :2].max(axis=1)
+        return np.concatenate([low, high, np.full((len(points), 1), 0.5)], axis=1).astype(np.float32)
+
+
+async def _job(lag: int, seed: int, frames: int = 12) -> tuple[list[int | None], list]:
+    """A job session whose frames come back in an order set by ``seed``."""
+    boxes = FollowingBoxes()
+    tracker = PoseTracker(id_source=itertools.count(1).__next__)
+    options = SessionOptions(radius=2, lookahead=2, live=False, box_lag=lag)
+    session = StreamSession("job", DelayedQueue(seed), options, boxes, tracker)
+
+    async def feed() -> None:
+        for i in range(frames):
+            await session.push(_frame(i))
+        await session.end()
+
+    feeding = asyncio.create_task(feed())
+    outcomes = [o.poses async for o in session.outcomes()]
+    await feeding
+    return boxes.followed, outcomes
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_a_job_frame_follows_the_keypoints_of_the_frame_lag_before_whatever_the_timing(lag: int) -> None:
+    runs = [asyncio.run(_job(lag, seed)) for seed in range(3)]
+    followed, outcomes = runs[0]
+    assert followed == [None] * lag + list(range(12 - lag))
+    assert all(run == runs[0] for run in runs[1:])  # boxes, ids and keypoints: the same every time
+    assert {p.track_id for poses in outcomes for p in poses.persons} == {1, 2}
+
+
+def test_a_box_lag_beyond_the_frames_in_flight_is_refused() -> None:
+    with pytest.raises(ValueError, match="box_lag"):
+        SessionOptions(radius=2, lookahead=2, live=False, box_lag=9)
+    with pytest.raises(ValueError, match="box_lag"):
+        SessionOptions(radius=2, lookahead=2, live=False, box_lag=0)
+
+
+def test_a_stream_that_shrinks_its_frames_gets_boxes_inside_each_frame() -> None:
+    """Through the session: boxes carried over from a 160x120 frame, answered for a 80x60 one."""
+
+    class TwoPeople:
+        def detect(self, image: np.ndarray) -> Detections:
+            return Detections(np.array([[10, 10, 50, 90], [60, 10, 150, 110]]), np.array([0.9, 0.8]))
+
+    async def scenario() -> list:
+        boxes = SessionBoxes("auto", TwoPeople(), 5, ThreadPoolExecutor(1))
+        queue = RecordingQueue()
+        options = SessionOptions(radius=1, lookahead=0, live=True)
+        session = StreamSession("s", queue, options, boxes, PoseTracker())
+        for i, (h, w) in enumerate([(120, 160), (120, 160), (60, 80), (60, 80)]):
+            await session.push(StreamFrame(i, np.zeros((h, w, 3), np.uint8)))
+        await session.end()
+        queue.answer_all()
+        return [o async for o in session.outcomes()]
+
+    outcomes = asyncio.run(scenario())
+    assert [len(o.poses.persons) for o in outcomes] == [2, 2, 2, 2]
+    for outcome in outcomes:
+        height, width = outcome.frame.image.shape[:2]
+        for person in outcome.poses.persons:
+            x1, y1, x2, y2 = person.box
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (outcome.frame.frame_id, person.box)
+    assert outcomes[2].poses.persons[1].box == (60.0, 10.0, 80.0, 60.0)

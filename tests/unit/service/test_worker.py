@@ -122,3 +122,21 @@ def test_backends_agree_with_eager(kind: str, tmp_path: Path) -> None:
     (a,) = eager.run(_works(boxes))
     (b,) = other.run(_works(boxes))
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
+
+
+def test_a_job_frame_gives_the_same_bits_alone_or_batched_with_others() -> None:
+    """A batch's size changes a clip's last bits; a job frame must not depend on its batch."""
+    from tests.helpers.weights import randomize
+
+    backend = make_backend("torch", randomize(build_model("tdmi-tiny")), PRESET, CPU, "fp32", Path("-"), "t")
+    worker = InferenceWorker(PRESET, backend, CPU, max_batch=8)
+    lone = np.array([[20.0, 30, 70, 90]])
+    others = [
+        np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]),
+        np.array([[5.0, 5, 60, 100]]),
+    ]
+    (alone,) = worker.run(_works([lone]))
+    batch = _works([lone, *others])
+    batch[2].live = True  # a live frame in the same batch too
+    together = worker.run(batch)
+    np.testing.assert_array_equal(together[0].keypoints, alone.keypoints)
