@@ -1,4 +1,4 @@
-"""``python -m bench model|service|pipeline|cluster|peer|job|soak|plots``: the benchmark suite (see BENCHMARKS.md).
+"""``python -m bench model|service|pipeline|cluster|peer|job|soak|plots``: the benchmarks (BENCHMARKS.md).
 
 Each command prints a table, or JSON with ``--json``; each measures what it compares side by
 side in one run.

@@ -31,6 +31,7 @@ from typing import Any
 import av
 import httpx
 import numpy as np
+import torch
 
 from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
 from bench.load import StreamLoad, person_boxes, run_streams, synthetic_jpegs
@@ -102,7 +103,7 @@ class _Counts:
 
 def measure(
     spec: str,
-    device: Any,
+    device: torch.device,
     *,
     seconds: float,
     streams: int,
@@ -127,6 +128,7 @@ def measure(
         "TDMI_DEVICE": str(device),
         "TDMI_STALENESS_MS": "600000",  # a slow shared machine: no drops for staleness
         "TDMI_MAX_FPS": "10000",
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),  # the server's torch threads: as this process's
     }
     jpegs = synthetic_jpegs(stream_frames, 1)
     counts = _Counts()

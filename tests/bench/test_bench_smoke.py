@@ -213,7 +213,7 @@ def test_job_runs_a_video_through_the_server_and_the_plain_script(tmp_path: Path
 def test_soak_samples_the_server_while_streams_and_jobs_come_and_go() -> None:
     report = _bench(
         "soak", "--model", "hrnet-tiny", "--seconds", "3", "--streams", "1", "--jobs", "1",
-        "--stream-frames", "4", "--job-frames", "4", "--persons", "1", "--samples", "3",
+        "--stream-frames", "4", "--job-frames", "4", "--persons", "1", "--samples", "3", "--threads", "1",
     )  # fmt: skip
     _check_header(report, "soak")
     samples = report["samples"]
