@@ -16,7 +16,9 @@ from tests.integration.determinism import HOG, PEDESTRIAN_FRAMES, poses_of, subm
 
 
 def test_a_rescued_job_gives_the_result_of_an_undisturbed_run(make_cluster) -> None:
-    cluster = make_cluster(**HOG)
+    # each frame waits 150 ms for its batch: a job of 16 frames lasts seconds even on a fast machine,
+    # so the worker can be killed in its middle (the wait cannot change a result: that is the point)
+    cluster = make_cluster(**HOG, TDMI_MAX_DELAY_MS="150")
     api = cluster.start_api()
     doomed = cluster.start_worker("doomed")
     job_id = submit_clip(api.base)
