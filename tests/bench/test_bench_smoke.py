@@ -210,6 +210,7 @@ def test_job_runs_a_video_through_the_server_and_the_plain_script(tmp_path: Path
         assert _positive(run["service_over_plain"])
 
 
+@pytest.mark.slow
 def test_soak_samples_the_server_while_streams_and_jobs_come_and_go() -> None:
     report = _bench(
         "soak", "--model", "hrnet-tiny", "--seconds", "3", "--streams", "1", "--jobs", "1",

@@ -22,6 +22,8 @@ from tests.integration.determinism import (
     wait_result,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def hog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

@@ -10,9 +10,12 @@ import signal
 import time
 
 import httpx
+import pytest
 import redis as redis_client
 
 from tests.integration.determinism import HOG, PEDESTRIAN_FRAMES, poses_of, submit_clip, wait_result
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 def test_a_rescued_job_gives_the_result_of_an_undisturbed_run(make_cluster) -> None:
