@@ -167,4 +167,5 @@ class AsyncJob:
         return path
 
     async def cancel(self) -> JobPublic:
+        """Cancel the job if it has not finished, and delete it with its files; answers its last state."""
         return await self.client.call(calls.cancel_job(self.id))

@@ -184,4 +184,5 @@ class Job:
         return path
 
     def cancel(self) -> JobPublic:
+        """Cancel the job if it has not finished, and delete it with its files; answers its last state."""
         return self.client.call(calls.cancel_job(self.id))

@@ -139,6 +139,18 @@ class Settings(BaseSettings):
     max_running_jobs: int = Field(default=2, ge=1)
     max_queued_jobs: int = Field(default=100, ge=1)
     wait_max_frames: int = Field(default=600, ge=1, description="?wait=true only for videos this short")
+    keep_uploads: bool = Field(default=False, description="keep a job's uploaded video after the job ended")
+    job_retention_hours: float = Field(
+        default=72.0,
+        ge=0,
+        description="finished jobs are deleted with their files this long after (0: never)",
+    )
+    job_sweep_interval_s: float = Field(default=600.0, gt=0, description="how often old jobs are looked for")
+    min_free_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=0,
+        description="uploads are refused (507) when they would leave less free disk",
+    )
 
     # scale-out over Redis (see README "Deployment"); without redis_url the service runs embedded
     redis_url: str | None = Field(default=None, description="redis://host:6379/0: run as a cluster node")
@@ -151,7 +163,9 @@ class Settings(BaseSettings):
     job_claim_idle_s: float = Field(
         default=30.0, gt=0, description="a job whose worker stopped renewing it this long is run again"
     )
-    job_max_attempts: int = Field(default=3, ge=1, description="runs of a job before it fails for good")
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="runs of a job (crashed ones included) before it fails for good"
+    )
 
     # published weights (`tdmi weights`); the service only reads what the command pulled
     weights_dir: Path = Field(
@@ -167,9 +181,12 @@ class Settings(BaseSettings):
 
     # safety
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")
+    admin_api_keys: list[SecretStr] = Field(
+        default_factory=list, description="keys that are accepted too and see every key's jobs"
+    )
     insecure: bool = Field(default=False, description="allow listening beyond loopback without API keys")
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_api_keys")
     @classmethod
     def _keys_not_blank(cls, keys: list[SecretStr]) -> list[SecretStr]:
         """An empty key would let through any request that presents an empty one; refuse it at start-up."""
@@ -197,8 +214,9 @@ class Settings(BaseSettings):
 
     def public(self) -> dict[str, Any]:
         """The settings as printed at start-up: API keys are counted, never shown."""
-        shown = self.model_dump(exclude={"api_keys"}, mode="json")
+        shown = self.model_dump(exclude={"api_keys", "admin_api_keys"}, mode="json")
         shown["api_keys"] = f"{len(self.api_keys)} configured"
+        shown["admin_api_keys"] = f"{len(self.admin_api_keys)} configured"
         if self.redis_url:
             shown["redis_url"] = redact_url(self.redis_url)
         return shown

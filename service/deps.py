@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tdmi.service.auth import is_authorised
+from tdmi.service.auth import Caller, identify, is_authorised
 from tdmi.service.config import Settings
 from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
-from tdmi.service.jobs.interface import JobService
+from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
 
-__all__ = ["Authorised", "CatalogDep", "JobsDep", "MetricsDep", "SettingsDep"]
+__all__ = ["Authorised", "CallerDep", "CatalogDep", "JobsDep", "MetricsDep", "SettingsDep"]
 
 
 def _settings(request: Request) -> Settings:
@@ -42,6 +42,11 @@ def _authorise(request: Request) -> None:
         raise ApiError(401, "unauthorised", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
+def _caller(request: Request) -> Caller:
+    return identify(request.app.state.settings, request.headers)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
 JobsDep = Annotated[JobService, Depends(_jobs)]

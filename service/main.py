@@ -23,7 +23,8 @@ from tdmi.service.config import Settings, get_settings
 from tdmi.service.errors import install_error_handlers
 from tdmi.service.inference.runtime import InferenceRuntime
 from tdmi.service.jobs.runner import JobRunner
-from tdmi.service.jobs.store import JobStore
+from tdmi.service.jobs.service import JobService
+from tdmi.service.jobs.sqlite import SqliteJobQueue
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.feed import LocalFeed
@@ -75,7 +76,9 @@ async def _start_embedded(state: Any) -> None:
     state.runtime = InferenceRuntime(settings, state.metrics)
     await state.runtime.start()
     sessions = state.sessions = SessionFactory(settings, state.metrics)
-    state.jobs = JobRunner(JobStore(settings.data_dir), state.runtime, sessions, settings, state.metrics)
+    queue = SqliteJobQueue(settings.data_dir)
+    runner = JobRunner(queue, state.runtime, sessions, settings, state.metrics)
+    state.jobs = JobService(queue, settings, state.metrics, runner)
     await state.jobs.start()
     state.open_feed = functools.partial(
         LocalFeed, runtime=state.runtime, sessions=sessions, settings=settings, metrics=state.metrics
@@ -88,7 +91,9 @@ async def _start_embedded(state: Any) -> None:
 async def _start_cluster(state: Any) -> None:
     """No models here: requests go to the workers; ready while Redis answers."""
     state.not_ready_reason = "connecting to redis"
-    node = state.node = ApiNode(state.settings, lambda reason: setattr(state, "not_ready_reason", reason))
+    node = state.node = ApiNode(
+        state.settings, state.metrics, lambda reason: setattr(state, "not_ready_reason", reason)
+    )
     state.jobs, state.catalog, state.open_feed = node.jobs, node.catalog, node.link.feed
     await node.start()
     await node.watch.check()
@@ -105,9 +110,8 @@ async def _shut_down(app: FastAPI) -> None:
             await asyncio.wait_for(live.ws.close(1012, "server shutting down"), timeout=2)
     if state.node is not None:
         await state.node.stop()
-    if isinstance(state.jobs, JobRunner):
+    if state.jobs is not None:
         await state.jobs.stop()
-        state.jobs.store.close()
     if state.sessions is not None:
         state.sessions.close()
     if state.runtime is not None:

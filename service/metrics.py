@@ -40,6 +40,11 @@ class ServiceMetrics:
         )
         self.active_streams = Gauge("tdmi_active_streams", "open live streams", registry=r)
         self.active_jobs = Gauge("tdmi_active_jobs", "video jobs running", registry=r)
+        self.data_dir_bytes = Gauge(
+            "tdmi_data_dir_bytes",
+            "bytes of the files in the data directory (jobs, uploads, results)",
+            registry=r,
+        )
         self.errors = Counter("tdmi_errors_total", "errors by kind", ["kind"], registry=r)
 
     def observe_stage(self, stage: str, seconds: float) -> None:

@@ -13,10 +13,12 @@ from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobPublic, Jo
 from tdmi.service.api.job_form import FORM_FIELDS, lookahead_within, parse_job_form, video_boxes
 from tdmi.service.api.progress_rate import ProgressRates
 from tdmi.service.api.uploads import receive_upload
-from tdmi.service.deps import Authorised, CatalogDep, JobsDep, SettingsDep
+from tdmi.service.auth import Caller
+from tdmi.service.deps import Authorised, CallerDep, CatalogDep, JobsDep, SettingsDep
 from tdmi.service.errors import ApiError
+from tdmi.service.jobs.disk import check_free_space
 from tdmi.service.jobs.formats import ResultFormat, render_result
-from tdmi.service.jobs.interface import JobService
+from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.store import JobRecord, new_job_id
 from tdmi.service.video import limits_of, probe_video
 
@@ -26,7 +28,7 @@ router = APIRouter(prefix="/v1/pose", tags=["jobs"], dependencies=[Authorised])
 _RATES = ProgressRates()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422, 429, 503)
+    code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422, 429, 503, 507)
 }
 _UPLOAD_BODY = {
     "requestBody": {
@@ -87,6 +89,7 @@ async def create_job(
     jobs: JobsDep,
     catalog: CatalogDep,
     settings: SettingsDep,
+    caller: CallerDep,
     wait: Annotated[bool, Query(description="answer with the result (short videos only)")] = False,
 ) -> JSONResponse:
     if not jobs.accepting:
@@ -97,6 +100,10 @@ async def create_job(
         )
     job_id = new_job_id()
     upload_path = jobs.upload_path(job_id)
+    declared = request.headers.get("content-length", "")
+    plain = declared.isascii() and declared.isdigit() and len(declared) < 20
+    incoming = min(int(declared), settings.max_upload_bytes) if plain else 0
+    await asyncio.to_thread(check_free_space, upload_path.parent, settings.min_free_bytes, incoming)
     try:
         upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes, FORM_FIELDS)
         form = parse_job_form(upload.fields)
@@ -121,35 +128,38 @@ async def create_job(
     except BaseException:
         upload_path.unlink(missing_ok=True)
         raise
-    record = await jobs.submit(job_id, model.name, options, upload_path, info.num_frames)
+    record = await jobs.submit(job_id, model.name, options, upload_path, info.num_frames, caller)
     if wait:
-        record = await jobs.wait(record.id)
-        if record.status != "done" or record.result_path is None:
-            raise ApiError(422, f"job_{record.status}", record.error or f"job {record.status}")
-        return JSONResponse(json.loads(record.result_path.read_text()), status_code=200)
+        ended = await jobs.wait(record.id)
+        if ended is None:
+            raise ApiError(404, "not_found", f"job {record.id} was deleted while it ran")
+        if ended.status != "done" or ended.result_path is None:
+            raise ApiError(422, f"job_{ended.status}", ended.error or f"job {ended.status}")
+        return JSONResponse(json.loads(ended.result_path.read_text()), status_code=200)
     created = JobCreatedPublic(job_id=record.id, status=record.status, links=_links(request, record))
     return JSONResponse(
         created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self}
     )
 
 
-async def _record(jobs: JobService, job_id: str) -> JobRecord:
-    record = await jobs.get(job_id)
+async def _record(jobs: JobService, job_id: str, caller: Caller) -> JobRecord:
+    """The job if this caller may see it: another key's job is answered 404, like an unknown one."""
+    record = await jobs.get(job_id, caller)
     if record is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
     return record
 
 
 @router.get("/{job_id}", operation_id="get_job", responses=_ERRORS)
-async def get_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
-    return _public(request, await _record(jobs, job_id))
+async def get_job(request: Request, job_id: str, jobs: JobsDep, caller: CallerDep) -> JobPublic:
+    return _public(request, await _record(jobs, job_id, caller))
 
 
 @router.get("/{job_id}/result", operation_id="get_job_result", responses=_ERRORS)
 async def get_job_result(
-    job_id: str, jobs: JobsDep, format: Annotated[ResultFormat, Query()] = "json"
+    job_id: str, jobs: JobsDep, caller: CallerDep, format: Annotated[ResultFormat, Query()] = "json"
 ) -> JSONResponse:
-    record = await _record(jobs, job_id)
+    record = await _record(jobs, job_id, caller)
     if record.status != "done" or record.result_path is None:
         raise ApiError(409, "not_done", f"job {job_id} is {record.status}; no result yet")
     text = await asyncio.to_thread(record.result_path.read_text)
@@ -163,8 +173,8 @@ async def get_job_result(
     responses={**_ERRORS, 200: {"content": {"video/mp4": {}}}},
     response_class=FileResponse,
 )
-async def get_job_video(job_id: str, jobs: JobsDep) -> FileResponse:
-    record = await _record(jobs, job_id)
+async def get_job_video(job_id: str, jobs: JobsDep, caller: CallerDep) -> FileResponse:
+    record = await _record(jobs, job_id, caller)
     if not record.options.get("render"):
         raise ApiError(404, "not_rendered", f"job {job_id} was submitted without render=true")
     if record.status != "done" or record.video_path is None:
@@ -173,8 +183,12 @@ async def get_job_video(job_id: str, jobs: JobsDep) -> FileResponse:
 
 
 @router.delete("/{job_id}", operation_id="cancel_job", responses=_ERRORS)
-async def cancel_job(request: Request, job_id: str, jobs: JobsDep) -> JobPublic:
-    record = await _record(jobs, job_id)
-    if not await jobs.cancel(job_id):
-        raise ApiError(409, "finished", f"job {job_id} is already {record.status}")
-    return _public(request, await _record(jobs, job_id))
+async def cancel_job(request: Request, job_id: str, jobs: JobsDep, caller: CallerDep) -> JobPublic:
+    """Delete the job with its upload, result and overlay; a queued or running job is cancelled
+    first. Answers the job's last state (``cancelled`` if it had not finished); afterwards the job
+    is 404. A running job's files go once its run has stopped."""
+    await _record(jobs, job_id, caller)
+    record = await jobs.delete(job_id)
+    if record is None:  # deleted meanwhile by another request or the retention
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return _public(request, record)

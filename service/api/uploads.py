@@ -7,6 +7,7 @@ each part's headers (8 lines of 4224 bytes), and a body beyond that is malformed
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +16,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tdmi.service.errors import ApiError
+from tdmi.service.jobs.disk import insufficient_storage, is_disk_full
 
 __all__ = ["Upload", "receive_upload"]
 
@@ -123,13 +125,16 @@ async def receive_upload(
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-    except Exception as exc:
         collector.close()
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            collector.close()
         dest.unlink(missing_ok=True)
         if isinstance(exc, ApiError):
             raise
+        if is_disk_full(exc):  # nothing else is lost: the partial upload is gone
+            raise insufficient_storage() from None
         raise ApiError(400, "invalid_request", "malformed multipart/form-data body") from exc
-    collector.close()
     if collector.upload.filename is None and not dest.exists():
         raise ApiError(422, "invalid_request", f"no {file_field!r} part with the video")
     return collector.upload

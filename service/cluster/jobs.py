@@ -1,21 +1,20 @@
-"""Video jobs in Redis: state in a hash per job, runs through a Stream with a consumer group.
+"""The cluster's job queue (``JobQueue`` over Redis): a hash per job, runs through a Stream.
 
 A run of a job is a Stream entry. A worker takes entries with XREADGROUP, renews the ones it is
 running (XCLAIM to itself, which resets their idle time), and acknowledges them when the run ends.
 A worker that dies stops renewing: after ``job_claim_idle_s`` another worker takes the entry
-over with XAUTOCLAIM and runs the job again.
+over with XAUTOCLAIM and runs the job again; its ``start`` finds the job still ``running`` and
+counts the lost run as a crash.
 
-Every run gets a fresh token written into the job's hash. Progress and the final transition
-(Lua scripts, atomic in Redis) only apply while the hash still holds the run's token, and each
-run writes its result to files named after its token: a run that lost its job (claimed by
-another worker, cancelled) can neither finish it nor overwrite the winner's result. So a job
-completes once and its results are never mixed. Attempts are counted when a run starts; past
-``job_max_attempts`` the job fails with the last error.
+Every run's fresh token is written into the job's hash. Progress and the final transitions (Lua
+scripts, atomic in Redis) only apply while the hash still holds the run's token, and each run
+writes its result to files named after its token: a run that lost its job (claimed by another
+worker, cancelled) can neither finish it nor overwrite the winner's result.
 """
 
 from __future__ import annotations
 
-import asyncio
+import builtins
 import json
 import re
 import time
@@ -28,27 +27,28 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from tdmi.service.cluster import keys
-from tdmi.service.jobs.store import JobRecord
+from tdmi.service.cluster.connection import BLOCK_MS, TRANSIENT
+from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, StartInfo
+from tdmi.service.jobs.store import FINISHED, JobRecord, checked_id, options_json
 
-__all__ = ["ClusterJobs", "JobBoard", "Run"]
+__all__ = ["RedisJobQueue"]
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
+# ARGV: token, worker, now, job id, crash error -> {attempts, crashes, last error} or nil
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 'finished' end
-redis.call('SREM', KEYS[2], ARGV[5])
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts > tonumber(ARGV[4]) then
-  local last = redis.call('HGET', KEYS[1], 'error')
-  if not last or last == '' then last = 'the worker running it stopped' end
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'updated_at', ARGV[3],
-    'error', 'gave up after ' .. (attempts - 1) .. ' attempts; last: ' .. last)
-  return 'exhausted'
+if status ~= 'queued' and status ~= 'running' then return nil end
+redis.call('SREM', KEYS[2], ARGV[4])
+local crashes = tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')
+if status == 'running' then
+  crashes = crashes + 1
+  redis.call('HSET', KEYS[1], 'crashes', crashes, 'error', ARGV[5])
 end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'token', ARGV[1], 'worker', ARGV[2],
   'frames_done', 0, 'updated_at', ARGV[3])
-return 'ok'
+return {attempts, crashes, redis.call('HGET', KEYS[1], 'error') or ''}
 """
 
 _OWNED = """
@@ -80,12 +80,7 @@ return 1
 _FINISH = (
     _OWNED
     + """
-if not owned() then
-  if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
-    redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-  end
-  return 0
-end
+if not owned() then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'result', ARGV[6], 'video', ARGV[7], 'error', ARGV[8],
   'updated_at', ARGV[5])
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
@@ -108,34 +103,59 @@ return 1
 """
 )
 
-_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[2])
+# ARGV: token, group, entry: acknowledge a run's entry unless another run (a rescuer that
+# claimed the same entry) now owns the job
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'status') == 'running' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+  return 0
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 
+# ARGV: now, job id -> the status it had, or nil if finished
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return nil end
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return status
+"""
 
-class Run:
-    """One worker's run of one job: the Stream entry it holds and its fencing token."""
+# ARGV: now, job id, finished before ('' for any) -> {outcome, field, value, ...} or nil
+_DELETE = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return nil end
+local status = redis.call('HGET', KEYS[1], 'status')
+if ARGV[3] ~= '' then
+  if status == 'queued' or status == 'running' then return nil end
+  if tonumber(redis.call('HGET', KEYS[1], 'updated_at')) >= tonumber(ARGV[3]) then return nil end
+end
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'deleted', 1, 'updated_at', ARGV[1])
+  table.insert(fields, 1, 'deferred')
+  return fields
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+table.insert(fields, 1, 'deleted')
+return fields
+"""
 
-    def __init__(self, job_id: str, entry_id: str, token: str):
-        self.job_id, self.entry_id, self.token = job_id, entry_id, token
 
-    def result_name(self) -> str:
-        return f"results/{self.job_id}.{self.token}.json"
+class RedisJobQueue:
+    """``JobQueue`` shared by API nodes and workers; files live under ``data_dir`` on shared storage.
 
-    def video_name(self) -> str:
-        return f"videos/{self.job_id}.{self.token}.mp4"
+    ``consumer`` is the worker id runs are taken for; ``claim_idle_s`` is how long a run may go
+    unrenewed before another worker claims it.
+    """
 
+    transient = TRANSIENT
 
-class JobBoard:
-    """The jobs' shared state and its transitions; files live under ``data_dir`` on shared storage."""
-
-    def __init__(self, redis: Redis, data_dir: Path):
+    def __init__(self, redis: Redis, data_dir: Path, consumer: str, claim_idle_s: float):
         self.redis = redis
         self.data_dir = Path(data_dir)
+        self.consumer, self.claim_idle_ms = consumer, int(claim_idle_s * 1000)
         for folder in ("uploads", "results", "videos"):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
         self._start = redis.register_script(_START)
@@ -144,6 +164,8 @@ class JobBoard:
         self._finish = redis.register_script(_FINISH)
         self._requeue = redis.register_script(_REQUEUE)
         self._cancel = redis.register_script(_CANCEL)
+        self._delete = redis.register_script(_DELETE)
+        self._release = redis.register_script(_RELEASE)
 
     async def ensure_group(self) -> None:
         """The consumer group reads the Stream from its start, so jobs queued before any worker run."""
@@ -153,21 +175,32 @@ class JobBoard:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def close(self) -> None:
+        """The connection belongs to the node, which closes it."""
+
     # -- API side --------------------------------------------------------------------------------
 
     async def create(
-        self, job_id: str, model: str, options: dict[str, Any], input_path: Path, frames_total: int
-    ) -> None:
+        self,
+        job_id: str,
+        model: str,
+        options: dict[str, Any],
+        input_path: Path,
+        frames_total: int,
+        owner: str | None,
+    ) -> JobRecord:
         now = repr(time.time())
         fields: dict[FieldT, EncodableT] = {
-            "id": job_id,
+            "id": checked_id(job_id),
             "status": "queued",
             "model": model,
-            "options": json.dumps(options, sort_keys=True, allow_nan=False),
+            "options": options_json(options),
             "input": str(input_path.relative_to(self.data_dir)),
             "frames_done": 0,
             "frames_total": frames_total,
             "attempts": 0,
+            "crashes": 0,
+            "owner": owner or "",
             "created_at": now,
             "updated_at": now,
         }
@@ -176,6 +209,9 @@ class JobBoard:
             pipe.sadd(keys.JOBS_QUEUED, job_id)
             pipe.xadd(keys.JOBS_STREAM, {"job": job_id})
             await pipe.execute()
+        record = await self.get(job_id)
+        assert record is not None
+        return record
 
     async def get(self, job_id: str) -> JobRecord | None:
         if not _JOB_ID.fullmatch(job_id):
@@ -183,63 +219,119 @@ class JobBoard:
         fields: dict[bytes, bytes] = await self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return self._record({k.decode(): v.decode() for k, v in fields.items()}) if fields else None
 
-    async def cancel(self, job_id: str) -> bool:
-        return bool(await self._cancel(keys=[keys.job(job_id), keys.JOBS_QUEUED], args=[time.time(), job_id]))
-
     async def queued(self) -> int:
         return int(await self.redis.scard(keys.JOBS_QUEUED))
 
-    # -- worker side -----------------------------------------------------------------------------
+    async def cancel(self, job_id: str) -> str | None:
+        answer = await self._cancel(keys=[keys.job(job_id), keys.JOBS_QUEUED], args=[time.time(), job_id])
+        return answer.decode() if answer else None
 
-    async def start(self, run: Run, worker_id: str, max_attempts: int) -> str:
-        """'ok' (the run owns the job), 'finished' (nothing to do) or 'exhausted' (now failed)."""
+    async def delete(self, job_id: str, finished_before: float | None = None) -> Deletion | None:
+        if not _JOB_ID.fullmatch(job_id):
+            return None
+        cutoff = "" if finished_before is None else repr(finished_before)
+        answer = await self._delete(
+            keys=[keys.job(job_id), keys.JOBS_QUEUED], args=[time.time(), job_id, cutoff]
+        )
+        if not answer:
+            return None
+        outcome, *flat = (value.decode() for value in answer)
+        record = self._record(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return Deletion("deferred" if outcome == "deferred" else "deleted", record)
+
+    async def finished_ids(self, before: float) -> builtins.list[str]:
+        found = []
+        async for key in self.redis.scan_iter(match=keys.job("*"), count=500):
+            status, updated = await self.redis.hmget(key, ["status", "updated_at"])  # type: ignore[misc]
+            if not isinstance(status, bytes) or not isinstance(updated, bytes):
+                continue  # deleted meanwhile
+            if status.decode() in FINISHED and float(updated) < before:
+                found.append(key.decode().rsplit(":", 1)[1])
+        return found
+
+    # -- runner side ---------------------------------------------------------------------------
+
+    async def take(self) -> Claim | None:
+        claimed: list[Any]
+        _, claimed, _ = await self.redis.xautoclaim(
+            keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, self.claim_idle_ms, start_id="0-0", count=1
+        )
+        if claimed:
+            entry_id, fields = claimed[0]
+            return Claim(fields[b"job"].decode(), entry_id.decode())
+        answer: Any = await self.redis.xreadgroup(
+            keys.JOBS_GROUP, self.consumer, {keys.JOBS_STREAM: ">"}, count=1, block=BLOCK_MS
+        )
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                return Claim(fields[b"job"].decode(), entry_id.decode())
+        return None
+
+    async def start(self, claim: Claim, worker_id: str) -> StartInfo | None:
         answer = await self._start(
-            keys=[keys.job(run.job_id), keys.JOBS_QUEUED],
-            args=[run.token, worker_id, time.time(), max_attempts, run.job_id],
+            keys=[keys.job(claim.job_id), keys.JOBS_QUEUED],
+            args=[claim.token, worker_id, time.time(), claim.job_id, CRASHED],
         )
-        return answer.decode() if isinstance(answer, bytes) else str(answer)
+        if not answer:
+            return None
+        attempts, crashes, last_error = answer
+        return StartInfo(int(attempts), int(crashes), last_error.decode())
 
-    async def progress(self, run: Run, done: int, total: int) -> bool:
-        """False once the run no longer owns the job (cancelled, or claimed by another worker)."""
+    async def progress(self, claim: Claim, done: int, total: int) -> bool:
         return bool(
-            await self._progress(keys=[keys.job(run.job_id)], args=[run.token, done, total, time.time()])
+            await self._progress(keys=[keys.job(claim.job_id)], args=[claim.token, done, total, time.time()])
         )
 
-    async def renew(self, run: Run, worker_id: str) -> bool:
+    async def renew(self, claim: Claim) -> bool:
         """Reset the entry's idle time so that no other worker claims a job that is still running."""
         return bool(
             await self._renew(
-                keys=[keys.job(run.job_id), keys.JOBS_STREAM],
-                args=[run.token, keys.JOBS_GROUP, worker_id, run.entry_id],
+                keys=[keys.job(claim.job_id), keys.JOBS_STREAM],
+                args=[claim.token, keys.JOBS_GROUP, self.consumer, claim.entry_id],
             )
         )
 
-    async def finish(self, run: Run, *, result: str = "", video: str = "", error: str = "") -> bool:
-        """Done (with result files) or failed for good (with ``error``); False if the run lost the job."""
-        status = "failed" if error else "done"
-        return bool(
-            await self._finish(
-                keys=[keys.job(run.job_id), keys.JOBS_STREAM],
-                args=[run.token, keys.JOBS_GROUP, run.entry_id, status, time.time(), result, video, error],
-            )
-        )
+    async def finish(self, claim: Claim, video: bool) -> bool:
+        return await self._end(claim, "done", claim.result_name(), claim.video_name() if video else "", "")
 
-    async def ack(self, entry_id: str) -> None:
-        await self.redis.xack(keys.JOBS_STREAM, keys.JOBS_GROUP, entry_id)
+    async def fail(self, claim: Claim, error: str) -> bool:
+        return await self._end(claim, "failed", "", "", error)
 
-    async def requeue(self, run: Run, error: str = "", *, counts: bool = True) -> bool:
-        """Back to the queue as a new entry: after a failure, or after a clean stop (not ``counts``)."""
+    async def requeue(self, claim: Claim, error: str = "", *, counts: bool = True) -> bool:
         return bool(
             await self._requeue(
-                keys=[keys.job(run.job_id), keys.JOBS_STREAM, keys.JOBS_QUEUED],
+                keys=[keys.job(claim.job_id), keys.JOBS_STREAM, keys.JOBS_QUEUED],
                 args=[
-                    run.token,
+                    claim.token,
                     keys.JOBS_GROUP,
-                    run.entry_id,
+                    claim.entry_id,
                     time.time(),
                     error,
                     0 if counts else 1,
-                    run.job_id,
+                    claim.job_id,
+                ],
+            )
+        )
+
+    async def release(self, claim: Claim) -> None:
+        await self._release(
+            keys=[keys.job(claim.job_id), keys.JOBS_STREAM],
+            args=[claim.token, keys.JOBS_GROUP, claim.entry_id],
+        )
+
+    async def _end(self, claim: Claim, status: str, result: str, video: str, error: str) -> bool:
+        return bool(
+            await self._finish(
+                keys=[keys.job(claim.job_id), keys.JOBS_STREAM],
+                args=[
+                    claim.token,
+                    keys.JOBS_GROUP,
+                    claim.entry_id,
+                    status,
+                    time.time(),
+                    result,
+                    video,
+                    error,
                 ],
             )
         )
@@ -261,43 +353,7 @@ class JobBoard:
             updated_at=datetime.fromtimestamp(float(fields["updated_at"]), UTC),
             result_path=path("result"),
             video_path=path("video"),
+            owner=fields.get("owner") or None,
+            attempts=int(fields.get("attempts") or 0),
+            deleted=fields.get("deleted") == "1",
         )
-
-
-class ClusterJobs:
-    """The API node's job system (``JobService``): submits to Redis, reads state any node wrote."""
-
-    POLL_S = 0.2
-
-    def __init__(self, board: JobBoard):
-        self.board = board
-        self.accepting = True
-
-    def upload_path(self, job_id: str, suffix: str = "") -> Path:
-        return self.board.data_dir / "uploads" / f"{job_id}{suffix}"
-
-    async def queued(self) -> int:
-        return await self.board.queued()
-
-    async def submit(
-        self, job_id: str, model: str, options: dict[str, Any], input_path: Path, frames_total: int
-    ) -> JobRecord:
-        await self.board.create(job_id, model, options, input_path, frames_total)
-        record = await self.board.get(job_id)
-        assert record is not None
-        return record
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self.board.get(job_id)
-
-    async def wait(self, job_id: str) -> JobRecord:
-        while True:
-            record = await self.board.get(job_id)
-            if record is None:
-                raise KeyError(job_id)
-            if record.finished:
-                return record
-            await asyncio.sleep(self.POLL_S)
-
-    async def cancel(self, job_id: str) -> bool:
-        return await self.board.cancel(job_id)

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from tdmi.service.cluster import keys
 from tdmi.service.cluster.catalog import ClusterCatalog
 from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
-from tdmi.service.cluster.jobs import ClusterJobs, JobBoard
+from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.registry import Registry
 from tdmi.service.cluster.remote_feed import LiveLink
 from tdmi.service.config import Settings
+from tdmi.service.jobs.service import JobService
+from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.weights.resolve import weights_store
 
 __all__ = ["ApiNode"]
@@ -24,20 +26,23 @@ log = logging.getLogger("tdmi.cluster")
 
 
 class ApiNode:
-    def __init__(self, settings: Settings, on_readiness: Callable[[str | None], None]):
+    def __init__(
+        self, settings: Settings, metrics: ServiceMetrics, on_readiness: Callable[[str | None], None]
+    ):
         assert settings.redis_url is not None
         self.settings = settings
         self.node_id = f"api-{socket.gethostname()}-{os.getpid()}"
         self.redis = connect(settings.redis_url)
         self.registry = Registry(self.redis, settings.node_ttl_s)
-        self.board = JobBoard(self.redis, settings.data_dir)
-        self.jobs = ClusterJobs(self.board)
+        self.queue = RedisJobQueue(self.redis, settings.data_dir, self.node_id, settings.job_claim_idle_s)
+        self.jobs = JobService(self.queue, settings, metrics)
         self.catalog = ClusterCatalog(settings.models, weights_store(settings))
         self.link = LiveLink(self.redis, self.node_id, self.registry, settings.heartbeat_interval_s)
         self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, on_readiness)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self.jobs.start()
         self._tasks = [
             asyncio.create_task(self.watch.run(), name="redis-watch"),
             asyncio.create_task(self.link.run(), name="live-replies"),
@@ -45,7 +50,7 @@ class ApiNode:
         ]
 
     async def stop(self) -> None:
-        self.jobs.accepting = False
+        await self.jobs.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -60,7 +65,7 @@ class ApiNode:
         while True:
             try:
                 if not grouped:
-                    await self.board.ensure_group()
+                    await self.queue.ensure_group()
                     grouped = True
                 await self.redis.set(keys.api_node(self.node_id), "1", px=ttl_ms)
                 self.catalog.update(await self.registry.live())

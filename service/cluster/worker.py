@@ -13,21 +13,19 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from tdmi.service.api import health, metrics
 from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
-from tdmi.service.cluster.job_worker import JobConsumer
-from tdmi.service.cluster.jobs import JobBoard
+from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
 from tdmi.service.config import Settings
 from tdmi.service.errors import install_error_handlers
 from tdmi.service.inference.runtime import InferenceRuntime
-from tdmi.service.jobs.processor import JobProcessor
+from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.feed import LocalFeed
@@ -48,10 +46,9 @@ class Worker:
         self.started_at = time.time()
         self.loaded = False
         self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, self._on_redis)
-        self._io = ThreadPoolExecutor(max_workers=2 * settings.max_running_jobs, thread_name_prefix="tdmi-io")
         self._tasks: list[asyncio.Task[None]] = []
         self.sessions: SessionFactory | None = None
-        self.jobs: JobConsumer | None = None
+        self.jobs: JobRunner | None = None
         self.live: LiveHost | None = None
 
     def _on_redis(self, reason: str | None) -> None:
@@ -62,9 +59,8 @@ class Worker:
         settings = self.settings
         await self.runtime.start()
         self.sessions = SessionFactory(settings, self.metrics)
-        processor = JobProcessor(self.runtime, self.sessions, settings, self.metrics, self._io)
-        board = JobBoard(self.redis, settings.data_dir)
-        self.jobs = JobConsumer(board, processor, settings, self.metrics)
+        queue = RedisJobQueue(self.redis, settings.data_dir, self.worker_id, settings.job_claim_idle_s)
+        self.jobs = JobRunner(queue, self.runtime, self.sessions, settings, self.metrics)
         make_feed = functools.partial(
             LocalFeed, runtime=self.runtime, sessions=self.sessions, settings=settings, metrics=self.metrics
         )
@@ -73,7 +69,7 @@ class Worker:
         self.set_reason(self.watch.reason)
         self._tasks = [
             asyncio.create_task(self.watch.run(), name="redis-watch"),
-            asyncio.create_task(self._beat(board), name="worker-heartbeat"),
+            asyncio.create_task(self._beat(queue), name="worker-heartbeat"),
         ]
         log.info("worker %s ready: %s on %s", self.worker_id, ", ".join(self.runtime.models), settings.device)
 
@@ -91,16 +87,15 @@ class Worker:
         if self.sessions is not None:
             self.sessions.close()
         await self.runtime.stop()
-        self._io.shutdown(wait=False, cancel_futures=True)
         await self.redis.aclose()
 
-    async def _beat(self, board: JobBoard) -> None:
+    async def _beat(self, queue: RedisJobQueue) -> None:
         """Announce the worker, then take work; the heartbeat goes on every interval."""
         assert self.jobs is not None and self.live is not None
         backoff = Backoff()
         while True:
             try:
-                await board.ensure_group()
+                await queue.ensure_group()
                 break
             except TRANSIENT as exc:
                 await backoff.wait("job queue", exc)

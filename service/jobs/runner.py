@@ -1,154 +1,218 @@
-"""Embedded mode's job system: a FIFO in the process, SQLite for state, ``JobProcessor`` for the work.
+"""The one loop that runs video jobs, in the embedded server and in every cluster worker alike.
 
-Jobs wait in a FIFO and at most ``max_running_jobs`` run at once. A job that was running when
-the server stopped is put back in the queue on start-up (``requeue_interrupted``) and runs again
-from the beginning; its upload is kept until the job finishes.
+It takes runs from a ``JobQueue`` (SQLite or Redis), at most ``max_running_jobs`` at once, and
+ends each one under the same policy in both modes:
+
+- bad input (``MediaError``) fails the job at once: running it again cannot help;
+- a full disk (ENOSPC) fails it at once with a plain message, its partial files removed;
+- any other error puts it back in the queue, until ``job_max_attempts`` runs were used up; the
+  next start then fails it with "gave up after N attempts; last: <error>";
+- a run that killed its process is counted at the next start; when every run so far crashed,
+  the job fails with "the job crashed the worker N times" instead of crash-looping;
+- a stop (SIGTERM) gives running jobs back without using an attempt;
+- a cancel or a lost claim stops the run, whose files are discarded.
+
+Errors are counted in ``tdmi_errors_total{kind="job_<kind>"}``, ``<kind>`` being the
+``MediaError`` kind, ``disk_full``, ``crashed`` or the exception's class name.
+
+When a run has ended, the job's upload is removed (unless ``keep_uploads``), and a job that was
+deleted while it ran goes with all its files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+from tdmi.service.cluster.connection import Backoff
 from tdmi.service.config import Settings
 from tdmi.service.errors import public_failure
 from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.jobs.disk import is_disk_full, watch_data_dir
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
-from tdmi.service.jobs.store import JobRecord, JobStore, write_json_atomic
+from tdmi.service.jobs.queue import Claim, JobQueue, StartInfo
+from tdmi.service.jobs.store import JobRecord, remove_files, write_json_atomic
+from tdmi.service.media import MediaError
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 
-__all__ = ["JobRunner"]
+__all__ = ["DISK_FULL", "JobRunner", "exhausted_error", "job_ended"]
 
 log = logging.getLogger("tdmi.jobs")
 
+DISK_FULL = "no space left on the server's data disk while writing the job's files"
+T = TypeVar("T")
+
+
+def exhausted_error(info: StartInfo) -> tuple[str, str]:
+    """The error kind and message of a job that used up its attempts (``info``: the start that
+    found it so)."""
+    runs = info.attempts - 1
+    if info.crashes >= runs:
+        return "crashed", f"the job crashed the worker {runs} times"
+    return "gave_up", f"gave up after {runs} attempts; last: {info.last_error}"
+
+
+async def job_ended(queue: JobQueue, job_id: str, keep_uploads: bool) -> None:
+    """After a run, or a cancel that no run will see: a job deleted meanwhile goes with its files;
+    a finished one loses its upload unless uploads are kept."""
+    record = await queue.get(job_id)
+    if record is None:
+        return
+    if record.deleted:
+        gone = await queue.delete(job_id)
+        if gone is not None:
+            remove_files(*gone.record.files())
+    elif record.finished and not keep_uploads:
+        remove_files(record.input_path)
+
 
 class JobRunner:
+    """Runs up to ``max_running_jobs`` jobs of ``queue`` at once on this process's models."""
+
     def __init__(
         self,
-        store: JobStore,
+        queue: JobQueue,
         runtime: InferenceRuntime,
         sessions: SessionFactory,
         settings: Settings,
         metrics: ServiceMetrics,
     ):
-        self.store = store
-        self.runtime = runtime
-        self.sessions = sessions
-        self.settings = settings
-        self.metrics = metrics
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queue, self.settings, self.metrics = queue, settings, metrics
+        self.worker_id = settings.worker_id
         self.running: dict[str, asyncio.Task[None]] = {}
-        self._finished: dict[str, asyncio.Event] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._slots = asyncio.Semaphore(settings.max_running_jobs)
         self._io = ThreadPoolExecutor(max_workers=2 * settings.max_running_jobs, thread_name_prefix="tdmi-io")
         self.processor = JobProcessor(runtime, sessions, settings, metrics, self._io)
-        self.accepting = True
+        self._loop: asyncio.Task[None] | None = None
+        watch_data_dir(metrics, queue.data_dir)
 
-    async def start(self) -> None:
-        for record in self.store.requeue_interrupted():
-            log.info("job %s was interrupted by a stop; running it again", record.id)
-        for record in self.store.list(status="queued"):
-            self._queue.put_nowait(record.id)
-        self._tasks = [
-            asyncio.create_task(self._serve(), name=f"job-runner-{i}")
-            for i in range(self.settings.max_running_jobs)
-        ]
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self.run(), name="job-runner")
 
     async def stop(self) -> None:
-        """Stop taking jobs; running ones go back to ``queued`` and run again after a restart."""
-        self.accepting = False
-        for task in self._tasks:
+        """Stop taking runs; running jobs go back to the queue (not counted as attempts)."""
+        tasks = [t for t in (self._loop, *self.running.values()) if t is not None]
+        for task in tasks:
             task.cancel()
-        running = list(self.running.values())
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *running, return_exceptions=True)
-        self.store.requeue_interrupted()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._io.shutdown(wait=False, cancel_futures=True)
 
-    def upload_path(self, job_id: str, suffix: str = "") -> Path:
-        return self.store.upload_path(job_id, suffix)
-
-    async def queued(self) -> int:
-        return self._queue.qsize()
-
-    async def submit(
-        self, job_id: str, model: str, options: dict[str, Any], input_path: Path, frames_total: int
-    ) -> JobRecord:
-        record = self.store.create(
-            model, options, input_path=input_path, frames_total=frames_total, job_id=job_id
-        )
-        self._finished.setdefault(record.id, asyncio.Event())
-        self._queue.put_nowait(record.id)
-        return record
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return self.store.get(job_id)
-
-    async def wait(self, job_id: str) -> JobRecord:
-        """Wait until the job is done, failed or cancelled."""
-        event = self._finished.setdefault(job_id, asyncio.Event())
-        record = self.store.get(job_id)
-        while record is not None and record.status in ("queued", "running"):
-            await event.wait()
-            record = self.store.get(job_id)
-        assert record is not None
-        return record
-
-    async def cancel(self, job_id: str) -> bool:
-        changed = self.store.mark_cancelled(job_id)
-        task = self.running.get(job_id)
-        if changed and task is not None:
-            task.cancel()
-        if changed:
-            self._finished.setdefault(job_id, asyncio.Event()).set()
-        return changed
-
-    async def _serve(self) -> None:
+    async def run(self) -> None:
+        """Take runs forever; a storage outage (Redis restarting) is waited out."""
+        backoff = Backoff()
         while True:
-            job_id = await self._queue.get()
-            record = self.store.get(job_id)
-            if record is None or record.status != "queued":
-                continue
-            task = asyncio.create_task(self._run(record), name=f"job-{job_id}")
-            self.running[job_id] = task
+            await self._slots.acquire()
             try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():  # the runner itself is stopping
-                    raise
-                # else the job alone was cancelled (DELETE): serve the next one
-            finally:
-                self.running.pop(job_id, None)
-                record = self.store.get(job_id)
-                if record is None or record.status not in ("queued", "running"):
-                    self._finished.setdefault(job_id, asyncio.Event()).set()
+                claim = await self.queue.take()
+                backoff.reset()
+            except self.queue.transient as exc:
+                self._slots.release()
+                await backoff.wait("job queue", exc)
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            if claim is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._run(claim), name=f"job-{claim.job_id}")
+            self.running[claim.entry_id or claim.token] = task
+            task.add_done_callback(functools.partial(self._done, claim.entry_id or claim.token))
 
-    async def _run(self, record: JobRecord) -> None:
-        self.store.mark_running(record.id)
+    def _done(self, key: str, _: asyncio.Task[None]) -> None:
+        self.running.pop(key, None)
+        self._slots.release()
+
+    async def _run(self, claim: Claim) -> None:
+        info = await self._persist(lambda: self.queue.start(claim, self.worker_id))
+        if info is None:
+            await self._persist(lambda: self.queue.release(claim))
+            await self._persist(lambda: job_ended(self.queue, claim.job_id, self.settings.keep_uploads))
+            return
+        if info.attempts > self.settings.job_max_attempts:
+            kind, reason = exhausted_error(info)
+            log.warning("job %s failed: %s", claim.job_id, reason)
+            self.metrics.errors.labels(f"job_{kind}").inc()
+            await self._persist(lambda: self.queue.fail(claim, reason))
+        else:
+            record = await self._persist(lambda: self.queue.get(claim.job_id))
+            if record is None:
+                return
+            await self._attempt(claim, record)  # a stop raises CancelledError: the job stays queued
+        await self._persist(lambda: job_ended(self.queue, claim.job_id, self.settings.keep_uploads))
+
+    async def _attempt(self, claim: Claim, record: JobRecord) -> None:
+        data_dir = self.queue.data_dir
+        result_file = data_dir / claim.result_name()
+        video_file = data_dir / claim.video_name() if record.options.get("render") else None
+        renewer = asyncio.create_task(self._renew(claim))
         self.metrics.active_jobs.inc()
         try:
-            rendered = self.store.video_path(record.id) if record.options.get("render") else None
-            result = await self.processor.run(record, self._report(record.id), rendered)
-            write_json_atomic(self.store.result_path(record.id), result.model_dump(mode="json"))
-            self.store.mark_done(record.id, video_path=rendered)
+            result = await self.processor.run(record, self._report(claim), video_file)
+            await asyncio.to_thread(write_json_atomic, result_file, result.model_dump(mode="json"))
+            if not await self._persist(lambda: self.queue.finish(claim, video=video_file is not None)):
+                log.info("job %s was cancelled or taken over meanwhile; discarding this run", claim.job_id)
+                remove_files(result_file, video_file)
+                await self._persist(lambda: self.queue.release(claim))
         except asyncio.CancelledError:
-            raise
+            remove_files(result_file, video_file)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # the runner is stopping
+                with contextlib.suppress(*self.queue.transient):
+                    await asyncio.shield(self.queue.requeue(claim, counts=False))
+                raise
+            await self._persist(lambda: self.queue.release(claim))  # cancelled, deleted or taken over
         except Exception as exc:
-            kind = getattr(exc, "kind", type(exc).__name__)
-            log.warning("job %s failed: %s", record.id, exc)
-            self.metrics.errors.labels(f"job_{kind}").inc()
-            self.store.mark_failed(record.id, public_failure(exc, f"job {record.id}"))
+            remove_files(result_file, video_file)
+            await self._failed(claim, exc)
         finally:
+            renewer.cancel()
             self.metrics.active_jobs.dec()
 
-    def _report(self, job_id: str) -> ProgressReport:
+    async def _failed(self, claim: Claim, exc: Exception) -> None:
+        kind: str
+        if isinstance(exc, MediaError):  # the input's fault: running again cannot help
+            kind, reason, retry = exc.kind, str(exc), False
+        elif is_disk_full(exc):
+            kind, reason, retry = "disk_full", DISK_FULL, False
+        else:
+            kind, reason, retry = type(exc).__name__, public_failure(exc, f"job {claim.job_id}"), True
+        log.warning("job %s failed on %s: %s", claim.job_id, self.worker_id, reason)
+        self.metrics.errors.labels(f"job_{kind}").inc()
+        if retry:
+            await self._persist(lambda: self.queue.requeue(claim, reason))
+        else:
+            await self._persist(lambda: self.queue.fail(claim, reason))
+
+    def _report(self, claim: Claim) -> ProgressReport:
         async def report(done: int, total: int) -> bool:
-            return self.store.update_progress(job_id, done, total)
+            try:
+                return await self.queue.progress(claim, done, total)
+            except self.queue.transient:  # best effort while Redis restarts; the work goes on
+                return True
 
         return report
+
+    async def _renew(self, claim: Claim) -> None:
+        """Renew the run well within the claim timeout, so live workers keep their jobs."""
+        every = self.settings.job_claim_idle_s / 3
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(*self.queue.transient):
+                if not await self.queue.renew(claim):
+                    return
+
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A run's transitions wait for the storage to come back rather than lose finished work."""
+        backoff = Backoff()
+        while True:
+            try:
+                return await write()
+            except self.queue.transient as exc:
+                await backoff.wait("job queue", exc)

@@ -15,7 +15,6 @@ from tdmi.client import (
     AuthError,
     BadRequest,
     FrameResult,
-    JobFailed,
     PoseClient,
     ServerUnreachable,
     SourceError,
@@ -63,19 +62,21 @@ def test_a_job_with_progress_then_every_result_format_and_the_video(
         assert sum(1 for _ in container.decode(video=0)) == synth_video.frames
 
 
-def test_a_queued_job_is_cancelled_and_waiting_on_it_raises(
+def test_a_queued_job_is_cancelled_and_deleted_and_waiting_on_it_raises(
     client: PoseClient, synth_video: SynthVideo
 ) -> None:
     first = client.submit(synth_video.path)  # the server runs one job at a time
     second = client.submit(synth_video.path)
     cancelled = second.cancel()
     assert cancelled.status == "cancelled"
-    with pytest.raises(JobFailed, match="cancelled"):
+    with pytest.raises(BadRequest) as gone:
         second.wait(poll_s=0.1)
+    assert gone.value.status == 404 and gone.value.kind == "not_found"
     assert first.wait(poll_s=0.1).status == "done"
-    with pytest.raises(BadRequest) as finished:
-        first.cancel()
-    assert finished.value.status == 409 and finished.value.kind == "finished"
+    assert first.cancel().status == "done"  # a finished job is deleted as it was
+    with pytest.raises(BadRequest) as deleted:
+        first.result()
+    assert deleted.value.status == 404
 
 
 def test_a_live_stream_from_a_video_file_yields_results_in_frame_order(

@@ -13,6 +13,7 @@ import torch
 from tdmi.model.checkpoint import save_checkpoint
 from tdmi.model.data.synth import SynthOptions, generate_dataset
 from tdmi.model.presets import build_model
+from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess
 from tests.helpers.weights import randomize
 
@@ -67,6 +68,14 @@ def make_synth_video(root: Path, frames: int, seed: int) -> SynthVideo:
     data = json.loads(annotation.read_text())
     video = root / "videos" / "val" / f"{annotation.stem}.mp4"
     return SynthVideo(video, data, options.frames, options.width, options.height, options.fps)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -31,14 +31,6 @@ CLUSTER_ENV = {
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
 def long_video(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
     """Long enough (64 frames) that a worker can be killed in the middle of its job."""
     return make_synth_video(tmp_path_factory.mktemp("synth-long"), frames=64, seed=11)
