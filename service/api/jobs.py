@@ -18,6 +18,7 @@ from tdmi.service.deps import Authorised, CallerDep, CatalogDep, JobsDep, Settin
 from tdmi.service.errors import ApiError
 from tdmi.service.jobs.disk import check_free_space
 from tdmi.service.jobs.formats import ResultFormat, render_result
+from tdmi.service.jobs.queue import NewJob
 from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.store import JobRecord, new_job_id
 from tdmi.service.video import limits_of, probe_video
@@ -128,7 +129,9 @@ async def create_job(
     except BaseException:
         upload_path.unlink(missing_ok=True)
         raise
-    record = await jobs.submit(job_id, model.name, options, upload_path, info.num_frames, caller)
+    record = await jobs.submit(
+        NewJob(job_id, model.name, options, upload_path, info.num_frames, caller.owner)
+    )
     if wait:
         ended = await jobs.wait(record.id)
         if ended is None:

@@ -28,7 +28,7 @@ from redis.typing import EncodableT, FieldT
 
 from tdmi.service.cluster import keys
 from tdmi.service.cluster.connection import BLOCK_MS, TRANSIENT
-from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, StartInfo
+from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, NewJob, StartInfo
 from tdmi.service.jobs.store import FINISHED, JobRecord, checked_id, options_json
 
 __all__ = ["RedisJobQueue"]
@@ -180,36 +180,28 @@ class RedisJobQueue:
 
     # -- API side --------------------------------------------------------------------------------
 
-    async def create(
-        self,
-        job_id: str,
-        model: str,
-        options: dict[str, Any],
-        input_path: Path,
-        frames_total: int,
-        owner: str | None,
-    ) -> JobRecord:
+    async def create(self, job: NewJob) -> JobRecord:
         now = repr(time.time())
         fields: dict[FieldT, EncodableT] = {
-            "id": checked_id(job_id),
+            "id": checked_id(job.job_id),
             "status": "queued",
-            "model": model,
-            "options": options_json(options),
-            "input": str(input_path.relative_to(self.data_dir)),
+            "model": job.model,
+            "options": options_json(job.options),
+            "input": str(job.input_path.relative_to(self.data_dir)),
             "frames_done": 0,
-            "frames_total": frames_total,
+            "frames_total": job.frames_total,
             "attempts": 0,
             "crashes": 0,
-            "owner": owner or "",
+            "owner": job.owner or "",
             "created_at": now,
             "updated_at": now,
         }
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.job(job_id), mapping=fields)
-            pipe.sadd(keys.JOBS_QUEUED, job_id)
-            pipe.xadd(keys.JOBS_STREAM, {"job": job_id})
+            pipe.hset(keys.job(job.job_id), mapping=fields)
+            pipe.sadd(keys.JOBS_QUEUED, job.job_id)
+            pipe.xadd(keys.JOBS_STREAM, {"job": job.job_id})
             await pipe.execute()
-        record = await self.get(job_id)
+        record = await self.get(job.job_id)
         assert record is not None
         return record
 

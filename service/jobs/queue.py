@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from tdmi.service.jobs.store import JobRecord
 
-__all__ = ["CRASHED", "Claim", "Deletion", "JobQueue", "StartInfo"]
+__all__ = ["CRASHED", "Claim", "Deletion", "JobQueue", "NewJob", "StartInfo"]
 
 # the error a run leaves when its process died before it could end it
 CRASHED = "the worker stopped while running the job"
@@ -42,6 +42,18 @@ class Claim:
 
     def video_name(self) -> str:
         return f"videos/{self.job_id}.{self.token}.mp4"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to queue: its upload is saved already; ``owner`` is the creating key's id (or None)."""
+
+    job_id: str
+    model: str
+    options: dict[str, Any]
+    input_path: Path
+    frames_total: int
+    owner: str | None
 
 
 @dataclass(frozen=True)
@@ -72,15 +84,7 @@ class JobQueue(Protocol):
 
     # -- API side --------------------------------------------------------------------------------
 
-    async def create(
-        self,
-        job_id: str,
-        model: str,
-        options: dict[str, Any],
-        input_path: Path,
-        frames_total: int,
-        owner: str | None,
-    ) -> JobRecord: ...
+    async def create(self, job: NewJob) -> JobRecord: ...
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job, also while it is being deleted (``record.deleted``); None for unknown ids."""

@@ -8,17 +8,15 @@ In embedded mode it also starts and stops the process's ``JobRunner``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from tdmi.service.auth import Caller
 from tdmi.service.config import Settings
 from tdmi.service.jobs.disk import watch_data_dir
-from tdmi.service.jobs.queue import JobQueue
+from tdmi.service.jobs.queue import JobQueue, NewJob
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.store import JobRecord, remove_files, upload_path
 from tdmi.service.metrics import ServiceMetrics
@@ -66,16 +64,8 @@ class JobService:
     async def queued(self) -> int:
         return await self.queue.queued()
 
-    async def submit(
-        self,
-        job_id: str,
-        model: str,
-        options: dict[str, Any],
-        input_path: Path,
-        frames_total: int,
-        caller: Caller,
-    ) -> JobRecord:
-        return await self.queue.create(job_id, model, options, input_path, frames_total, caller.owner)
+    async def submit(self, job: NewJob) -> JobRecord:
+        return await self.queue.create(job)
 
     async def get(self, job_id: str, caller: Caller) -> JobRecord | None:
         """The job if ``caller`` may see it; a job being deleted is already gone."""
@@ -117,8 +107,12 @@ class JobService:
         return deleted
 
     async def _sweep_forever(self) -> None:
+        """The sweep never stops the node: a failed sweep (Redis away, a file system error) is
+        logged and tried again at the next interval."""
         while True:
-            with contextlib.suppress(*self.queue.transient):
+            try:
                 if deleted := await self.sweep():
                     log.info("retention: deleted %d finished jobs", deleted)
+            except Exception as exc:
+                log.warning("retention sweep failed: %s", exc)
             await asyncio.sleep(self.settings.job_sweep_interval_s)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, StartInfo
+from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, NewJob, StartInfo
 from tdmi.service.jobs.store import JobRecord, checked_id, options_json
 
 __all__ = ["SqliteJobQueue"]
@@ -95,34 +95,26 @@ class SqliteJobQueue:
 
     # -- API side --------------------------------------------------------------------------------
 
-    async def create(
-        self,
-        job_id: str,
-        model: str,
-        options: dict[str, Any],
-        input_path: Path,
-        frames_total: int,
-        owner: str | None,
-    ) -> JobRecord:
+    async def create(self, job: NewJob) -> JobRecord:
         now = self._clock()
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, status, model, options, input_path, frames_total, created_at, "
                 "updated_at, owner) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    checked_id(job_id),
-                    model,
-                    options_json(options),
-                    str(input_path),
-                    frames_total,
+                    checked_id(job.job_id),
+                    job.model,
+                    options_json(job.options),
+                    str(job.input_path),
+                    job.frames_total,
                     now,
                     now,
-                    owner,
+                    job.owner,
                 ),
             )
-            record = self._get(job_id)
+            record = self._get(job.job_id)
         assert record is not None  # inserted under the same lock
-        self._fifo.put_nowait(job_id)
+        self._fifo.put_nowait(job.job_id)
         return record
 
     async def get(self, job_id: str) -> JobRecord | None:

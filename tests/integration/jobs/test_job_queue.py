@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tdmi.service.jobs.queue import CRASHED, Claim, JobQueue
+from tdmi.service.jobs.queue import CRASHED, Claim, JobQueue, NewJob
 from tdmi.service.jobs.runner import exhausted_error, job_ended
 from tests.integration.jobs.conftest import Backend
 
@@ -23,7 +23,7 @@ async def _queue_with_job(backend: Backend, owner: str | None = "key-a") -> JobQ
     queue = await backend.ready(backend.open())
     upload = queue.data_dir / "uploads" / f"{JOB}.mp4"
     upload.write_bytes(b"video")
-    await queue.create(JOB, "tdmi-tiny", {"render": False}, upload, 10, owner)
+    await queue.create(NewJob(JOB, "tdmi-tiny", {"render": False}, upload, 10, owner))
     return queue
 
 
@@ -141,7 +141,7 @@ def test_cancel_stops_a_running_job_and_skips_a_queued_one(backend: Backend) -> 
         assert record is not None and record.status == "cancelled"
 
         other = "cd" * 16
-        await queue.create(other, "tdmi-tiny", {}, queue.data_dir / "uploads" / other, 5, None)
+        await queue.create(NewJob(other, "tdmi-tiny", {}, queue.data_dir / "uploads" / other, 5, None))
         assert await queue.cancel(other) == "queued"
         skipped = await _take(queue)
         assert skipped.job_id == other and await queue.start(skipped, "w") is None
@@ -219,7 +219,7 @@ def test_retention_takes_only_jobs_that_finished_before_the_cutoff(backend: Back
         assert await queue.start(claim, "w") is not None
         assert await queue.finish(claim, video=False)
         running = "cd" * 16
-        await queue.create(running, "tdmi-tiny", {}, queue.data_dir / "uploads" / running, 5, None)
+        await queue.create(NewJob(running, "tdmi-tiny", {}, queue.data_dir / "uploads" / running, 5, None))
         now = time.time()
         assert await queue.finished_ids(now - 3600) == []
         assert await queue.delete(JOB, finished_before=now - 3600) is None  # too recent
@@ -238,7 +238,7 @@ def test_job_ids_that_could_leave_the_data_dir_are_refused(backend: Backend, tmp
         queue = await backend.ready(backend.open())
         for bad in ("../../etc/passwd", "AB" * 16, "a" * 31):
             try:
-                await queue.create(bad, "tdmi-tiny", {}, queue.data_dir / "uploads" / "x", 1, None)
+                await queue.create(NewJob(bad, "tdmi-tiny", {}, queue.data_dir / "uploads" / "x", 1, None))
             except ValueError as exc:
                 assert "invalid job id" in str(exc)
             else:

@@ -17,7 +17,7 @@ import pytest
 
 from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import InferenceRuntime
-from tdmi.service.jobs.queue import JobQueue
+from tdmi.service.jobs.queue import JobQueue, NewJob
 from tdmi.service.jobs.runner import DISK_FULL, JobRunner
 from tdmi.service.jobs.store import JobRecord, new_job_id
 from tdmi.service.metrics import ServiceMetrics
@@ -71,7 +71,7 @@ async def _submit(
         upload.write_bytes(video.path.read_bytes())
         boxes = {k: [[*b, 1.0] for b in v] for k, v in video.boxes().items()}
     options = {"boxes": boxes, "lookahead": None, "render": False, "filename": "clip.mp4"}
-    await queue.create(job_id, model, options, upload, video.frames if video else 1, None)
+    await queue.create(NewJob(job_id, model, options, upload, video.frames if video else 1, None))
     return job_id
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tdmi.service.jobs.queue import NewJob
 from tdmi.service.jobs.sqlite import SqliteJobQueue
 from tdmi.service.jobs.store import new_job_id, write_json_atomic
 
@@ -27,7 +28,7 @@ def test_a_reopened_queue_runs_interrupted_jobs_first_then_queued_ones_oldest_fi
         first = SqliteJobQueue(tmp_path)
         ids = [new_job_id() for _ in range(3)]
         for job_id in ids:
-            await first.create(job_id, "m", {"render": False}, tmp_path / "uploads" / job_id, 9, None)
+            await first.create(NewJob(job_id, "m", {"render": False}, tmp_path / "uploads" / job_id, 9, None))
         assert await _taken(first) == ids[0]  # taken, never started: still queued
         running = await first.take()
         assert running is not None and await first.start(running, "w") is not None
@@ -72,7 +73,7 @@ def test_options_must_be_json(tmp_path: Path) -> None:
         queue = SqliteJobQueue(tmp_path)
         for options in ({"boxes": {1, 2}}, {"score": float("nan")}):
             with pytest.raises(ValueError, match="plain JSON"):
-                await queue.create(new_job_id(), "m", options, tmp_path / "x", 1, None)
+                await queue.create(NewJob(new_job_id(), "m", options, tmp_path / "x", 1, None))
         assert await queue.queued() == 0
         queue.close()
 
