@@ -181,8 +181,10 @@ def test_delete_removes_a_finished_job_with_its_files_and_a_running_one_once_it_
     node = start_node(mode, {})
     done = node.submit(synth_video, None, render="true")
     node.wait(done, None)
+    uploaded = functools.partial(node.files, done)
+    _until(lambda: len(uploaded()) == 2, "the upload stayed after its job ended")
     files = node.files(done)
-    assert [p.parent.name for p in files] == ["results", "videos"]  # the upload went when the job ended
+    assert [p.parent.name for p in files] == ["results", "videos"]
     assert node.data_dir_bytes() >= sum(p.stat().st_size for p in files)
     reply = node.delete(done, None)
     assert reply.status_code == 200 and reply.json()["status"] == "done"

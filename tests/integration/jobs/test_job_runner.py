@@ -85,6 +85,15 @@ async def _finished(queue: JobQueue, job_id: str, timeout: float = 120) -> JobRe
     raise AssertionError(f"job {job_id} did not finish: {record}")
 
 
+async def _removed(path: Path) -> bool:
+    """The runner removes an upload just after the job's final status is written."""
+    for _ in range(2400):
+        if not path.exists():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 def _errors(metrics: ServiceMetrics) -> dict[str, float]:
     return {
         sample.labels["kind"]: sample.value
@@ -105,7 +114,7 @@ def test_a_job_runs_once_and_its_upload_is_removed(
             assert record.result_path is not None
             result = json.loads(record.result_path.read_text())
             assert [f["index"] for f in result["frames"]] == list(range(synth_video.frames))
-            assert record.input_path is not None and not record.input_path.exists()
+            assert record.input_path is not None and await _removed(record.input_path)
             assert _errors(metrics) == {}
 
     asyncio.run(scenario())
@@ -127,7 +136,7 @@ def test_bad_input_fails_at_once_and_other_errors_retry_up_to_the_limit(
             assert lost.status == "failed" and lost.attempts == 3  # two runs, then the start that gave up
             assert lost.error is not None
             assert lost.error.startswith("gave up after 2 attempts; last: UnknownModelError: ")
-            assert lost.input_path is not None and not lost.input_path.exists()
+            assert lost.input_path is not None and await _removed(lost.input_path)
             assert _errors(metrics) == {media_kind: 1.0, "job_UnknownModelError": 2.0, "job_gave_up": 1.0}
 
     asyncio.run(scenario())
