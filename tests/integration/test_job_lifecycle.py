@@ -24,6 +24,7 @@ from tests.helpers.server import ServerProcess
 from tests.integration.cluster.conftest import Cluster
 from tests.integration.conftest import SynthVideo, make_synth_video
 
+pytestmark = pytest.mark.slow
 _databases = itertools.count(9)  # cluster tests count up from 1, the queue suite uses 15
 ALICE, BOB, ADMIN = "alice-key-1", "bob-key-2", "admin-key-3"
 KEYS = {"TDMI_API_KEYS": json.dumps([ALICE, BOB]), "TDMI_ADMIN_API_KEYS": json.dumps([ADMIN])}
@@ -148,7 +149,7 @@ def start_node(
         stop()
 
 
-MODES = pytest.mark.parametrize("mode", ["embedded", "cluster"])
+MODES = pytest.mark.parametrize("mode", ["embedded", pytest.param("cluster", marks=pytest.mark.redis)])
 
 
 @MODES

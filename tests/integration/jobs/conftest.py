@@ -52,7 +52,7 @@ class Backend:
             await queue.redis.aclose()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     data_dir = tmp_path / "data"
     if request.param == "sqlite":
