@@ -20,7 +20,7 @@ from tdmi.service.cluster.worker import WorkerNode
 from tdmi.service.config import Settings, get_settings
 from tdmi.service.embedded import EmbeddedNode
 from tdmi.service.errors import install_error_handlers
-from tdmi.service.node import Node
+from tdmi.service.node import Node, ServingNode
 
 __all__ = ["create_app", "create_worker_app"]
 
@@ -32,7 +32,7 @@ _VERSION = "0.1.0"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The pose service: embedded, or an API node of a cluster when ``redis_url`` is set."""
     settings = settings or get_settings()
-    node = ApiNode(settings) if settings.redis_url else EmbeddedNode(settings)
+    node: ServingNode = ApiNode(settings) if settings.redis_url else EmbeddedNode(settings)
     return _app(
         node,
         "TDMI pose service",
