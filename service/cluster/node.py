@@ -34,6 +34,8 @@ log = logging.getLogger("tdmi.cluster")
 
 
 class ApiNode:
+    """The public API of a cluster: jobs on the Redis queue, live streams forwarded to workers."""
+
     def __init__(self, settings: Settings):
         if settings.redis_url is None:
             raise ValueError("an API node of a cluster needs --redis URL (or TDMI_REDIS_URL)")

@@ -31,6 +31,8 @@ log = logging.getLogger("tdmi.cluster.worker")
 
 
 class WorkerNode:
+    """Models on one device; video jobs and pinned live streams from Redis; its load reported."""
+
     def __init__(self, settings: Settings):
         if settings.redis_url is None:
             raise ValueError("tdmi worker needs --redis URL (or TDMI_REDIS_URL)")
