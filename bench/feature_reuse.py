@@ -5,7 +5,7 @@
 
 Synthetic held-out video (``tdmi synth``, generated here unless ``--data`` names a directory that
 ``tdmi synth --split val`` wrote) goes through the service's own inference path in-process:
-``StreamSession`` -> ``Batcher`` -> ``InferenceEngine`` -> ``InferenceWorker`` with the demo
+``StreamSession`` -> ``Batcher`` -> ``InferenceEngine`` -> ``ModelRunner`` with the demo
 checkpoint on the eager torch backend, ground-truth boxes as the client's boxes, the same batch
 settings for every mode. Exact mode crops every clip with its key frame's box; reuse mode crops each
 track with an anchor box kept while the box's IoU with it stays at or above the drift threshold,
@@ -50,7 +50,7 @@ from tdmi.service.config import DEMO_CHECKPOINT
 from tdmi.service.inference.backends import make_backend
 from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
-from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
 from tdmi.service.video import iter_frames
 
@@ -112,12 +112,12 @@ def load_videos(root: Path) -> list[Video]:
     return videos
 
 
-async def run_group(worker: InferenceWorker, videos: list[Video], drift: float | None, max_batch: int) -> Run:
-    """``videos`` as concurrent streams through a fresh batcher and engine around ``worker``."""
+async def run_group(runner: ModelRunner, videos: list[Video], drift: float | None, max_batch: int) -> Run:
+    """``videos`` as concurrent streams through a fresh batcher and engine around ``runner``."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-device")
-    engine = InferenceEngine(worker, Batcher(max_batch, 5.0, 64), executor)
+    engine = InferenceEngine(runner, Batcher(max_batch, 5.0, 64), executor)
     engine.start()
-    radius = worker.preset.num_frames // 2
+    radius = runner.preset.num_frames // 2
     options = SessionOptions(radius=radius, lookahead=radius, live=False)
     if drift is not None:
         options = replace(options, feature_reuse=True, reuse_drift_iou=drift)
@@ -136,7 +136,7 @@ async def run_group(worker: InferenceWorker, videos: list[Video], drift: float |
             out.append(outcome.poses)
         return out
 
-    crops_before = worker.backbone_crops
+    crops_before = runner.backbone_crops
     start = time.perf_counter()
     try:
         feeders = [asyncio.create_task(feed(s, v)) for s, v in zip(sessions, videos)]
@@ -152,7 +152,7 @@ async def run_group(worker: InferenceWorker, videos: list[Video], drift: float |
     return Run(
         seconds=seconds,
         person_frames=sum(v.person_frames for v in videos),
-        backbone_crops=worker.backbone_crops - crops_before,
+        backbone_crops=runner.backbone_crops - crops_before,
         reanchored=sum(s.anchors.reanchored for s in sessions if s.anchors is not None),
         poses={v.name: r for v, r in zip(videos, results)},
     )
@@ -222,13 +222,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     assert isinstance(network, TDMI)
     ceiling = flop_ceiling(network, preset.input_shape(1))
     backend = make_backend("torch", network, preset, device, "fp32", Path(tempfile.gettempdir()), "bench")
-    worker = InferenceWorker(preset, backend, device, args.max_batch, feature_reuse=True)
-    worker.warm_up()
+    runner = ModelRunner(preset, backend, device, args.max_batch, feature_reuse=True)
+    runner.warm_up()
     modes: list[tuple[str, float | None]] = [(EXACT, None)] + [(f"reuse@{d:g}", d) for d in args.drift]
 
     warm = [Video(v.name, v.annotation, v.images[:8], v.boxes[:8]) for v in videos[: args.streams]]
     for _, drift in modes:  # not counted: first-call costs of every path and shape
-        asyncio.run(run_group(worker, warm, drift, args.max_batch))
+        asyncio.run(run_group(runner, warm, drift, args.max_batch))
 
     groups = [videos[i : i + args.streams] for i in range(0, len(videos), args.streams)]
     runs: dict[str, list[Run]] = {name: [] for name, _ in modes}
@@ -236,7 +236,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for g, group in enumerate(groups):
             first = (g + turn) % len(modes)
             for name, drift in modes[first:] + modes[:first]:
-                runs[name].append(asyncio.run(run_group(worker, group, drift, args.max_batch)))
+                runs[name].append(asyncio.run(run_group(runner, group, drift, args.max_batch)))
 
     gt = {v.name: v.annotation for v in videos}
     rows = []

@@ -8,7 +8,7 @@ Stages, each timed on its own on 640x480 frames with K persons:
 - ``decode-jpeg``: one live frame's JPEG to RGB (``service.images.decode_image``);
 - ``detect``: the HOG person detector on one frame (it runs every ``TDMI_DETECT_EVERY`` frames;
   the amortised cost per frame is also given);
-- ``crop``, ``model``, ``post``: the inference worker on full batches of ``--max-batch`` clips
+- ``crop``, ``model``, ``post``: the model runner on full batches of ``--max-batch`` clips
   (frames of K persons), the stage times it reports itself (device synchronised per stage):
   upload and crop+warp on the device; the backend's forward pass; heatmap decoding and mapping
   back to image pixels.
@@ -37,9 +37,9 @@ from tdmi.model.presets import build_model
 from tdmi.service.detection.hog import HogPeopleDetector
 from tdmi.service.images import decode_image
 from tdmi.service.inference.backends import BackendKind, Precision, make_backend
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.runtime import parse_model_spec
 from tdmi.service.inference.work import FrameWork
-from tdmi.service.inference.worker import InferenceWorker
 from tdmi.service.video.decode import iter_frames
 from tdmi.service.video.encode import OverlayWriter
 
@@ -108,11 +108,11 @@ def measure(
         network = build_model(preset.name, checkpoint)
         runner = make_backend(backend, network, preset, device, precision, Path(cache), "bench")
     laps: dict[str, list[float]] = defaultdict(list)
-    worker = InferenceWorker(preset, runner, device, max_batch, lambda stage, s: laps[stage].append(s))
-    worker.warm_up()
+    model_runner = ModelRunner(preset, runner, device, max_batch, lambda stage, s: laps[stage].append(s))
+    model_runner.warm_up()
     works = _works(images, preset.num_frames, persons, frames_per_batch)
     for _ in range(repeats + 2):
-        worker.run(works)
+        model_runner.run(works)
     for name in ("crop", "model", "post"):
         stages[name] = _stage(statistics.median(laps[name][2:]), frames_per_batch)
 

@@ -41,6 +41,7 @@ from tdmi.client.events import (
     parse_server_message,
 )
 from tdmi.client.sources import Frame, FrameSource, encode_jpeg
+from tdmi.protocol.backoff import BackoffSchedule
 from tdmi.protocol.media import require
 from tdmi.protocol.stream import (
     CLOSE_CODES,
@@ -57,7 +58,7 @@ from tdmi.protocol.stream import (
     pack_frame,
 )
 
-__all__ = ["StreamOptions", "backoff_delay", "stream_events"]
+__all__ = ["StreamOptions", "stream_events"]
 
 RETRY_CLOSE_CODES = frozenset({1006, 1011, 1012, 1013})  # 1006: closed without a close frame
 RETRY_ERRORS = frozenset({"not_ready"})
@@ -98,11 +99,6 @@ class StreamOptions:
     def in_flight_limit(self, ready: ReadyMessage) -> int:
         wanted = self.max_in_flight if self.max_in_flight is not None else ready.lookahead + 4
         return max(ready.lookahead + 1, min(wanted, 2 * ready.ack_window + ready.lookahead))
-
-
-def backoff_delay(attempt: int, options: StreamOptions) -> float:
-    """Delay before reconnection ``attempt`` (1-based): ``backoff_s`` doubled per attempt, capped."""
-    return float(min(options.backoff_s * 2 ** (attempt - 1), options.backoff_max_s))
 
 
 class _InFlight:
@@ -200,7 +196,7 @@ async def stream_events(
     reader = _Reader(source, options)
     in_flight = _InFlight()
     ids = itertools.count()
-    failures = 0
+    backoff = BackoffSchedule(options.backoff_s, options.backoff_max_s)
     connected_once = False
     try:
         while True:
@@ -213,7 +209,8 @@ async def stream_events(
                     open_timeout=options.open_timeout_s,
                 ) as ws:
                     ready = await _handshake(ws, options)
-                    connected_once, failures = True, 0
+                    connected_once = True
+                    backoff.reset()
                     yield StreamStarted(ready)
                     sender = asyncio.create_task(
                         _send_frames(ws, reader, in_flight, ids, options, options.in_flight_limit(ready))
@@ -229,12 +226,11 @@ async def stream_events(
                         await asyncio.gather(sender, return_exceptions=True)
             except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError, StreamError) as exc:
                 failure = _classify(exc, connected_once)
-            failures += 1
-            if failures > options.reconnect_attempts:
+            delay = backoff.next_delay()
+            if backoff.failures > options.reconnect_attempts:
                 raise failure
-            delay = backoff_delay(failures, options)
             code = failure.code if isinstance(failure, StreamClosed) else None
-            yield Reconnecting(failures, delay, code, str(failure), in_flight.lose_all())
+            yield Reconnecting(backoff.failures, delay, code, str(failure), in_flight.lose_all())
             await asyncio.sleep(delay)
     finally:
         await reader.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from tdmi.model.cli import add_model_commands
 from tdmi.service.weights.cli import add_weights_command
@@ -22,6 +22,7 @@ def _settings(args: argparse.Namespace) -> Any:
         for key, value in {
             "host": args.host,
             "port": args.port,
+            "base_port": args.base_port,
             "device": args.device,
             "backend": args.backend,
             "detector": args.detector,
@@ -48,28 +49,31 @@ def _check_weights(settings: Any, loads_models: bool) -> None:
         resolve_detector(settings.detector, store)
 
 
-def _run_server(app_factory: Callable[[Any], Any], settings: Any) -> int:
+def _run_server(app_factory: Callable[[Any], Any], settings: Any, role: Literal["serve", "worker"]) -> int:
+    """Bind first, then build and start the node: a node that cannot listen never joins a cluster."""
     import json
     import logging
 
     import uvicorn
 
     from tdmi.service.auth import check_bind
+    from tdmi.service.listen import bind_listener
     from tdmi.service.logs import configure_logging
 
     check_bind(settings)
+    listener = bind_listener(settings, role)
     log_config = configure_logging(settings.log_format)
     logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
-    uvicorn.run(
-        app_factory(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config,
-        ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=settings.heartbeat_s,
-        ws_ping_timeout=settings.heartbeat_s,
-        timeout_graceful_shutdown=10,
-    )
+    with listener:
+        config = uvicorn.Config(
+            app_factory(settings),
+            log_config=log_config,
+            ws_max_size=settings.max_message_bytes,
+            ws_ping_interval=settings.heartbeat_s,
+            ws_ping_timeout=settings.heartbeat_s,
+            timeout_graceful_shutdown=10,
+        )
+        uvicorn.Server(config).run(sockets=[listener])
     return 0
 
 
@@ -78,23 +82,28 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _check_weights(settings, loads_models=settings.redis_url is None)
-    return _run_server(create_app, settings)
+    return _run_server(create_app, settings, "serve")
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from tdmi.service.cluster.worker import create_worker_app
+    from tdmi.service.main import create_worker_app
 
     settings = _settings(args)
     if settings.redis_url is None:
         raise ValueError("tdmi worker needs --redis URL (or TDMI_REDIS_URL)")
     _check_weights(settings, loads_models=True)
-    return _run_server(create_worker_app, settings)
+    return _run_server(create_worker_app, settings, "worker")
 
 
-def _add_node_flags(parser: argparse.ArgumentParser, role: str) -> None:
+def _add_node_flags(parser: argparse.ArgumentParser, default_port: str) -> None:
     """Flags shared by the API node and the worker (each also readable from TDMI_* variables)."""
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1, TDMI_HOST)")
-    parser.add_argument("--port", type=int, help=f"port of the {role}'s HTTP (default 8000, TDMI_PORT)")
+    parser.add_argument("--port", type=int, help=f"HTTP port (default {default_port}, TDMI_PORT)")
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        help="the nodes of one host count their default ports from here (default 8000, TDMI_BASE_PORT)",
+    )
     parser.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
     parser.add_argument(
         "--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime"
@@ -133,11 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the pose service (embedded; with --redis, an API node of a cluster)"
     )
-    _add_node_flags(serve, "service")
+    _add_node_flags(serve, "the base port, 8000")
     serve.add_argument("--detector", help=_DETECTOR_HELP)
     serve.set_defaults(run=_serve)
-    worker = commands.add_parser("worker", help="run an inference worker of a cluster (needs --redis)")
-    _add_node_flags(worker, "worker")
+    worker = commands.add_parser("worker", help="run a worker node of a cluster (needs --redis)")
+    _add_node_flags(worker, "base port + 1 + N for --device cuda:N, so 8001 on cuda:0")
     worker.add_argument("--detector", help=_DETECTOR_HELP)
     worker.add_argument("--worker-id", help="name in the cluster (default host-pid, TDMI_WORKER_ID)")
     worker.set_defaults(run=_worker)

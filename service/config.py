@@ -57,7 +57,15 @@ class Settings(BaseSettings):
 
     # where and what
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="HTTP port; unset: base_port for tdmi serve, base_port + 1 + N for a worker on device :N",
+    )
+    base_port: int = Field(
+        default=8000, ge=1, le=65535, description="ports of the nodes on one host count from here"
+    )
     device: str = Field(default="cpu", description="cpu, cuda or cuda:N")
     models: list[str] = Field(
         default_factory=_default_models,

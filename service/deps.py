@@ -1,10 +1,14 @@
-"""Request dependencies as ``Annotated`` aliases: the app's state and the API-key check."""
+"""Request dependencies as ``Annotated`` aliases: the node, what it serves, and the API-key check.
+
+The app's state holds one node (``service.main``); these give routes the part they need, typed.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from tdmi.service.auth import Caller, identify, is_authorised
 from tdmi.service.config import Settings
@@ -12,38 +16,72 @@ from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.node import Node, ServingNode
 
-__all__ = ["Authorised", "CallerDep", "CatalogDep", "JobsDep", "MetricsDep", "SettingsDep"]
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-def _catalog(request: Request) -> ModelCatalog:
-    """The models requests may name; 503 while the node is not ready (loading, Redis unreachable)."""
-    catalog = request.app.state.catalog
-    if catalog is None or request.app.state.not_ready_reason is not None:
-        raise ApiError(503, "not_ready", request.app.state.not_ready_reason or "starting")
-    return catalog
-
-
-def _jobs(request: Request) -> JobService:
-    _catalog(request)
-    return request.app.state.jobs
+__all__ = [
+    "AnyNodeDep",
+    "Authorised",
+    "CallerDep",
+    "CatalogDep",
+    "JobsDep",
+    "MetricsDep",
+    "NodeDep",
+    "ReadyNodeDep",
+    "SettingsDep",
+]
 
 
-def _metrics(request: Request) -> ServiceMetrics:
-    return request.app.state.metrics
+def _any_node(connection: HTTPConnection) -> Node:
+    """Whatever node this app runs (the worker app's routes need no more)."""
+    node: Node = connection.app.state.node
+    return node
 
 
-def _authorise(request: Request) -> None:
-    if not is_authorised(request.app.state.settings, request.headers):
+def _node(connection: HTTPConnection) -> ServingNode:
+    """The node of an app that serves the public API (``create_app`` mounts those routes only)."""
+    node: ServingNode = connection.app.state.node
+    return node
+
+
+AnyNodeDep = Annotated[Node, Depends(_any_node)]
+NodeDep = Annotated[ServingNode, Depends(_node)]
+
+
+def _ready_node(node: NodeDep) -> ServingNode:
+    """503 while the node is not ready (loading, Redis unreachable, shutting down)."""
+    if node.readiness.reason is not None:
+        raise ApiError(503, "not_ready", node.readiness.reason)
+    return node
+
+
+ReadyNodeDep = Annotated[ServingNode, Depends(_ready_node)]
+
+
+def _settings(node: AnyNodeDep) -> Settings:
+    return node.settings
+
+
+def _catalog(node: ReadyNodeDep) -> ModelCatalog:
+    """The models requests may name."""
+    return node.catalog
+
+
+def _jobs(node: ReadyNodeDep) -> JobService:
+    return node.jobs
+
+
+def _metrics(node: AnyNodeDep) -> ServiceMetrics:
+    return node.metrics
+
+
+def _authorise(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> None:
+    if not is_authorised(settings, connection.headers):
         raise ApiError(401, "unauthorised", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
-def _caller(request: Request) -> Caller:
-    return identify(request.app.state.settings, request.headers)
+def _caller(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> Caller:
+    """Who is calling (which key, admin or not): jobs belong to the key that created them."""
+    return identify(settings, connection.headers)
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]

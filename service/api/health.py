@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import torch
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from tdmi.protocol import HealthPublic
+from tdmi.service.deps import AnyNodeDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", operation_id="healthz", responses={503: {"model": HealthPublic}})
-def healthz(request: Request) -> JSONResponse:
+def healthz(node: AnyNodeDep) -> JSONResponse:
     """The process is alive and its configured device is usable (models may still be loading)."""
-    device = request.app.state.settings.device if hasattr(request.app.state, "settings") else "cpu"
+    device = node.settings.device
     usable = not device.startswith("cuda") or torch.cuda.is_available()
     reason = None if usable else f"device {device} is not usable"
     body = HealthPublic(status="ok" if usable else "not ready", reason=reason)
@@ -22,7 +23,7 @@ def healthz(request: Request) -> JSONResponse:
 
 
 @router.get("/readyz", operation_id="readyz", responses={503: {"model": HealthPublic}})
-def readyz(request: Request) -> JSONResponse:
-    reason: str | None = request.app.state.not_ready_reason
+def readyz(node: AnyNodeDep) -> JSONResponse:
+    reason = node.readiness.reason
     body = HealthPublic(status="ok") if reason is None else HealthPublic(status="not ready", reason=reason)
     return JSONResponse(body.model_dump(), status_code=200 if reason is None else 503)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from tdmi.protocol import ModelPublic, ModelsPublic
-from tdmi.service.deps import Authorised
+from tdmi.service.deps import Authorised, NodeDep
 from tdmi.service.inference.runtime import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorised])
@@ -24,6 +24,6 @@ def _public(loaded: ModelInfo) -> ModelPublic:
 
 
 @router.get("/models", operation_id="list_models")
-def list_models(request: Request) -> ModelsPublic:
-    catalog = getattr(request.app.state, "catalog", None)
-    return ModelsPublic(models=[_public(m) for m in catalog.models.values()] if catalog else [])
+def list_models(node: NodeDep) -> ModelsPublic:
+    """Empty while the node is still loading."""
+    return ModelsPublic(models=[_public(m) for m in node.catalog.models.values()])

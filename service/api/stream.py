@@ -37,6 +37,7 @@ from tdmi.protocol.stream import (
 )
 from tdmi.service.auth import is_authorised
 from tdmi.service.config import Settings
+from tdmi.service.deps import NodeDep
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
 
@@ -199,22 +200,19 @@ class LiveStream:
 
 
 @router.websocket("/v1/stream")
-async def stream(ws: WebSocket) -> None:
-    app = ws.app
-    settings: Settings = app.state.settings
+async def stream(ws: WebSocket, node: NodeDep) -> None:
+    settings = node.settings
     await ws.accept()
     if not is_authorised(settings, ws.headers, ws.query_params.get("api_key")):
         await ws.close(1008, "missing or wrong API key")
         return
-    if app.state.not_ready_reason is not None or not app.state.accepting:
+    if node.readiness.reason is not None or not node.readiness.accepting:
         await ws.send_text(
-            ErrorMessage(
-                error="not_ready", detail=app.state.not_ready_reason or "shutting down"
-            ).model_dump_json()
+            ErrorMessage(error="not_ready", detail=node.readiness.reason or "shutting down").model_dump_json()
         )
         await ws.close(1013, "not ready")
         return
-    if len(app.state.streams) >= settings.max_streams:
+    if len(node.streams) >= settings.max_streams:
         await ws.send_text(
             ErrorMessage(
                 error="too_many_streams", detail=f"limit is {settings.max_streams}"
@@ -222,9 +220,9 @@ async def stream(ws: WebSocket) -> None:
         )
         await ws.close(4029, "too many concurrent streams")
         return
-    live = LiveStream(ws, settings, app.state.metrics, app.state.open_feed)
-    app.state.streams[live.stream_id] = live
-    app.state.metrics.active_streams.inc()
+    live = LiveStream(ws, settings, node.metrics, node.open_feed)
+    node.streams.add(live.stream_id, live)
+    node.metrics.active_streams.inc()
     sender = asyncio.create_task(live.deliver())
     inbox = _Inbox(2 * settings.max_message_bytes)
     reader = asyncio.create_task(inbox.read(ws))
@@ -244,8 +242,8 @@ async def stream(ws: WebSocket) -> None:
         code, reason = 1011, "internal error"
     finally:
         # the slot goes first: a client that reconnects at once finds it free
-        app.state.streams.pop(live.stream_id, None)
-        app.state.metrics.active_streams.dec()
+        node.streams.discard(live.stream_id)
+        node.metrics.active_streams.dec()
         for task in (sender, reader):
             task.cancel()
         await asyncio.gather(sender, reader, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""Scale-out over Redis: API nodes and inference workers on any number of hosts.
+"""Scale-out over Redis: API nodes and worker nodes on any number of hosts.
 
 Video jobs travel through a Redis Stream with a consumer group (``jobs``), live streams are
 pinned to one worker and travel through per-worker and per-API-node Streams (``remote_feed``,

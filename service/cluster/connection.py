@@ -14,6 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tdmi.protocol.backoff import BackoffSchedule
+
 __all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect", "follow"]
 
 log = logging.getLogger("tdmi.cluster")
@@ -39,20 +41,16 @@ def connect(url: str) -> Redis:
     )
 
 
-class Backoff:
-    """Exponential waits between reconnection attempts, reset by a success."""
+class Backoff(BackoffSchedule):
+    """The shared backoff schedule, waited out by a loop that lost Redis (and logged)."""
 
     def __init__(self, first_s: float = 0.1, cap_s: float = 5.0):
-        self.first_s, self.cap_s = first_s, cap_s
-        self.delay_s = first_s
+        super().__init__(first_s, cap_s)
 
     async def wait(self, what: str, exc: BaseException) -> None:
-        log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, self.delay_s)
-        await asyncio.sleep(self.delay_s)
-        self.delay_s = min(self.delay_s * 2, self.cap_s)
-
-    def reset(self) -> None:
-        self.delay_s = self.first_s
+        delay_s = self.next_delay()
+        log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, delay_s)
+        await asyncio.sleep(delay_s)
 
 
 async def follow(

@@ -1,4 +1,7 @@
-"""The cluster parts of an API node (``tdmi serve --redis``): no models, no device."""
+"""An API node of a cluster (``tdmi serve --redis``): no models, no device.
+
+Video jobs go to the Redis job queue, live streams to a worker each; ready while Redis answers.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Mapping
 
+from tdmi.protocol import WorkersPublic
 from tdmi.service.cluster import keys
 from tdmi.service.cluster.catalog import ClusterCatalog
 from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
@@ -16,8 +21,11 @@ from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.registry import Registry
 from tdmi.service.cluster.remote_feed import LiveLink
 from tdmi.service.config import Settings
+from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.node import LiveConnections, Readiness
+from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 from tdmi.service.weights.resolve import weights_store
 
 __all__ = ["ApiNode"]
@@ -26,19 +34,24 @@ log = logging.getLogger("tdmi.cluster")
 
 
 class ApiNode:
-    def __init__(
-        self, settings: Settings, metrics: ServiceMetrics, on_readiness: Callable[[str | None], None]
-    ):
-        assert settings.redis_url is not None
+    """The public API of a cluster: jobs on the Redis queue, live streams forwarded to workers."""
+
+    def __init__(self, settings: Settings):
+        if settings.redis_url is None:
+            raise ValueError("an API node of a cluster needs --redis URL (or TDMI_REDIS_URL)")
         self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.readiness = Readiness("connecting to redis")
+        self.streams = LiveConnections()
+        self.started_at = time.time()
         self.node_id = f"api-{socket.gethostname()}-{os.getpid()}"
         self.redis = connect(settings.redis_url)
         self.registry = Registry(self.redis, settings.node_ttl_s)
         self.queue = RedisJobQueue(self.redis, settings.data_dir, self.node_id, settings.job_claim_idle_s)
-        self.jobs = JobService(self.queue, settings, metrics)
-        self.catalog = ClusterCatalog(settings.models, weights_store(settings))
+        self._jobs = JobService(self.queue, settings, self.metrics)
+        self._catalog = ClusterCatalog(settings.models, weights_store(settings))
         self.link = LiveLink(self.redis, self.node_id, self.registry, settings.heartbeat_interval_s)
-        self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, on_readiness)
+        self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, self.readiness.set)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -48,9 +61,13 @@ class ApiNode:
             asyncio.create_task(self.link.run(), name="live-replies"),
             asyncio.create_task(self._beat(), name="api-heartbeat"),
         ]
+        await self.watch.check()
+        log.info("API node %s of the cluster at %s", self.node_id, self.settings.redis_url)
 
     async def stop(self) -> None:
-        await self.jobs.stop()
+        """Stop taking jobs, close live streams (1012), stop the loops, leave the cluster."""
+        await self._jobs.stop()
+        await self.streams.close_all()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -68,9 +85,27 @@ class ApiNode:
                     await self.queue.ensure_group()
                     grouped = True
                 await self.redis.set(keys.api_node(self.node_id), "1", px=ttl_ms)
-                self.catalog.update(await self.registry.live())
+                self._catalog.update(await self.registry.live())
                 backoff.reset()
             except TRANSIENT as exc:
                 await backoff.wait("api heartbeat", exc)
                 continue
             await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    @property
+    def jobs(self) -> JobService:
+        return self._jobs
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self._catalog
+
+    def open_feed(self, stream_id: str, on_error: ErrorSink) -> LiveFeed:
+        return self.link.feed(stream_id, on_error)
+
+    async def workers(self) -> WorkersPublic:
+        """Every live worker of the cluster (raises what an unreachable Redis raises)."""
+        return WorkersPublic(mode="cluster", workers=await self.registry.live())
+
+    def queue_depths(self) -> Mapping[str, int]:
+        return {}  # the queues are the workers'; each reports its own

@@ -74,7 +74,7 @@ def snapshot(
     started_at: float,
 ) -> WorkerPublic:
     """A worker's report: also what ``GET /v1/workers`` shows for the embedded mode's own worker."""
-    depth = sum(len(model.engine.batcher) for model in runtime.models.values())
+    depth = sum(runtime.queue_depths().values())
     return WorkerPublic(
         worker_id=worker_id,
         device=settings.device,

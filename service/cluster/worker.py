@@ -1,4 +1,4 @@
-"""``tdmi worker --redis URL``: an inference worker of a cluster.
+"""``tdmi worker --redis URL``: a worker node of a cluster.
 
 It loads the models onto its device, takes video jobs from the queue, hosts the live streams
 pinned to it, and reports its load every heartbeat. It also serves ``/healthz``, ``/readyz`` and
@@ -9,69 +9,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
-from fastapi import FastAPI
-
-from tdmi.service.api import health, metrics
 from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
 from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
 from tdmi.service.config import Settings
-from tdmi.service.errors import install_error_handlers
-from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.embedded import LocalInference
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.streaming.factory import SessionFactory
-from tdmi.service.streaming.feed import LocalFeed
+from tdmi.service.node import Readiness
 
-__all__ = ["create_worker_app"]
+__all__ = ["WorkerNode"]
 
 log = logging.getLogger("tdmi.cluster.worker")
 
 
-class Worker:
-    def __init__(self, settings: Settings, metrics: ServiceMetrics, set_reason: Callable[[str | None], None]):
-        assert settings.redis_url is not None
-        self.settings, self.metrics, self.set_reason = settings, metrics, set_reason
+class WorkerNode:
+    """Models on one device; video jobs and pinned live streams from Redis; its load reported."""
+
+    def __init__(self, settings: Settings):
+        if settings.redis_url is None:
+            raise ValueError("tdmi worker needs --redis URL (or TDMI_REDIS_URL)")
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.readiness = Readiness("loading models")
         self.worker_id = settings.worker_id
         self.redis = connect(settings.redis_url)
         self.registry = Registry(self.redis, settings.node_ttl_s)
-        self.runtime = InferenceRuntime(settings, metrics)
+        self.local = LocalInference(settings, self.metrics)
         self.started_at = time.time()
         self.loaded = False
         self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, self._on_redis)
         self._tasks: list[asyncio.Task[None]] = []
-        self.sessions: SessionFactory | None = None
         self.jobs: JobRunner | None = None
         self.live: LiveHost | None = None
 
     def _on_redis(self, reason: str | None) -> None:
         if self.loaded:
-            self.set_reason(reason)
+            self.readiness.set(reason)
 
     async def start(self) -> None:
         settings = self.settings
-        await self.runtime.start()
-        self.sessions = SessionFactory(settings, self.metrics)
+        await self.local.start()
         queue = RedisJobQueue(self.redis, settings.data_dir, self.worker_id, settings.job_claim_idle_s)
-        self.jobs = JobRunner(queue, self.runtime, self.sessions, settings, self.metrics)
-        make_feed = functools.partial(
-            LocalFeed, runtime=self.runtime, sessions=self.sessions, settings=settings, metrics=self.metrics
-        )
-        self.live = LiveHost(self.redis, self.worker_id, make_feed, self.metrics)
+        self.jobs = JobRunner(queue, self.local.runtime, self.local.sessions, settings, self.metrics)
+        self.live = LiveHost(self.redis, self.worker_id, self.local.open_feed, self.metrics)
         self.loaded = True
-        self.set_reason(self.watch.reason)
+        self.readiness.set(self.watch.reason)
         self._tasks = [
             asyncio.create_task(self.watch.run(), name="redis-watch"),
             asyncio.create_task(self._beat(queue), name="worker-heartbeat"),
         ]
-        log.info("worker %s ready: %s on %s", self.worker_id, ", ".join(self.runtime.models), settings.device)
+        log.info(
+            "worker %s ready: %s on %s", self.worker_id, ", ".join(self.local.runtime.models), settings.device
+        )
 
     async def stop(self) -> None:
         """Leave the registry, give running jobs back, close streams, stop the engines."""
@@ -84,10 +79,11 @@ class Worker:
         if self.live is not None:
             await self.live.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.sessions is not None:
-            self.sessions.close()
-        await self.runtime.stop()
+        await self.local.stop()
         await self.redis.aclose()
+
+    def queue_depths(self) -> Mapping[str, int]:
+        return self.local.runtime.queue_depths()
 
     async def _beat(self, queue: RedisJobQueue) -> None:
         """Announce the worker, then take work; the heartbeat goes on every interval."""
@@ -118,39 +114,10 @@ class Worker:
         report = snapshot(
             self.worker_id,
             self.settings,
-            self.runtime,
+            self.local.runtime,
             self.metrics,
             streams=len(self.live.streams),
             jobs=len(self.jobs.running),
             started_at=self.started_at,
         )
         await self.registry.publish(report)
-
-
-def create_worker_app(settings: Settings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = app.state
-        state.settings = settings
-        state.metrics = ServiceMetrics()
-        state.not_ready_reason = "loading models"
-        worker = Worker(settings, state.metrics, lambda reason: setattr(state, "not_ready_reason", reason))
-        state.runtime = worker.runtime
-        try:
-            await worker.start()
-        except Exception as exc:  # not ready, with the reason on /readyz; the process stays up
-            state.not_ready_reason = (
-                str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            )
-            log.error("not ready: %s", state.not_ready_reason)
-        try:
-            yield
-        finally:
-            state.not_ready_reason = "shutting down"
-            await worker.stop()
-
-    app = FastAPI(title="TDMI pose worker", version="0.1.0", lifespan=lifespan)
-    install_error_handlers(app)
-    for module in (health, metrics):
-        app.include_router(module.router)
-    return app

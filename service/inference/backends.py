@@ -1,6 +1,6 @@
 """Inference backends: one small class per runtime behind the ``Backend`` protocol.
 
-Pre- and post-processing (crops, decoding) are written once in the worker; a backend only maps
+Pre- and post-processing (crops, decoding) are written once in the model runner; a backend only maps
 a (B, T, 3, H, W) or (B, 3, H, W) float32 batch on the device to float32 heatmaps on the device.
 """
 
@@ -49,7 +49,7 @@ class Backend(Protocol):
 class TorchBackend:
     """Eager PyTorch. On a GPU: fp16/bf16 cast the weights (a CPU stays in fp32); weights and
     activations are channels-last, the layout tensor cores read without transposes; cuDNN times
-    its convolution algorithms once per input shape, and the worker's fixed batch buckets, each
+    its convolution algorithms once per input shape, and the runner's fixed batch buckets, each
     run at warm-up, make that one search per bucket. ``channels_last`` None: on a GPU only."""
 
     name = "torch"

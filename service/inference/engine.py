@@ -11,8 +11,8 @@ import logging
 from concurrent.futures import Executor
 
 from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.work import FrameWork
-from tdmi.service.inference.worker import InferenceWorker
 
 __all__ = ["InferenceEngine"]
 
@@ -20,8 +20,8 @@ log = logging.getLogger("tdmi.inference")
 
 
 class InferenceEngine:
-    def __init__(self, worker: InferenceWorker, batcher: Batcher, executor: Executor, observer=None):
-        self.worker = worker
+    def __init__(self, runner: ModelRunner, batcher: Batcher, executor: Executor, observer=None):
+        self.runner = runner
         self.batcher = batcher
         self.executor = executor
         self.observer = observer  # metrics hooks: observe_batch(size, waits)
@@ -40,6 +40,14 @@ class InferenceEngine:
         """Queue a frame; False when a live frame finds the queue full."""
         return await self.batcher.put(work)
 
+    async def cancel_stream(self, stream_id: str, reason: str) -> int:
+        """Answer the stream's queued frames with ``reason`` (a closed stream); how many there were."""
+        return await self.batcher.cancel_stream(stream_id, reason)
+
+    def queued(self) -> int:
+        """Frames waiting for a batch."""
+        return len(self.batcher)
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -47,7 +55,7 @@ class InferenceEngine:
             if self.observer is not None:
                 self.observer.observe_batch(batch)
             try:
-                outcomes = await loop.run_in_executor(self.executor, self.worker.run, batch)
+                outcomes = await loop.run_in_executor(self.executor, self.runner.run, batch)
             except Exception:
                 log.exception("batch of %d frames failed; retrying them one by one", len(batch))
                 await self._run_alone(batch)
@@ -59,7 +67,7 @@ class InferenceEngine:
         loop = asyncio.get_running_loop()
         for work in batch:
             try:
-                (outcome,) = await loop.run_in_executor(self.executor, self.worker.run, [work])
+                (outcome,) = await loop.run_in_executor(self.executor, self.runner.run, [work])
             except Exception as exc:
                 log.exception("frame %d of stream %s failed", work.frame_index, work.stream_id)
                 work.resolve(exc)

@@ -1,15 +1,15 @@
-"""Feature reuse on the worker: per-frame backbone features of a stream, computed once per anchor.
+"""Feature reuse in the model runner: per-frame backbone features of a stream, computed once per anchor.
 
 In exact mode every key frame crops its 2d+1 frames with its own box, so nothing is shared. In
 reuse mode a session keeps one crop box (an *anchor*) per track while the person stays inside it
 (``service.streaming.anchors``); a frame cropped with an anchor then gives the same backbone
-features to every window that holds it, so the worker computes them once, keeps them in the
+features to every window that holds it, so the runner computes them once, keeps them in the
 stream's ``FeatureCache`` and runs only the rest of TDMI (encoder, disentanglement, heads) on the
 cached stack.
 
 The cache belongs to the session, so it lives exactly as long as the stream (and is emptied when
 the stream's last result is out); it holds device tensors and only the device thread reads or
-writes it. Frames of one stream reach the worker in order (the batcher keeps a stream's frames in
+writes it. Frames of one stream reach the runner in order (the batcher keeps a stream's frames in
 FIFO order and one thread runs the batches), so after frame t the features of frames before
 ``t + 1 - d`` and of anchors frame t no longer uses are dropped: memory stays at about one
 window's features per person.
@@ -64,7 +64,7 @@ class FeatureCache:
 
 @dataclass(frozen=True, eq=False)
 class FeatureRequest:
-    """What a frame in reuse mode carries to the worker besides its images and crop boxes.
+    """What a frame in reuse mode carries to the model runner besides its images and crop boxes.
 
     ``anchor_ids[i]`` names the anchor whose box (``FrameWork.boxes[i]``) crops person ``i``'s
     frames; ``keep_from`` is the first frame position a later window of the stream can use.

@@ -23,7 +23,7 @@ from tdmi.service.config import Settings
 from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
 from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
-from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.weights.resolve import resolve_model, weights_store
 
@@ -124,17 +124,17 @@ class InferenceRuntime:
         store = weights_store(settings)
         for spec in settings.models:
             preset, checkpoint = resolve_model(spec, store)
-            worker = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
-            preset = worker.preset  # with the joint layout the checkpoint declares
+            runner = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
+            preset = runner.preset  # with the joint layout the checkpoint declares
             batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames)
-            engine = InferenceEngine(worker, batcher, self.device_thread, self.metrics)
+            engine = InferenceEngine(runner, batcher, self.device_thread, self.metrics)
             engine.start()
             self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)
             log.info(
-                "model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, worker.buckets
+                "model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, runner.buckets
             )
 
-    def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> InferenceWorker:
+    def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> ModelRunner:
         network = preset.build()
         if checkpoint is not None:
             loaded = read_checkpoint(checkpoint)
@@ -154,7 +154,7 @@ class InferenceRuntime:
             )
         except ProviderUnavailableError as exc:
             raise DeviceUnavailableError(str(exc)) from exc
-        worker = InferenceWorker(
+        runner = ModelRunner(
             preset,
             backend,
             device,
@@ -162,8 +162,12 @@ class InferenceRuntime:
             self.metrics.observe_stage,
             feature_reuse=self.settings.feature_reuse and preset.multi_frame,  # raises unless backend torch
         )
-        worker.warm_up()
-        return worker
+        runner.warm_up()
+        return runner
+
+    def queue_depths(self) -> dict[str, int]:
+        """Frames waiting for a batch, by model."""
+        return {name: model.engine.queued() for name, model in self.models.items()}
 
     async def stop(self) -> None:
         for runtime in self.models.values():

@@ -16,7 +16,7 @@ from tdmi.protocol.stream import ConfigMessage, DroppedMessage, ReadyMessage, Re
 from tdmi.service.config import Settings
 from tdmi.service.detection import parse_client_boxes
 from tdmi.service.images import decode_image
-from tdmi.service.inference.runtime import InferenceRuntime, UnknownModelError
+from tdmi.service.inference.runtime import InferenceRuntime, ModelRuntime, UnknownModelError
 from tdmi.service.media import MediaError
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.boxes import detections_array
@@ -86,12 +86,13 @@ class LocalFeed:
         self.settings = settings
         self.metrics = metrics
         self.on_error = on_error
+        self.model: ModelRuntime | None = None
         self.session: StreamSession | None = None
         self._opened = asyncio.Event()
 
     async def open(self, config: ConfigMessage) -> ReadyMessage:
         try:
-            model = self.runtime.get(config.model)
+            model = self.model = self.runtime.get(config.model)
             self.session = self.sessions.new(
                 self.stream_id,
                 model,
@@ -151,9 +152,8 @@ class LocalFeed:
             yield _reply(outcome)
 
     async def close(self) -> None:
-        if self.session is not None:
-            for runtime in self.runtime.models.values():
-                await runtime.engine.batcher.cancel_stream(self.stream_id, "stream closed")
+        if self.model is not None:
+            await self.model.engine.cancel_stream(self.stream_id, "stream closed")
 
 
 def _reply(outcome: FrameOutcome) -> FeedReply:

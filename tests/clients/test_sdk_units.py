@@ -30,7 +30,8 @@ from tdmi.client.events import (
 )
 from tdmi.client.render import VideoFileWriter
 from tdmi.client.sources import FrameSource, open_source
-from tdmi.client.streaming import StreamOptions, backoff_delay, stream_events
+from tdmi.client.streaming import StreamOptions, stream_events
+from tdmi.protocol.backoff import BackoffSchedule
 from tdmi.protocol.stream import ReadyMessage, ResumedMessage, unpack_frame
 from tests.clients.conftest import SynthVideo
 
@@ -121,9 +122,12 @@ def test_server_messages_parse_to_their_protocol_models() -> None:
         parse_server_message('{"type": "teleported"}')
 
 
-def test_backoff_doubles_and_is_capped() -> None:
-    options = StreamOptions(backoff_s=0.5, backoff_max_s=3.0)
-    assert [backoff_delay(n, options) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+def test_backoff_doubles_is_capped_and_starts_over_after_a_success() -> None:
+    backoff = BackoffSchedule(0.5, 3.0)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.failures == 5
+    backoff.reset()
+    assert backoff.next_delay() == 0.5 and backoff.failures == 1
 
 
 def test_in_flight_limit_leaves_room_for_lookahead_and_the_servers_rule() -> None:

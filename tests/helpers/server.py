@@ -23,7 +23,8 @@ def free_port() -> int:
 
 class ServerProcess:
     """Starts ``python -m service.cli serve`` (or ``worker``) with settings in the environment;
-    ``wait_ready`` waits for /readyz."""
+    ``wait_ready`` waits for /readyz. With ``pass_port=False`` the node picks its own port (its
+    role's default) and ``port`` says where the test expects it."""
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         command: str = "serve",
+        pass_port: bool = True,
     ):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -44,8 +46,7 @@ class ServerProcess:
             "-m",
             "tdmi.service.cli",
             command,
-            "--port",
-            str(self.port),
+            *(["--port", str(self.port)] if pass_port else []),
             "--data-dir",
             str(data_dir),
         ]

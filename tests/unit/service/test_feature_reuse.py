@@ -1,5 +1,5 @@
 """Feature reuse: TDMI in two halves equals forward; sessions with anchors run the backbone once
-per frame and track through the real batcher, engine and worker; drift re-anchors; the cache
+per frame and track through the real batcher, engine and runner; drift re-anchors; the cache
 stays bounded and is emptied when a stream ends; results stay in order and per stream."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tdmi.model.tracking import PoseTracker
 from tdmi.service.inference.backends import make_backend
 from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
-from tdmi.service.inference.worker import InferenceWorker
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.streaming.anchors import TrackAnchors
 from tdmi.service.streaming.session import FrameOutcome, SessionOptions, StreamFrame, StreamSession
 from tests.helpers.weights import randomize
@@ -100,11 +100,11 @@ def _walking(i: int) -> list[list[float]]:
 
 
 class Pipeline:
-    """The service's inference path in-process: batcher, engine, worker on a device thread."""
+    """The service's inference path in-process: batcher, engine, runner on a device thread."""
 
     def __init__(self, network: TDMI, feature_reuse: bool, max_batch: int = 8):
         backend = make_backend("torch", network, PRESET, CPU, "fp32", Path("unused"), "test")
-        self.worker = InferenceWorker(PRESET, backend, CPU, max_batch, feature_reuse=feature_reuse)
+        self.runner = ModelRunner(PRESET, backend, CPU, max_batch, feature_reuse=feature_reuse)
         self.feature_reuse = feature_reuse
         self.max_batch = max_batch
 
@@ -113,7 +113,7 @@ class Pipeline:
     ) -> tuple[list[list[FrameOutcome]], list[StreamSession], list[int]]:
         """Every video as its own concurrent stream; the outcomes of each and the cache sizes seen."""
         executor = ThreadPoolExecutor(max_workers=1)
-        engine = InferenceEngine(self.worker, Batcher(self.max_batch, 2.0, 64), executor)
+        engine = InferenceEngine(self.runner, Batcher(self.max_batch, 2.0, 64), executor)
         engine.start()
         options = SessionOptions(
             radius=2, lookahead=2, live=live, feature_reuse=self.feature_reuse, reuse_drift_iou=drift_iou
@@ -158,8 +158,8 @@ def test_a_static_person_goes_through_the_backbone_once_per_frame(network: TDMI)
     (exact_out,), _, _ = asyncio.run(exact.run([_video(frames, _static)]))
     (reuse_out,), (session,), cache_sizes = asyncio.run(reuse.run([_video(frames, _static)]))
     persons = 2
-    assert exact.worker.backbone_crops == frames * persons * PRESET.num_frames
-    assert reuse.worker.backbone_crops == frames * persons  # every (frame, track) once
+    assert exact.runner.backbone_crops == frames * persons * PRESET.num_frames
+    assert reuse.runner.backbone_crops == frames * persons  # every (frame, track) once
     # the anchor is the exact path's box, so the results are the same up to float rounding
     np.testing.assert_allclose(_keypoints(reuse_out), _keypoints(exact_out), atol=1e-2)
     assert session.anchors is not None and session.anchors.reanchored == 0
@@ -195,8 +195,8 @@ def test_a_drifting_box_is_re_anchored_and_its_window_recomputed(network: TDMI) 
     reanchored = session.anchors.reanchored
     assert reanchored >= 2  # 4 px a frame on a 50 px box: IoU drops below 0.8 within 3 frames
     # each re-anchor recomputes the new anchor's window (at most 2d+1 frames) instead of one frame
-    assert frames < reuse.worker.backbone_crops <= frames + reanchored * (PRESET.num_frames - 1)
-    assert reuse.worker.backbone_crops < exact.worker.backbone_crops
+    assert frames < reuse.runner.backbone_crops <= frames + reanchored * (PRESET.num_frames - 1)
+    assert reuse.runner.backbone_crops < exact.runner.backbone_crops
     # crops off by less than the drift allows: keypoints move, but stay near the exact ones
     error = np.linalg.norm(_keypoints(reuse_out)[..., :2] - _keypoints(exact_out)[..., :2], axis=-1)
     assert np.median(error) < 8.0  # pixels, on a random-weight network's keypoints
@@ -216,4 +216,4 @@ def test_streams_keep_their_order_and_their_own_features(network: TDMI) -> None:
 def test_feature_reuse_refuses_backends_that_hold_the_whole_graph(network: TDMI, tmp_path: Path) -> None:
     backend = make_backend("torchscript", network, PRESET, CPU, "fp32", tmp_path, "test")
     with pytest.raises(ValueError, match="feature_reuse needs backend torch"):
-        InferenceWorker(PRESET, backend, CPU, 4, feature_reuse=True)
+        ModelRunner(PRESET, backend, CPU, 4, feature_reuse=True)

@@ -1,4 +1,4 @@
-"""The inference worker: device crops match training's warp, keypoints land back in image pixels,
+"""The model runner: device crops match training's warp, keypoints land back in image pixels,
 padding to buckets changes nothing, and every backend gives the same keypoints."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine
 from tdmi.model.presets import build_model, get_preset
 from tdmi.service.inference.backends import make_backend
+from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
 from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.work import FrameWork
-from tdmi.service.inference.worker import InferenceWorker, bucket_sizes
 
 PRESET = get_preset("tdmi-tiny")
 CPU = torch.device("cpu")
@@ -77,14 +78,29 @@ class _PeakAt:
 def test_keypoints_come_back_in_image_pixels() -> None:
     point = np.array([61.3, 57.8])
     boxes = np.array([[30.0, 20.0, 90.0, 110.0], [40.0, 30.0, 100.0, 100.0], [20.0, 10.0, 120.0, 115.0]])
-    worker = InferenceWorker(PRESET, _PeakAt(point, boxes), CPU, max_batch=4)
-    (poses,) = worker.run(_works([boxes]))
+    runner = ModelRunner(PRESET, _PeakAt(point, boxes), CPU, max_batch=4)
+    (poses,) = runner.run(_works([boxes]))
     assert poses.keypoints.shape == (3, PRESET.layout.num_joints, 3)
     # a heatmap pixel covers about 4 input pixels; the quarter-pixel refinement keeps us well inside one
     crop_px = np.array([box_to_crop(b, 0.75).width / PRESET.heatmap_size[1] for b in boxes])
     error = np.linalg.norm(poses.keypoints[:, :, :2] - point, axis=2)
     assert (error < 0.5 * crop_px[:, None]).all()
     assert (poses.keypoints[:, :, 2] > 0.6).all()  # the peak value of an off-grid Gaussian
+
+
+def test_bucket_chunks_slice_together_and_pad_with_zeros_to_a_bucket() -> None:
+    first, second = torch.arange(11.0), -torch.arange(11.0).unsqueeze(1)
+    chunks = list(bucket_chunks([first, second], [1, 2, 4]))
+    assert [real for _, real in chunks] == [4, 4, 3]
+    assert [len(parts[0]) for parts, _ in chunks] == [4, 4, 4]  # 3 padded to the bucket of 4
+    (last_first, last_second), _ = chunks[-1]
+    assert last_first.tolist() == [8.0, 9.0, 10.0, 0.0] and last_second[:, 0].tolist() == [
+        -8.0,
+        -9.0,
+        -10.0,
+        0.0,
+    ]
+    assert [len(p[0]) for p, _ in bucket_chunks([torch.zeros(1)], [1, 2, 4])] == [1]
 
 
 def test_buckets_and_padding_do_not_change_results() -> None:
@@ -99,9 +115,9 @@ def test_buckets_and_padding_do_not_change_results() -> None:
         np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]),
         np.array([[20.0, 30, 70, 90]]),
     ]
-    together = InferenceWorker(PRESET, backend, CPU, max_batch=4).run(_works(boxes))
+    together = ModelRunner(PRESET, backend, CPU, max_batch=4).run(_works(boxes))
     alone = [
-        InferenceWorker(PRESET, backend, CPU, max_batch=1).run(_works([b], i))[0] for i, b in enumerate(boxes)
+        ModelRunner(PRESET, backend, CPU, max_batch=1).run(_works([b], i))[0] for i, b in enumerate(boxes)
     ]
     assert len(together) == 2
     for a, b in zip(together, alone):
@@ -116,8 +132,8 @@ def test_backends_agree_with_eager(kind: str, tmp_path: Path) -> None:
     net = build_model("tdmi-tiny")
     randomize(net)
     boxes = [np.array([[10.0, 10, 80, 110], [50, 5, 150, 115]])]
-    eager = InferenceWorker(PRESET, make_backend("torch", net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
-    other = InferenceWorker(PRESET, make_backend(kind, net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
+    eager = ModelRunner(PRESET, make_backend("torch", net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
+    other = ModelRunner(PRESET, make_backend(kind, net, PRESET, CPU, "fp32", tmp_path, "t"), CPU, 2)
     other.warm_up()
     (a,) = eager.run(_works(boxes))
     (b,) = other.run(_works(boxes))
@@ -129,14 +145,14 @@ def test_a_job_frame_gives_the_same_bits_alone_or_batched_with_others() -> None:
     from tests.helpers.weights import randomize
 
     backend = make_backend("torch", randomize(build_model("tdmi-tiny")), PRESET, CPU, "fp32", Path("-"), "t")
-    worker = InferenceWorker(PRESET, backend, CPU, max_batch=8)
+    runner = ModelRunner(PRESET, backend, CPU, max_batch=8)
     lone = np.array([[20.0, 30, 70, 90]])
     others = [
         np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]]),
         np.array([[5.0, 5, 60, 100]]),
     ]
-    (alone,) = worker.run(_works([lone]))
+    (alone,) = runner.run(_works([lone]))
     batch = _works([lone, *others])
     batch[2].live = True  # a live frame in the same batch too
-    together = worker.run(batch)
+    together = runner.run(batch)
     np.testing.assert_array_equal(together[0].keypoints, alone.keypoints)

@@ -1,0 +1,119 @@
+"""``tdmi serve`` without Redis: the embedded node, its own worker.
+
+``LocalInference`` (models on this process's device, and the sessions and live feeds that use
+them) is also what a cluster's ``WorkerNode`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from tdmi.protocol import WorkersPublic
+from tdmi.service.cluster.registry import snapshot
+from tdmi.service.config import Settings
+from tdmi.service.inference.runtime import InferenceRuntime, ModelCatalog
+from tdmi.service.jobs.runner import JobRunner
+from tdmi.service.jobs.service import JobService
+from tdmi.service.jobs.sqlite import SqliteJobQueue
+from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.node import LiveConnections, Readiness
+from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.feed import ErrorSink, LocalFeed
+
+__all__ = ["EmbeddedNode", "LocalInference"]
+
+log = logging.getLogger("tdmi.service")
+
+
+class LocalInference:
+    """The models loaded here, and the sessions and live feeds that run on them."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics):
+        self.settings, self.metrics = settings, metrics
+        self.runtime = InferenceRuntime(settings, metrics)
+        self._sessions: SessionFactory | None = None
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        self._sessions = SessionFactory(self.settings, self.metrics)
+
+    @property
+    def sessions(self) -> SessionFactory:
+        if self._sessions is None:
+            raise RuntimeError("the models are not loaded yet")
+        return self._sessions
+
+    def open_feed(self, stream_id: str, on_error: ErrorSink) -> LocalFeed:
+        return LocalFeed(
+            stream_id,
+            on_error,
+            runtime=self.runtime,
+            sessions=self.sessions,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
+
+    async def stop(self) -> None:
+        if self._sessions is not None:
+            self._sessions.close()
+        await self.runtime.stop()
+
+
+class EmbeddedNode:
+    """Models, video jobs (SQLite and local files) and live feeds, all in this process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.readiness = Readiness("loading models")
+        self.streams = LiveConnections()
+        self.started_at = time.time()
+        self.local = LocalInference(settings, self.metrics)
+        self._jobs: JobService | None = None
+
+    async def start(self) -> None:
+        await self.local.start()
+        queue = SqliteJobQueue(self.settings.data_dir)
+        runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
+        self._jobs = JobService(queue, self.settings, self.metrics, runner)
+        await self._jobs.start()
+        self.readiness.set(None)
+        log.info("ready: %s", ", ".join(self.local.runtime.models))
+
+    async def stop(self) -> None:
+        """Close live streams (1012), requeue running jobs, stop the engines."""
+        await self.streams.close_all()
+        if self._jobs is not None:
+            await self._jobs.stop()
+        await self.local.stop()
+
+    @property
+    def jobs(self) -> JobService:
+        if self._jobs is None:
+            raise RuntimeError("the job system has not started")
+        return self._jobs
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return self.local.runtime
+
+    def open_feed(self, stream_id: str, on_error: ErrorSink) -> LocalFeed:
+        return self.local.open_feed(stream_id, on_error)
+
+    async def workers(self) -> WorkersPublic:
+        """This process is its own (and only) worker."""
+        own = snapshot(
+            "embedded",
+            self.settings,
+            self.local.runtime,
+            self.metrics,
+            streams=len(self.streams),
+            jobs=len(self._jobs.runner.running) if self._jobs is not None and self._jobs.runner else 0,
+            started_at=self.started_at,
+        )
+        return WorkersPublic(mode="embedded", workers=[own])
+
+    def queue_depths(self) -> Mapping[str, int]:
+        return self.local.runtime.queue_depths()
