@@ -72,8 +72,29 @@ class Settings(BaseSettings):
         description="models to load, each NAME or NAME=CHECKPOINT; NAME may be a preset or a pulled "
         "catalogue entry (`tdmi weights list`), CHECKPOINT a file path or a pulled catalogue entry",
     )
-    backend: Literal["torch", "torchscript", "onnxruntime"] = "torch"
+    backend: Literal["torch", "torchscript", "onnxruntime"] = Field(
+        default="torch",
+        description="the runtime of the models; torch is the default on every device until a "
+        "side-by-side run (`python -m bench model`) shows another one faster (see BENCHMARKS.md)",
+    )
     precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads of the model's operators (torch intra-op, ONNX Runtime "
+        "intra_op_num_threads); unset: OMP_NUM_THREADS if set, else the cores this process may run "
+        "on (its CPU affinity)",
+    )
+    torch_compile: bool = Field(
+        default=False,
+        description="torch.compile the network (backend torch only): one static graph per batch bucket, "
+        "compiled at start-up (minutes on a CPU)",
+    )
+    cuda_graphs: bool = Field(
+        default=False,
+        description="capture each batch bucket's forward pass as a CUDA graph at start-up and replay it "
+        "(backend torch on a GPU only): no per-kernel launch cost",
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="job database, uploads, results, caches ($XDG_DATA_HOME/tdmi or ~/.local/share/tdmi)",
@@ -86,6 +107,13 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long the oldest frame may wait for a batch"
     )
     queue_frames: int = Field(default=64, ge=1, description="frames the batcher holds across all streams")
+    latency_budget_ms: float | None = Field(
+        default=100.0,
+        gt=0,
+        description="a batch carrying live frames is capped at the clips whose estimated model time "
+        "(measured per batch size as the service runs) fits this, never below one frame; batches of "
+        "video-job frames only still fill max_batch; unset: no cap",
+    )
     feature_reuse: bool = Field(
         default=False,
         description="crop each track with a box kept while its person stays inside it and compute each "

@@ -11,7 +11,7 @@ from tdmi.service.inference.work import FrameWork
 
 __all__ = ["STAGES", "ServiceMetrics"]
 
-STAGES = ("decode", "detect", "crop", "model", "post", "send")
+STAGES = ("decode", "detect", "crop", "model", "post", "encode", "send")
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

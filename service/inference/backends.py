@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -21,6 +22,7 @@ from tdmi.model.presets import ModelPreset
 __all__ = [
     "Backend",
     "BackendKind",
+    "CudaGraphs",
     "OnnxRuntimeBackend",
     "Precision",
     "ProviderUnavailableError",
@@ -50,7 +52,10 @@ class TorchBackend:
     """Eager PyTorch. On a GPU: fp16/bf16 cast the weights (a CPU stays in fp32); weights and
     activations are channels-last, the layout tensor cores read without transposes; cuDNN times
     its convolution algorithms once per input shape, and the runner's fixed batch buckets, each
-    run at warm-up, make that one search per bucket. ``channels_last`` None: on a GPU only."""
+    run at warm-up, make that one search per bucket. ``channels_last`` None: on a GPU only.
+
+    ``compile``: ``torch.compile`` with static shapes (one graph per bucket, built at warm-up);
+    ``cuda_graphs`` (GPU only): each bucket's forward pass is captured once and replayed."""
 
     name = "torch"
 
@@ -60,7 +65,11 @@ class TorchBackend:
         device: torch.device,
         precision: Precision = "fp32",
         channels_last: bool | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
     ):
+        if cuda_graphs and device.type != "cuda":
+            raise ValueError("cuda_graphs needs a CUDA device")
         self.dtype = _DTYPES[precision] if device.type == "cuda" else torch.float32
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # process-wide: the service runs fixed shapes only
@@ -69,13 +78,48 @@ class TorchBackend:
             # nn.Module.to's type stubs omit memory_format, which it takes at run time
             network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.module = self._prepare(network)
+        self._forward = torch.compile(self.module, dynamic=False) if compile else self.module
+        self._graphs: CudaGraphs | None = CudaGraphs(self._run) if cuda_graphs else None
 
     def _prepare(self, network: nn.Module) -> nn.Module:
         return network
 
+    def _run(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._forward(inputs.to(self.dtype)).float()
+
     @torch.inference_mode()
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.module(inputs.to(self.dtype)).float()
+        if self._graphs is not None:
+            return self._graphs(inputs)
+        return self._run(inputs)
+
+
+class CudaGraphs:
+    """One captured CUDA graph per input shape: the first call of a shape captures (after two
+    runs on a side stream, as capture requires), later calls copy the input in and replay."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]):
+        self.forward = forward
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        shape = tuple(inputs.shape)
+        if shape not in self._graphs:
+            static_in = inputs.clone()
+            side = torch.cuda.Stream(inputs.device)
+            side.wait_stream(torch.cuda.current_stream(inputs.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.forward(static_in)
+            torch.cuda.current_stream(inputs.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.forward(static_in)
+            self._graphs[shape] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[shape]
+        static_in.copy_(inputs)
+        graph.replay()
+        return static_out.clone()  # the next replay overwrites the static output
 
 
 class TorchScriptBackend(TorchBackend):
@@ -92,7 +136,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, device: torch.device):
+    def __init__(self, onnx_path: Path, device: torch.device, threads: int | None = None):
         import onnxruntime as ort
 
         wanted = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
@@ -104,7 +148,10 @@ class OnnxRuntimeBackend:
             )
         options = {"device_id": device.index or 0} if device.type == "cuda" else {}
         self.device = device
-        self.session = ort.InferenceSession(str(onnx_path), providers=[(wanted, options)])
+        session_options = ort.SessionOptions()
+        if threads is not None:
+            session_options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), session_options, providers=[(wanted, options)])
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         (heatmaps,) = self.session.run(None, {INPUT_NAME: inputs.float().cpu().numpy()})
@@ -119,10 +166,19 @@ def make_backend(
     precision: Precision,
     cache_dir: Path,
     weights_id: str,
+    *,
+    threads: int | None = None,
+    compile: bool = False,
+    cuda_graphs: bool = False,
 ) -> Backend:
-    """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``."""
+    """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``.
+
+    ``threads``: ONNX Runtime's intra-op threads (torch's are set process-wide, see
+    ``service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only."""
+    if (compile or cuda_graphs) and kind != "torch":
+        raise ValueError(f"torch_compile and cuda_graphs need backend torch, not {kind}")
     if kind == "torch":
-        return TorchBackend(network, device, precision)
+        return TorchBackend(network, device, precision, compile=compile, cuda_graphs=cuda_graphs)
     if kind == "torchscript":
         return TorchScriptBackend(network, device, precision)
     if kind == "onnxruntime":
@@ -135,5 +191,5 @@ def make_backend(
             tmp = path.with_suffix(".tmp.onnx")
             export_model(network.cpu().eval(), torch.zeros(preset.input_shape(2)), tmp, "onnx")
             tmp.replace(path)
-        return OnnxRuntimeBackend(path, device)
+        return OnnxRuntimeBackend(path, device, threads)
     raise ValueError(f"unknown backend {kind!r}; use torch, torchscript or onnxruntime")

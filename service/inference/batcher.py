@@ -6,6 +6,11 @@ with more persons than ``max_batch`` forms a batch of its own). The queue is bou
 a live frame that finds it full is refused (the session reports it as dropped), a video job's
 frame waits for room, so decoding slows down instead of memory growing. Streams take turns, so a
 long video job cannot starve a live feed.
+
+Latency-aware: ``live_limit`` (e.g. ``BatchTimes.clips_within`` of the latency budget) caps a
+batch that carries live frames at the clips the device is expected to run within the budget, and
+its live frames go in first; a batch of video-job frames only still fills ``max_batch``, for
+throughput. The cap never goes below one frame.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from tdmi.service.inference.work import Dropped, FrameWork
 
@@ -21,10 +27,17 @@ __all__ = ["Batcher"]
 
 
 class Batcher:
-    def __init__(self, max_batch: int, max_delay_ms: float, capacity: int):
+    def __init__(
+        self,
+        max_batch: int,
+        max_delay_ms: float,
+        capacity: int,
+        live_limit: Callable[[], int] | None = None,
+    ):
         if max_batch < 1 or capacity < 1:
             raise ValueError("max_batch and capacity must be at least 1")
         self.max_batch = max_batch
+        self.live_limit = live_limit  # clips a batch with live frames may hold (asked per batch)
         self.max_delay = max_delay_ms / 1000.0
         self.capacity = capacity
         self._streams: OrderedDict[str, deque[FrameWork]] = OrderedDict()
@@ -66,23 +79,37 @@ class Batcher:
                     await self._changed.wait_for(lambda: self._count > 0)
                     continue
                 remaining = oldest + self.max_delay - time.monotonic()
-                if self._queued_clips() >= self.max_batch or remaining <= 0:
-                    batch = self._take()
+                live = self._live_queued()
+                limit = self._limit(live)
+                if self._queued_clips() >= limit or remaining <= 0:
+                    batch = self._take(limit, live)
                     self._changed.notify_all()
                     return batch
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=remaining)
 
-    def _take(self) -> list[FrameWork]:
-        """Frames in round-robin order over streams until ``max_batch`` clips."""
+    def _limit(self, live: bool) -> int:
+        """Clips this batch may hold: ``max_batch``, or less when it carries live frames."""
+        if not live or self.live_limit is None:
+            return self.max_batch
+        return max(1, min(self.max_batch, self.live_limit()))
+
+    def _take(self, limit: int, live_first: bool) -> list[FrameWork]:
+        """Frames in round-robin order over streams until ``limit`` clips (live streams first)."""
         batch: list[FrameWork] = []
-        clips = 0
-        while self._streams:
+        if live_first:
+            self._fill(batch, limit, live_only=True)
+        self._fill(batch, limit, live_only=False)
+        return batch
+
+    def _fill(self, batch: list[FrameWork], limit: int, live_only: bool) -> None:
+        clips = sum(w.size for w in batch)
+        while self._streams and clips < limit:
             progressed = False
             for stream_id in list(self._streams):
                 queue = self._streams[stream_id]
                 work = queue[0]
-                if batch and clips + work.size > self.max_batch:
+                if (live_only and not work.live) or (batch and clips + work.size > limit):
                     continue
                 queue.popleft()
                 self._count -= 1
@@ -92,11 +119,10 @@ class Batcher:
                 self._streams.move_to_end(stream_id)  # this stream goes last next time
                 if not queue:
                     del self._streams[stream_id]
-                if clips >= self.max_batch:
-                    return batch
+                if clips >= limit:
+                    return
             if not progressed:
-                break
-        return batch
+                return
 
     def _drop_stale(self) -> None:
         now, before = time.monotonic(), self._count
@@ -112,6 +138,9 @@ class Batcher:
 
     def _oldest(self) -> float | None:
         return min((q[0].enqueued_at for q in self._streams.values() if q), default=None)
+
+    def _live_queued(self) -> bool:
+        return any(q[0].live for q in self._streams.values() if q)
 
     def _queued_clips(self) -> int:
         return sum(w.size for q in self._streams.values() for w in q)

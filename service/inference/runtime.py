@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from tdmi.service.inference.backends import ProviderUnavailableError, make_backe
 from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.runner import ModelRunner
+from tdmi.service.inference.threads import apply_cpu_threads
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.weights.resolve import resolve_model, weights_store
 
@@ -99,6 +101,7 @@ class InferenceRuntime:
         self.metrics = metrics
         self.models: dict[str, ModelRuntime] = {}
         self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-device")
+        self.threads = 1  # the model's CPU threads, set at start
 
     @property
     def default_model(self) -> str:
@@ -120,18 +123,26 @@ class InferenceRuntime:
         if settings.device.startswith("cuda") and not torch.cuda.is_available():
             raise DeviceUnavailableError(f"device {settings.device!r} requested but CUDA is not available")
         device = torch.device(settings.device)
+        self.threads = apply_cpu_threads(settings.cpu_threads)
         loop = asyncio.get_running_loop()
         store = weights_store(settings)
         for spec in settings.models:
             preset, checkpoint = resolve_model(spec, store)
             runner = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
             preset = runner.preset  # with the joint layout the checkpoint declares
-            batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames)
+            budget = settings.latency_budget_ms
+            live_limit = None if budget is None else partial(runner.model_times.clips_within, budget / 1000)
+            batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames, live_limit)
             engine = InferenceEngine(runner, batcher, self.device_thread, self.metrics)
             engine.start()
             self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)
             log.info(
-                "model %s ready on %s (%s, buckets %s)", preset.name, device, settings.backend, runner.buckets
+                "model %s ready on %s (%s, %d CPU threads, buckets %s)",
+                preset.name,
+                device,
+                settings.backend,
+                self.threads,
+                runner.buckets,
             )
 
     def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> ModelRunner:
@@ -151,6 +162,9 @@ class InferenceRuntime:
                 self.settings.precision,
                 self.settings.data_dir / "onnx",
                 weights_id,
+                threads=self.threads,
+                compile=self.settings.torch_compile,
+                cuda_graphs=self.settings.cuda_graphs,
             )
         except ProviderUnavailableError as exc:
             raise DeviceUnavailableError(str(exc)) from exc

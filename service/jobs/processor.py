@@ -1,5 +1,10 @@
 """One video job's work: decode -> session -> poses, the overlay video, progress reports.
 
+Decoding and overlay encoding each run on a thread of the job's own, beside the model: the
+decoder reads up to ``READ_AHEAD`` frames ahead of the session, the encoder drains up to
+``ENCODE_BEHIND`` drawn frames behind it; both queues are bounded, so a slow model slows
+decoding down instead of memory growing, and a slow encoder holds the results back.
+
 Shared by the embedded runner (SQLite) and the scale-out worker (Redis): both hand it a record,
 where to write the overlay, and a progress callback whose False answer (the job was cancelled
 or taken by someone else) stops the work.
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,8 @@ from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, limits_
 __all__ = ["JobProcessor", "ProgressReport"]
 
 PROGRESS_EVERY_S = 0.5
+READ_AHEAD = 4  # decoded frames waiting for the session
+ENCODE_BEHIND = 8  # frames with poses waiting for the overlay encoder
 
 
 class _Stopped(Exception):
@@ -86,6 +93,11 @@ class JobProcessor:
         writer = OverlayWriter.for_video(video_path, info) if video_path is not None else None
         frames: list[FramePoses] = []
         skeleton = model.preset.layout.skeleton
+        decode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-decode")
+        encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-encode")
+        to_encode: asyncio.Queue[tuple[np.ndarray, FramePoses, StreamFrame] | None] = asyncio.Queue(
+            maxsize=ENCODE_BEHIND
+        )
 
         async def collect() -> None:
             last_progress = time.monotonic()
@@ -95,35 +107,47 @@ class JobProcessor:
                 assert outcome.poses is not None
                 frames.append(outcome.poses)
                 if writer is not None:
-                    image, poses = outcome.frame.image, outcome.poses
-                    await loop.run_in_executor(
-                        self.io, _render, writer, image, poses, skeleton, outcome.frame, settings
-                    )
+                    await to_encode.put((outcome.frame.image, outcome.poses, outcome.frame))
                 if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                     if not await report(len(frames), info.num_frames):
                         raise _Stopped
                     last_progress = time.monotonic()
+            await to_encode.put(None)
 
-        producer = asyncio.create_task(self._feed(session, path, boxes, options.get("filename")))
-        collector = asyncio.create_task(collect())
+        async def encode() -> None:
+            while (item := await to_encode.get()) is not None and writer is not None:
+                image, poses, frame = item
+                start = time.perf_counter()
+                await loop.run_in_executor(
+                    encode_thread, _render, writer, image, poses, skeleton, frame, settings
+                )
+                self.metrics.observe_stage("encode", time.perf_counter() - start)
+
+        tasks = [
+            asyncio.create_task(self._feed(session, path, boxes, options.get("filename"), decode_thread)),
+            asyncio.create_task(collect()),
+            asyncio.create_task(encode()),
+        ]
         try:
             # whichever fails first fails the job: a feed that failed may leave the session unended
-            await asyncio.wait({producer, collector}, return_when=asyncio.FIRST_EXCEPTION)
-            for task in (producer, collector):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:
                 failure = task.exception() if task.done() else None
                 if failure is not None:
                     raise failure
             if writer is not None:
-                await loop.run_in_executor(self.io, writer.close)
+                await loop.run_in_executor(encode_thread, writer.close)
                 writer = None
         except _Stopped:
             raise asyncio.CancelledError from None
         finally:
-            for task in (producer, collector):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(producer, collector, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if writer is not None:
                 writer.abort()
+            decode_thread.shutdown(wait=False, cancel_futures=True)
+            encode_thread.shutdown(wait=False, cancel_futures=True)
         await report(len(frames), len(frames))
         self.metrics.frames.labels("job").inc(len(frames))
         return JobResultPublic(
@@ -135,19 +159,37 @@ class JobProcessor:
         )
 
     async def _feed(
-        self, session: StreamSession, path: Path, boxes: dict[int, np.ndarray], name: str | None
+        self,
+        session: StreamSession,
+        path: Path,
+        boxes: dict[int, np.ndarray],
+        name: str | None,
+        decode_thread: Executor,
     ) -> None:
-        """Decode on an I/O thread, one frame at a time, so that a full batcher slows decoding;
-        errors call the video by ``name``, the user's file name."""
+        """Frames into the session in order, decoded up to ``READ_AHEAD`` frames ahead on the job's
+        decode thread; errors call the video by ``name``, the user's file name."""
         loop = asyncio.get_running_loop()
         frames: Iterator[DecodedFrame] = iter_frames(path, **limits_of(self.settings), name=name)
-        try:
+        ahead: asyncio.Queue[DecodedFrame | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
+
+        async def decode() -> None:
             while True:
                 start = time.perf_counter()
-                decoded = await loop.run_in_executor(self.io, next, frames, None)
+                try:
+                    decoded = await loop.run_in_executor(decode_thread, next, frames, None)
+                except Exception as exc:  # handed to the feed, in its place in the order
+                    await ahead.put(exc)
+                    return
                 self.metrics.observe_stage("decode", time.perf_counter() - start)
+                await ahead.put(decoded)
                 if decoded is None:
-                    break
+                    return
+
+        decoder = asyncio.create_task(decode())
+        try:
+            while (decoded := await ahead.get()) is not None:
+                if isinstance(decoded, Exception):
+                    raise decoded
                 client = boxes.get(decoded.index)
                 if boxes and client is None:
                     client = np.zeros((0, 5), dtype=np.float32)
@@ -164,6 +206,9 @@ class JobProcessor:
         except Exception:
             await session.end()  # the consumer drains what was decoded, then the error fails the job
             raise
+        finally:
+            decoder.cancel()
+            await asyncio.gather(decoder, return_exceptions=True)
         await session.end()
 
 

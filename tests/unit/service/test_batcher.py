@@ -116,3 +116,45 @@ def test_stale_live_frames_are_dropped_and_cancelled_streams_answered() -> None:
 def test_invalid_sizes_are_refused() -> None:
     with pytest.raises(ValueError):
         Batcher(max_batch=0, max_delay_ms=1, capacity=1)
+
+
+def test_a_batch_with_live_frames_is_capped_and_a_jobs_only_batch_is_not() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=8, max_delay_ms=10_000, capacity=32, live_limit=lambda: 3)
+        for i in range(8):
+            await batcher.put(_work("job", i))
+        jobs_only = await batcher.next_batch()  # no live frame queued: the full max_batch
+        assert len(jobs_only) == 8
+
+        for i in range(4):
+            await batcher.put(_work("job", 10 + i))
+        await batcher.put(_work("live", 0, persons=2, live=True))
+        capped = await batcher.next_batch()  # 6 clips queued, cap 3: goes at once, live first
+        assert [(w.stream_id, w.frame_index) for w in capped] == [("live", 0), ("job", 10)]
+        assert len(batcher) == 3
+
+    run(scenario())
+
+
+def test_the_cap_never_splits_or_refuses_a_frame() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=8, max_delay_ms=10_000, capacity=8, live_limit=lambda: 0)
+        await batcher.put(_work("live", 0, persons=5, live=True))
+        await batcher.put(_work("live", 1, persons=1, live=True))
+        first = await batcher.next_batch()
+        assert [w.frame_index for w in first] == [0]  # the whole frame, over the cap of (at least) 1
+        assert [w.frame_index for w in await batcher.next_batch()] == [1]
+
+    run(scenario())
+
+
+def test_live_streams_take_turns_within_a_capped_batch() -> None:
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=16, max_delay_ms=0, capacity=32, live_limit=lambda: 2)
+        for i in range(3):
+            await batcher.put(_work("cam-a", i, live=True))
+        await batcher.put(_work("cam-b", 0, live=True))
+        batch = await batcher.next_batch()
+        assert sorted((w.stream_id, w.frame_index) for w in batch) == [("cam-a", 0), ("cam-b", 0)]
+
+    run(scenario())
