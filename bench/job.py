@@ -38,6 +38,7 @@ from tdmi.service.detection.base import make_detector
 from tdmi.service.inference.runtime import parse_model_spec
 from tdmi.service.video.decode import DecodedFrame, iter_frames, probe_video
 from tdmi.service.video.encode import OverlayWriter
+from tdmi.service.weights.resolve import resolve_detector, weights_store
 from tests.helpers.server import ServerProcess
 
 __all__ = ["add_arguments", "main"]
@@ -49,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", type=Path, required=True, help="the video file (e.g. OpenCV's vtest.avi)")
     parser.add_argument("--frames", type=int, default=200, help="frames from the start of the video (0: all)")
     parser.add_argument("--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny")
-    parser.add_argument("--detector", default=Settings.model_fields["detector"].default, help="detector spec")
+    parser.add_argument(
+        "--detector", help="detector spec or catalogue name (default: the service's, a pulled one else hog)"
+    )
     add_run_arguments(parser)
 
 
@@ -57,6 +60,7 @@ def main(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     device = torch.device("cpu")
     spec = args.model or default_model_spec(device)
+    detector = resolve_detector(args.detector, weights_store(Settings()))
     report = report_header("job", device)
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-job-") as tmp:
         video = _cut(args.video, args.frames, Path(tmp) / "clip.mp4") if args.frames else args.video
@@ -67,15 +71,15 @@ def main(args: argparse.Namespace) -> None:
             "frames": info.num_frames,
             "size": f"{info.width}x{info.height}",
             "model": spec.split("=")[0],
-            "detector": args.detector,
+            "detector": detector,
             "detect_every": detect_every,
             "torch_threads": torch.get_num_threads(),
         }
         report["runs"] = []
         for render in (False, True):
-            service = _service(video, spec, args.detector, render, Path(tmp) / f"server-{render}")
+            service = _service(video, spec, detector, render, Path(tmp) / f"server-{render}")
             overlay = Path(tmp) / f"plain-{render}.mp4"
-            plain = _plain(video, spec, args.detector, render, detect_every, overlay)
+            plain = _plain(video, spec, detector, render, detect_every, overlay)
             report["runs"].append(
                 {
                     "render": render,

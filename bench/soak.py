@@ -6,8 +6,8 @@
 The server (a subprocess on a free loopback port, its own data directory) takes, for
 ``--seconds``: ``--streams`` live WebSocket streams, each opened, fed ``--stream-frames`` JPEG
 frames with client boxes, ended and opened again; and ``--jobs`` clients that each upload a short
-video job, wait for it, read its result and DELETE it, again and again (a server whose DELETE
-only cancels answers 409 for a finished job: counted as ``deletes_refused``). The server process's
+video job, wait for it, read its result and DELETE it (which removes its files), again and
+again. The server process's
 resident memory (VmRSS), open file descriptors and the size of its data directory are sampled
 at the start (after the server is ready and warmed by one stream and one job), ``--samples`` - 2
 times in between, and at the end, after the last stream and job have finished. Flat numbers
@@ -92,7 +92,6 @@ class _Counts:
     frames_dropped: int = 0
     jobs_done: int = 0
     jobs_deleted: int = 0
-    deletes_refused: int = 0  # 409: a server whose DELETE only cancels refuses finished jobs
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -174,7 +173,6 @@ def measure(
         "frames_dropped": counts.frames_dropped,
         "jobs_done": counts.jobs_done,
         "jobs_deleted": counts.jobs_deleted,
-        "deletes_refused": counts.deletes_refused,
     }
     report["errors"] = counts.errors[:10]
     return report
@@ -238,14 +236,9 @@ def _one_job(server: ServerProcess, video: Path, boxes: str, counts: _Counts) ->
             httpx.get(job["links"]["result"], timeout=30).raise_for_status()
             with counts.lock:
                 counts.jobs_done += 1
-        deleted = httpx.delete(job["links"]["self"], timeout=10)
-        if deleted.status_code != 409:
-            deleted.raise_for_status()
+        httpx.delete(job["links"]["self"], timeout=10).raise_for_status()
         with counts.lock:
-            if deleted.status_code == 409:
-                counts.deletes_refused += 1
-            else:
-                counts.jobs_deleted += 1
+            counts.jobs_deleted += 1
     except Exception as exc:
         counts.error(f"job: {type(exc).__name__}: {exc}")
         time.sleep(0.5)
@@ -281,7 +274,7 @@ def _render(report: dict[str, Any]) -> None:
     print(
         f"served: {totals['streams']} streams ({totals['frames_answered']} frames answered, "
         f"{totals['frames_dropped']} dropped), {totals['jobs_done']} jobs done, "
-        f"{totals['jobs_deleted']} deleted ({totals['deletes_refused']} deletes refused with 409)"
+        f"{totals['jobs_deleted']} deleted"
     )
     for error in report["errors"]:
         print("error:", error)

@@ -32,6 +32,7 @@ import numpy as np
 
 from tdmi.model.data.clips import clip_indices
 from tdmi.protocol.poses import FramePoses, PersonPose
+from tdmi.service.errors import public_failure
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
 from tdmi.service.inference.work import Dropped, FrameWork, PoseArrays
 from tdmi.service.streaming.anchors import TrackAnchors
@@ -169,7 +170,8 @@ class StreamSession:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one frame failed in the worker; the stream goes on
-                yield FrameOutcome(pending.frame, error=f"inference failed: {exc}")
+                failure = public_failure(exc, f"inference of frame {pending.frame.frame_id}")
+                yield FrameOutcome(pending.frame, error=f"inference failed: {failure}")
                 continue
             finally:
                 if not self.options.live:

@@ -226,5 +226,5 @@ def test_soak_samples_the_server_while_streams_and_jobs_come_and_go() -> None:
     totals = report["totals"]
     assert totals["streams"] >= 1 and totals["frames_answered"] >= 4
     assert totals["jobs_done"] >= 1
-    assert totals["jobs_deleted"] + totals["deletes_refused"] == totals["jobs_done"]
+    assert totals["jobs_deleted"] == totals["jobs_done"]
     assert report["errors"] == []
