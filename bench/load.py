@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,7 +24,7 @@ from websockets.sync.client import connect
 
 from tdmi.protocol.stream import pack_frame
 
-__all__ = ["LoadResult", "StreamLoad", "person_boxes", "run_streams", "synthetic_jpegs"]
+__all__ = ["LoadResult", "StreamLoad", "person_boxes", "run_each", "run_streams", "synthetic_jpegs"]
 
 WIDTH, HEIGHT = 640, 480
 
@@ -61,12 +62,15 @@ class LoadResult:
 
 
 def run_streams(ws_base: str, streams: int, jpegs: list[bytes], load: StreamLoad) -> LoadResult:
-    """Run ``streams`` concurrent streams of ``jpegs`` until every one has ended."""
+    """Run ``streams`` concurrent WebSocket streams of ``jpegs`` until every one has ended."""
+    return run_each(streams, lambda k, result, phase: _stream(ws_base, jpegs, load, result, phase))
+
+
+def run_each(streams: int, one: Callable[[int, LoadResult, float], None]) -> LoadResult:
+    """Run ``one(k, result, phase)`` for streams k = 0..streams-1 in threads until all have ended;
+    ``phase`` (0..1) spreads open-loop schedules over one frame interval."""
     result = LoadResult()
-    threads = [
-        threading.Thread(target=_stream, args=(ws_base, jpegs, load, result, k / streams))
-        for k in range(streams)
-    ]
+    threads = [threading.Thread(target=one, args=(k, result, k / streams)) for k in range(streams)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()

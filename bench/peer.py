@@ -38,7 +38,7 @@ import torch
 
 from bench.baseline import NaiveBaseline
 from bench.hardware import add_run_arguments, default_model_spec, set_threads
-from bench.load import LoadResult, StreamLoad, person_boxes, run_streams, synthetic_jpegs
+from bench.load import LoadResult, StreamLoad, person_boxes, run_each, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.timing import percentile
 from tdmi.model.presets import build_model
@@ -174,19 +174,8 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
 def run_http_streams(url: str, streams: int, jpegs: list[bytes], load: StreamLoad) -> LoadResult:
     """``streams`` concurrent streams POSTing ``jpegs`` to ``url`` one frame per request, closed
     or open loop as ``load`` says (the same schedule as ``bench.load.run_streams``)."""
-    result = LoadResult()
     encoded = [base64.b64encode(jpeg).decode() for jpeg in jpegs]
-    threads = [
-        threading.Thread(target=_http_stream, args=(url, k, encoded, load, result, k / streams))
-        for k in range(streams)
-    ]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    result.seconds = time.perf_counter() - start
-    return result
+    return run_each(streams, lambda k, result, phase: _http_stream(url, k, encoded, load, result, phase))
 
 
 def _http_stream(
