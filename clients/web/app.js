@@ -154,6 +154,7 @@ class LiveStream {
     this.counts = { sent: 0, results: 0, dropped: 0, skipped: 0 };
     this.resultTimes = [];
     this.encoding = false;
+    this.ending = false; // "end" sent: no frame may follow it
   }
 
   async start() {
@@ -259,7 +260,8 @@ class LiveStream {
     this.capture.toBlob(
       (jpeg) => {
         this.encoding = false;
-        if (!jpeg || ws.readyState !== WebSocket.OPEN) return;
+        // a frame still encoding when the user stopped must not follow the "end" message
+        if (!jpeg || ws.readyState !== WebSocket.OPEN || this.ending) return;
         this.inFlight.set(frameId, capturedAt);
         ws.send(new Blob([header, jpeg]));
         this.counts.sent += 1;
@@ -285,6 +287,7 @@ class LiveStream {
   stop() {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       clearInterval(this.timer);
+      this.ending = true;
       this.ws.send(JSON.stringify({ type: "end" })); // the server answers what it has, then closes
       this.setState("ending");
     } else {
