@@ -75,12 +75,13 @@ def main(args: argparse.Namespace) -> None:
     emit(report, args.json, _render)
 
 
-def process_usage(pid: int, data_dir: Path) -> dict[str, float]:
-    """Resident memory (MiB), open file descriptors and data-directory size (MiB) of a process."""
+def process_usage(pid: int, data_dir: Path, log: Path | None = None) -> dict[str, float]:
+    """Resident memory (MiB), open file descriptors and data-directory size (MiB) of a process;
+    ``log``, the server's own log file kept in that directory by the harness, is not counted."""
     status = Path(f"/proc/{pid}/status").read_text()
     rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
-    size = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file() and p != log)
     return {"rss_mib": rss_kib / 1024, "open_fds": fds, "data_dir_mib": size / 2**20}
 
 
@@ -244,7 +245,7 @@ def _one_job(server: ServerProcess, video: Path, boxes: str, counts: _Counts) ->
 
 
 def _sample(server: ServerProcess, data_dir: Path, start: float, counts: _Counts) -> dict[str, float]:
-    usage = process_usage(server.proc.pid, data_dir)
+    usage = process_usage(server.proc.pid, data_dir, server.log_path)
     with counts.lock:
         done = {"streams": counts.streams, "jobs_done": counts.jobs_done}
     return {"seconds": time.monotonic() - start, **usage, **done}
