@@ -8,8 +8,9 @@ The server (a subprocess on a free loopback port, its own data directory) takes,
 frames with client boxes, ended and opened again; and ``--jobs`` clients that each upload a short
 video job, wait for it, read its result and DELETE it (which removes its files), again and
 again. The server process's resident memory (VmRSS), open file descriptors and the size of its
-data directory are sampled at the start (after the server is ready and warmed by one stream and one job), ``--samples`` - 2
-times in between, and at the end, after the last stream and job have finished. Flat numbers
+data directory are sampled at the start (after the server is ready and warmed by one stream and
+one job), ``--samples`` - 2 times in between, and at the end, after the last stream and job have
+finished. Flat numbers
 between the first and the last sample are the goal; the report prints their differences.
 Linux only (the numbers come from ``/proc``).
 """
