@@ -19,12 +19,19 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
 
 class TDMILoss(nn.Module):
     """Heatmap MSE + alpha * L_MI (the paper's alpha is 1). Returns every term and their sum
-    under ``"loss"``; L_MI is normalised like the MSE (see ``model.mutual_info``)."""
+    under ``"loss"``; L_MI is normalised like the MSE (see ``model.mutual_info``).
 
-    def __init__(self, alpha: float = 1.0, mi: MutualInfoConfig = MutualInfoConfig()):
+    With L_MI's fitted readouts, ``readout_fit`` (their heatmap MSE on detached representations,
+    the mean over the four) is in the sum too: it trains the readouts and nothing else. ``head``
+    is the model's heatmap head, the readouts' starting point.
+    """
+
+    def __init__(
+        self, alpha: float = 1.0, mi: MutualInfoConfig = MutualInfoConfig(), head: nn.Module | None = None
+    ):
         super().__init__()
         self.alpha = alpha
-        self.mutual_info = MutualInfoLoss(mi)
+        self.mutual_info = MutualInfoLoss(mi, head) if alpha > 0 else None
 
     def forward(
         self, model: TDMI, clips: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
@@ -32,10 +39,14 @@ class TDMILoss(nn.Module):
         reps = model.forward_features(clips)
         heatmaps = model.forward_head(reps.enhanced)
         terms = {"heatmap": heatmap_mse(heatmaps, target, weight)}
-        if self.alpha > 0:
+        if self.mutual_info is not None:
             if model.rdm is None and self.mutual_info.cfg.uses_noisy:
                 raise ValueError("a TDMI without RDM has no Mu, Mn: switch off the L_MI terms that read them")
             mi_terms = self.mutual_info(reps, model.head, target, weight)
             terms.update({k: self.alpha * v for k, v in mi_terms.items()})
+            readouts = self.mutual_info.readouts
+            if readouts is not None:
+                fits = [heatmap_mse(h, target, weight) for h in readouts.fit_heatmaps(reps).values()]
+                terms["readout_fit"] = sum(fits, torch.zeros((), device=clips.device)) / len(fits)
         terms["loss"] = sum(terms.values(), torch.zeros((), device=clips.device))
         return terms

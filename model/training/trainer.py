@@ -83,7 +83,16 @@ class Objective(nn.Module):
     def __init__(self, net: nn.Module, preset: ModelPreset, cfg: TrainConfig):
         super().__init__()
         self.net = net
-        self.criterion = TDMILoss(cfg.loss.alpha, cfg.loss.mutual_info) if preset.multi_frame else None
+        self.criterion = (
+            TDMILoss(cfg.loss.alpha, cfg.loss.mutual_info, net.get_submodule("head"))
+            if preset.multi_frame
+            else None
+        )
+
+    def readouts(self) -> nn.Module | None:
+        """L_MI's fitted readouts: trained beside the network, kept in training checkpoints only."""
+        mutual_info = None if self.criterion is None else self.criterion.mutual_info
+        return None if mutual_info is None else mutual_info.readouts
 
     def forward(
         self, inputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
@@ -134,7 +143,9 @@ class Trainer:
         self.net.to(self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        objective: nn.Module = Objective(self.net, self.preset, cfg)
+        plain = Objective(self.net, self.preset, cfg)
+        self.readouts = plain.readouts()
+        objective: nn.Module = plain
         if ctx.distributed:
             # the noisy gate goes unused when alpha = 0 or an L_MI term is switched off
             mi = cfg.loss.mutual_info
@@ -147,6 +158,8 @@ class Trainer:
             )
         self.objective = objective
         params = [p for p in self.net.parameters() if p.requires_grad]
+        if self.readouts is not None:
+            params += list(self.readouts.parameters())
         self.optimizer = torch.optim.Adam(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, list(train_cfg.milestones), gamma=train_cfg.gamma
@@ -359,6 +372,7 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             rng=rng,
             config=self.cfg.to_dict(),
+            readouts=None if self.readouts is None else self.readouts.state_dict(),
         )
 
     def _restore(self, path: str | Path) -> None:
@@ -372,6 +386,8 @@ class Trainer:
         self.optimizer.load_state_dict(meta["optimizer"])
         self.scheduler.load_state_dict(meta["scheduler"])
         self.scaler.load_state_dict(meta["scaler"])
+        if self.readouts is not None and meta.get("readouts") is not None:
+            self.readouts.load_state_dict(meta["readouts"])
         self.epoch, self.epoch_batches, self.step = meta["epoch"], meta["epoch_batches"], meta["step"]
         self.best_map = meta["best_map"]
         states = meta["rng"]

@@ -1,9 +1,11 @@
 """The mutual-information estimators: one optimiser step moves each estimate the right way, the
-teacher sides stay stopped, and the loss is a per-joint quantity independent of resolution."""
+teacher sides and every readout stay stopped, the conditional terms act only where the teacher
+knows the label better, and the loss is a per-joint quantity independent of resolution."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -66,7 +68,8 @@ def _step(term: str, seed: int, cfg: MutualInfoConfig = CFG) -> tuple[dict, dict
     reps, head, target, weight = _setup(seed)
     before = _measure(head, reps, target, cfg)
     optimiser = torch.optim.SGD([*reps, *head.parameters()], lr=0.5)
-    MutualInfoLoss(cfg)(reps, head, target, weight)[term].backward()
+    MutualInfoLoss(cfg, head)(reps, head, target, weight)[term].backward()
+    assert head.weight.grad is None  # L_MI shapes representations, never the readouts
     optimiser.step()
     return before, _measure(head, reps, target, cfg), reps
 
@@ -96,7 +99,7 @@ def test_vsd_conditional_terms_pull_the_enhanced_feature_onto_the_teacher(
     term: str, teacher: str, agree_key: str, seed: int
 ) -> None:
     """KL(p(y|x) || p(y|F~)) falls; x (the teacher) is stopped; nothing pushes from the label."""
-    before, after, reps = _step(term, seed)
+    before, after, reps = _step(term, seed, replace(CFG, conditional_gate=False))
     assert after[agree_key] < before[agree_key]
     assert getattr(reps, teacher).grad is None
     assert reps.enhanced.grad is not None and reps.enhanced.grad.abs().sum() > 0
@@ -115,7 +118,7 @@ def test_lowered_term_is_bounded_by_the_per_joint_margin() -> None:
     reps, head, target, weight = _setup(0)
     far = reps._replace(noisy=reps.noisy.detach() * 0 + 100 * torch.randn(B, C, H, W))
     cfg = MutualInfoConfig(temperature=0.1, margin=1.0)
-    loss = MutualInfoLoss(cfg)(far, head, target, weight)
+    loss = MutualInfoLoss(cfg, head)(far, head, target, weight)
     assert 0.0 <= loss["mi_useful_noisy"].item() <= cfg.temperature**2 * cfg.margin + 1e-9
     assert all(torch.isfinite(v) for v in loss.values())
 
@@ -123,7 +126,40 @@ def test_lowered_term_is_bounded_by_the_per_joint_margin() -> None:
 def test_switched_off_terms_are_not_computed() -> None:
     reps, head, target, weight = _setup(0)
     cfg = MutualInfoConfig(useful_noisy=0.0, feature_label=0.0)
-    assert set(MutualInfoLoss(cfg)(reps, head, target, weight)) == {"mi_motion_useful", "mi_useful_label"}
+    terms = MutualInfoLoss(cfg, head)(reps, head, target, weight)
+    assert set(terms) == {"mi_motion_useful", "mi_useful_label"}
+
+
+def test_conditional_terms_act_only_where_the_teacher_knows_the_label_better() -> None:
+    """Heatmaps as representations (identity readout): joint 0's teacher peaks on the label and
+    F~ elsewhere, joint 1 the other way round; only joint 0 pulls F~."""
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+
+    def bump(y: int, x: int) -> torch.Tensor:
+        return torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 2.0)
+
+    label, other = bump(1, 1), bump(4, 3)
+    useful = torch.stack([label, other])[None]  # (1, 2, H, W)
+    enhanced = nn.Parameter(torch.stack([other, label])[None])
+    reps = TDMIRepresentations(useful, useful, useful, useful, enhanced)
+    cfg = MutualInfoConfig(readouts="head", useful_noisy=0, motion_useful=0, feature_label=0)
+    MutualInfoLoss(cfg)(reps, nn.Identity(), torch.stack([label, label])[None], torch.ones(1, 2))[
+        "mi_useful_label"
+    ].backward()
+    assert enhanced.grad is not None
+    assert enhanced.grad[0, 0].abs().sum() > 0
+    assert enhanced.grad[0, 1].abs().sum() == 0
+
+
+def test_fitted_readouts_start_as_the_head_and_need_it() -> None:
+    _, head, _, _ = _setup(0)
+    readouts = MutualInfoLoss(CFG, head).readouts
+    assert readouts is not None and set(readouts.convs) == {"motion", "useful", "noisy", "feature"}
+    for conv in readouts.convs.values():
+        torch.testing.assert_close(conv.weight, head.weight)
+        assert conv.weight is not head.weight
+    with pytest.raises(ValueError, match="pass head"):
+        MutualInfoLoss(CFG)
 
 
 def test_joint_divergence_is_kl_per_sample_and_joint() -> None:
@@ -153,7 +189,7 @@ def test_loss_does_not_change_with_heatmap_resolution() -> None:
     widths = [0.12 + 0.05 * torch.rand(B, J, generator=gen, dtype=torch.float64) for _ in range(5)]
     # Mn a small shift of Mu, so I(Mu; Mn)'s hinge is active
     centres[2] = centres[1] + 0.01
-    cfg = MutualInfoConfig(temperature=0.1, margin=1.0)
+    cfg = MutualInfoConfig(temperature=0.1, margin=1.0, readouts="head", conditional_gate=False)
     values = []
     for h, w in ((24, 18), (48, 36)):
         maps = [_blob_maps(h, w, c, s, 0.5) for c, s in zip(centres, widths)]

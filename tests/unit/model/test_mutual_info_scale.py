@@ -33,7 +33,7 @@ def _grad_norm_ratio(net: TDMI, batch: tuple[torch.Tensor, ...], cfg: MutualInfo
     net.train()
     reps = net.forward_features(clips)
     heatmap = heatmap_mse(net.forward_head(reps.enhanced), target, weight)
-    mi = sum(MutualInfoLoss(cfg)(reps, net.head, target, weight).values())
+    mi = sum(MutualInfoLoss(cfg, net.head)(reps, net.head, target, weight).values())
     params = [p for p in net.parameters() if p.requires_grad]
 
     def norm(loss: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,7 @@ def test_full_objective_reaches_every_parameter() -> None:
     net = randomize(TDMI(TINY)).train()
     target = torch.rand(2, 17, 16, 16)
     weight = torch.ones(2, 17)
-    TDMILoss(alpha=1.0)(net, torch.randn(2, 5, 3, 64, 64), target, weight)["loss"].backward()
+    TDMILoss(1.0, head=net.head)(net, torch.randn(2, 5, 3, 64, 64), target, weight)["loss"].backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
     net.zero_grad(set_to_none=True)

@@ -150,6 +150,9 @@ def test_resume_continues_from_the_saved_step_with_the_same_lr(synth: Path, tmp_
     assert (first.epoch, first.step) == (1, stop)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert (saved["epoch"], saved["epoch_batches"], saved["step"]) == (1, 1, stop)
+    # L_MI's fitted readouts (alpha 1) travel in the training checkpoint, apart from the weights
+    assert {k.split(".")[1] for k in saved["readouts"]} == {"motion", "useful", "noisy", "feature"}
+    assert not any("convs" in k for k in saved["state_dict"])
 
     second = train(
         validate_config({**raw, "train": {**raw["train"], "max_steps": stop + 2}}),
