@@ -58,6 +58,9 @@ class Detections:
         return len(self.scores)
 
 
+TimedDetections = tuple[Detections, float]  # the answer and the detector's seconds
+
+
 class Detector(Protocol):
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """Person boxes in an RGB uint8 image (H, W, 3)."""

@@ -51,20 +51,27 @@ def boxes_from_keypoints(
 
 
 class DetectionSchedule:
-    """Decides, frame by frame, whether a stream runs its detector or propagates boxes."""
+    """Decides, frame by frame, whether a stream runs its detector or propagates boxes.
+
+    The detector runs on a fixed grid, the stream's frames 0, every, 2 * every, ..., and on any
+    frame where a person was lost on the way. An extra detection does not move the grid, so the
+    frames that are surely detected are known before they arrive: a video job detects them
+    ahead, on the detector's thread, while the model works on the frames before (``on_grid``).
+    """
 
     def __init__(self, every: int):
         if every < 1:
             raise ValueError(f"detector interval must be >= 1 frame, got {every}")
         self.every = every
-        self._frames_to_wait = 0  # frames left before the detector is due
+        self._position = 0  # frames decided so far
+
+    def on_grid(self, position: int) -> bool:
+        """Whether the stream's frame at ``position`` (0-based) is detected whatever happens."""
+        return position % self.every == 0
 
     def should_detect(self, tracked: int, propagated: int) -> bool:
         """Call once per frame, with the number of persons whose keypoints were carried over
-        (``tracked``) and of boxes that came out (``propagated``). True on the first frame, every
-        ``every`` frames, and whenever a person was lost on the way (``propagated < tracked``)."""
-        if self._frames_to_wait <= 0 or propagated < tracked:
-            self._frames_to_wait = self.every - 1
-            return True
-        self._frames_to_wait -= 1
-        return False
+        (``tracked``) and of boxes that came out (``propagated``). True on the grid and whenever
+        a person was lost on the way (``propagated < tracked``)."""
+        position, self._position = self._position, self._position + 1
+        return self.on_grid(position) or propagated < tracked

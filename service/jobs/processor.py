@@ -1,9 +1,12 @@
 """One video job's work: decode -> session -> poses, the overlay video, progress reports.
 
 Decoding and overlay encoding each run on a thread of the job's own, beside the model: the
-decoder reads up to ``READ_AHEAD`` frames ahead of the session, the encoder drains up to
-``ENCODE_BEHIND`` drawn frames behind it; both queues are bounded, so a slow model slows
-decoding down instead of memory growing, and a slow encoder holds the results back.
+decoder reads up to ``READ_AHEAD`` + ``detect_every`` frames ahead of the session, the encoder
+drains up to ``ENCODE_BEHIND`` drawn frames behind it; both queues are bounded, so a slow model
+slows decoding down instead of memory growing, and a slow encoder holds the results back. The
+frames that the detection schedule surely detects (its grid) go to the detector's thread as soon
+as they are decoded, so detection overlaps the model too; the answers are the ones the session
+would have got itself, so results do not change.
 
 Shared by the embedded runner (SQLite) and the scale-out worker (Redis): both hand it a record,
 where to write the overlay, and a progress callback whose False answer (the job was cancelled
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import Future
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +27,7 @@ import numpy as np
 from tdmi.protocol import FramePoses, JobResultPublic, VideoPublic
 from tdmi.protocol.overlay import draw_poses
 from tdmi.service.config import Settings
+from tdmi.service.detection import TimedDetections
 from tdmi.service.inference.runtime import InferenceRuntime
 from tdmi.service.jobs.store import JobRecord
 from tdmi.service.metrics import ServiceMetrics
@@ -33,7 +38,7 @@ from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, limits_
 __all__ = ["JobProcessor", "ProgressReport"]
 
 PROGRESS_EVERY_S = 0.5
-READ_AHEAD = 4  # decoded frames waiting for the session
+READ_AHEAD = 4  # decoded frames waiting for the session, beyond one detection interval
 ENCODE_BEHIND = 8  # frames with poses waiting for the overlay encoder
 
 
@@ -170,7 +175,9 @@ class JobProcessor:
         decode thread; errors call the video by ``name``, the user's file name."""
         loop = asyncio.get_running_loop()
         frames: Iterator[DecodedFrame] = iter_frames(path, **limits_of(self.settings), name=name)
-        ahead: asyncio.Queue[DecodedFrame | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
+        ahead: asyncio.Queue[tuple[DecodedFrame, Future[TimedDetections] | None] | Exception | None]
+        ahead = asyncio.Queue(maxsize=READ_AHEAD + self.settings.detect_every)
+        detecting: list[Future[TimedDetections]] = []
 
         async def decode() -> None:
             while True:
@@ -181,15 +188,20 @@ class JobProcessor:
                     await ahead.put(exc)
                     return
                 self.metrics.observe_stage("decode", time.perf_counter() - start)
-                await ahead.put(decoded)
                 if decoded is None:
+                    await ahead.put(None)
                     return
+                detection = None if boxes else self.sessions.detect_ahead(decoded.index, decoded.image)
+                if detection is not None:
+                    detecting.append(detection)
+                await ahead.put((decoded, detection))
 
         decoder = asyncio.create_task(decode())
         try:
-            while (decoded := await ahead.get()) is not None:
-                if isinstance(decoded, Exception):
-                    raise decoded
+            while (item := await ahead.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                decoded, detection = item
                 client = boxes.get(decoded.index)
                 if boxes and client is None:
                     client = np.zeros((0, 5), dtype=np.float32)
@@ -199,6 +211,7 @@ class JobProcessor:
                     pts=decoded.seconds,
                     ticks=decoded.pts,
                     client_boxes=client,
+                    detected_ahead=detection,
                 )
                 await session.push(frame)
         except asyncio.CancelledError:
@@ -209,6 +222,9 @@ class JobProcessor:
         finally:
             decoder.cancel()
             await asyncio.gather(decoder, return_exceptions=True)
+            for detection in detecting:  # those not started yet; a running one finishes unheard
+                detection.cancel()
+            await asyncio.gather(*detecting, return_exceptions=True)
         await session.end()
 
 

@@ -1,8 +1,9 @@
 """Where a frame's person boxes come from: the client, the detector, or the last keypoints.
 
 ``SessionBoxes`` is the ``BoxProvider`` of a session. Client boxes win when a frame has them.
-Otherwise the detector runs on its cadence (every ``detect_every`` frames, and whenever no
-track is left to follow); in between, each track's box is propagated from its latest keypoints.
+Otherwise the detector runs on its schedule (a fixed grid of every ``detect_every``-th frame, and
+whenever a track is lost; a frame may bring the detector's answer with it, started ahead by a
+video job); in between, each track's box is propagated from its latest keypoints.
 Which keypoints a frame follows is the session's rule (``SessionOptions.box_lag``). Until the
 first keypoints are back, the boxes of the frame before are carried over. Boxes that were not
 the client's are clipped to the current frame, so that boxes found in frames of another size
@@ -19,10 +20,23 @@ from concurrent.futures import Executor
 import numpy as np
 
 from tdmi.protocol.stream import BoxMode
-from tdmi.service.detection import Detections, DetectionSchedule, Detector, boxes_from_keypoints
+from tdmi.service.detection import (
+    Detections,
+    DetectionSchedule,
+    Detector,
+    TimedDetections,
+    boxes_from_keypoints,
+)
 from tdmi.service.streaming.session import StreamFrame
 
-__all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detections_array"]
+__all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detect_timed", "detections_array"]
+
+
+def detect_timed(detector: Detector, image: np.ndarray) -> TimedDetections:
+    """The detector's answer and its seconds (on the detector's thread: queueing not counted)."""
+    start = time.perf_counter()
+    found = detector.detect(image)
+    return found, time.perf_counter() - start
 
 
 class SessionBoxes:
@@ -51,10 +65,11 @@ class SessionBoxes:
         else:  # no keypoints to follow: the boxes of the frame before
             tracked, propagated = len(self._last), clip_to_frame(self._last, frame.image.shape)
         if self.schedule.should_detect(tracked=tracked, propagated=len(propagated)):
-            start = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self.executor, self.detector.detect, frame.image)
-            self._on_stage("detect", time.perf_counter() - start)
+            pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
+                self.executor, detect_timed, self.detector, frame.image
+            )
+            found, seconds = await pending
+            self._on_stage("detect", seconds)
             propagated = clip_to_frame(detections_array(found), frame.image.shape)
         self._last = propagated
         return propagated

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from tdmi.model.tracking import PoseTracker, TrackerConfig
 from tdmi.service.config import Settings
-from tdmi.service.detection import make_detector
+from tdmi.service.detection import DetectionSchedule, TimedDetections, make_detector
 from tdmi.service.inference.runtime import ModelRuntime
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.streaming.boxes import BoxMode, SessionBoxes
+from tdmi.service.streaming.boxes import BoxMode, SessionBoxes, detect_timed
 from tdmi.service.streaming.session import SessionOptions, StreamSession
 from tdmi.service.weights.resolve import resolve_detector, weights_store
 
@@ -28,6 +31,17 @@ class SessionFactory:
         self.detector = make_detector(self.detector_spec)
         logging.getLogger("tdmi.service").info("person detector: %s", self.detector_spec)
         self.detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-detect")
+        self._grid = DetectionSchedule(settings.detect_every)  # the sessions' default schedule
+
+    def detect_ahead(self, position: int, image: np.ndarray) -> asyncio.Future[TimedDetections] | None:
+        """Start the detector on a video job's frame before it reaches its session (frame
+        ``position`` of a session with the default schedule and no client boxes), if the schedule
+        surely detects it: the same answer, sooner, on the detector's thread while the model works
+        on the frames before. None when it is not on the grid or there is no detector."""
+        if self.detector is None or not self._grid.on_grid(position):
+            return None
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self.detect_thread, detect_timed, self.detector, image)
 
     def new(
         self,

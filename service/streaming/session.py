@@ -26,7 +26,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from tdmi.service.errors import public_failure
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
 from tdmi.service.inference.work import Dropped, FrameWork, PoseArrays
 from tdmi.service.streaming.anchors import TrackAnchors
+
+if TYPE_CHECKING:
+    from tdmi.service.detection import TimedDetections
 
 __all__ = [
     "BoxProvider",
@@ -61,6 +64,8 @@ class StreamFrame:
     ticks: int | None = None  # the same PTS in the source's time base (video files)
     timestamp: float | None = None  # the live client's capture time, echoed back
     client_boxes: np.ndarray | None = None  # (N, 5) x1, y1, x2, y2, score given by the client
+    # the detector's answer and its seconds, started before the frame arrived (video jobs)
+    detected_ahead: asyncio.Future[TimedDetections] | None = None
     arrived: float = 0.0  # monotonic arrival time, set by the session
     skip_reason: str | None = None  # answered with a drop notice instead of inference
 

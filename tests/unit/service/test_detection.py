@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from tdmi.model.tracking import PoseTracker, box_iou
+from tdmi.service.config import Settings
 from tdmi.service.detection import (
     Detections,
     DetectionSchedule,
@@ -34,7 +35,9 @@ from tdmi.service.detection import (
 )
 from tdmi.service.detection.onnx_layouts import detect_layout
 from tdmi.service.detection.onnx_yolo import letterbox
+from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.boxes import SessionBoxes, clip_to_frame
+from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import StreamFrame
 
 DATA = Path(__file__).parents[2] / "data" / "detection"
@@ -521,9 +524,11 @@ def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
     schedule = DetectionSchedule(every=3)
     steady = [schedule.should_detect(tracked=2, propagated=2) for _ in range(7)]
     assert steady == [True, False, False, True, False, False, True]
-    assert schedule.should_detect(tracked=2, propagated=2) is False
-    assert schedule.should_detect(tracked=2, propagated=1) is True  # a person was lost
-    assert schedule.should_detect(tracked=1, propagated=1) is False  # the count starts again
+    assert schedule.should_detect(tracked=2, propagated=2) is False  # frame 7
+    assert schedule.should_detect(tracked=2, propagated=1) is True  # frame 8: a person was lost
+    assert schedule.should_detect(tracked=1, propagated=1) is True  # frame 9: the grid did not move
+    assert schedule.should_detect(tracked=1, propagated=1) is False
+    assert [schedule.on_grid(i) for i in range(7)] == steady
     assert all(DetectionSchedule(every=1).should_detect(0, 0) for _ in range(3))
     with pytest.raises(ValueError, match=">= 1 frame"):
         DetectionSchedule(every=0)
@@ -581,3 +586,27 @@ def test_boxes_carried_over_from_a_larger_frame_stay_inside_the_smaller_one() ->
     assert detector.calls == 1  # frame 1 was carried over, not detected
     assert large[:, :4].tolist() == [[10, 10, 50, 90], [60, 10, 100, 90]]
     assert small[:, :4].tolist() == [[10, 10, 50, 60], [60, 10, 80, 60]]
+
+
+def test_a_detection_started_ahead_is_used_and_not_run_again(tmp_path: Path) -> None:
+    """A video job detects grid frames before they arrive: the session takes that answer as its
+    own (same boxes, the detector's seconds reported) and does not call the detector again."""
+    settings = Settings(detector="none", detect_every=3, data_dir=tmp_path)
+    factory = SessionFactory(settings, ServiceMetrics())
+    detector = _CountingDetector()
+    factory.detector = detector
+    image = np.zeros((120, 160, 3), np.uint8)
+    stages: list[tuple[str, float]] = []
+    boxes = SessionBoxes("auto", detector, 3, ThreadPoolExecutor(1), lambda s, t: stages.append((s, t)))
+
+    async def run() -> tuple[list, list[np.ndarray]]:
+        ahead = [factory.detect_ahead(i, image) for i in range(7)]
+        found = [await boxes.boxes_for(StreamFrame(i, image, detected_ahead=ahead[i]), {}) for i in range(7)]
+        return ahead, found
+
+    ahead, found = asyncio.run(run())
+    assert [a is not None for a in ahead] == [True, False, False, True, False, False, True]
+    assert detector.calls == 3  # the grid frames, each once, all of them ahead
+    assert [s for s, _ in stages] == ["detect"] * 3 and all(t >= 0 for _, t in stages)
+    assert all(np.array_equal(f, found[0]) for f in found)
+    factory.close()
