@@ -28,7 +28,9 @@ def test_arms_share_start_seed_schedule_and_steps(tmp_path: Path) -> None:
         assert train.val_every == 0  # nothing is picked on the held-out videos
         assert cfg.data.train_dir == tmp_path / "data" / "annotations" / "train"
     assert configs["tdmi_alpha1"].loss.alpha == 1.0
-    assert [n for n, c in configs.items() if c.loss.alpha > 0] == ["tdmi_alpha1"]
+    assert [n for n, c in configs.items() if c.loss.alpha > 0] == ["tdmi_alpha1", "tdmi_alpha1_no_un"]
+    assert configs["tdmi_alpha1_no_un"].loss.mutual_info.useful_noisy == 0.0
+    assert configs["tdmi_alpha1"].loss.mutual_info.useful_noisy == 1.0
     assert [n for n, c in configs.items() if c.data.static_clips] == ["tdmi_static"]
     assert configs["single"].model.name == "hrnet-tiny"
     assert pretrain_config(plan).model.init is None
