@@ -10,6 +10,11 @@ __all__ = ["WorkerModelPublic", "WorkerPublic", "WorkersPublic"]
 class WorkerModelPublic(BaseModel):
     name: str
     checkpoint: str | None = Field(description="file name of the weights; None: untrained")
+    joints: str | None = Field(
+        default=None,
+        description="joint layout the worker labels keypoints with (its checkpoint may declare one "
+        "other than the preset's); None from workers older than this field",
+    )
 
 
 class WorkerPublic(BaseModel):

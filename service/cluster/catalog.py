@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
+from tdmi.model.joints import LAYOUTS
+from tdmi.model.presets import ModelPreset
 from tdmi.protocol import WorkerPublic
 from tdmi.service.inference.runtime import ModelInfo, UnknownModelError
 from tdmi.service.weights.catalogue import WeightsStore
@@ -31,7 +34,7 @@ class ClusterCatalog:
     def update(self, workers: list[WorkerPublic]) -> None:
         served = {
             m.name: ModelInfo(
-                resolve_model(m.name, self._store, need_file=False)[0],
+                _labelled(resolve_model(m.name, self._store, need_file=False)[0], m.joints),
                 Path(m.checkpoint) if m.checkpoint else None,
             )
             for w in workers
@@ -49,3 +52,11 @@ class ClusterCatalog:
             raise UnknownModelError(
                 f"model {name!r} is not served by any worker; served: {', '.join(self._models)}"
             ) from None
+
+
+def _labelled(preset: ModelPreset, joints: str | None) -> ModelPreset:
+    """``preset`` with the joint layout its worker labels keypoints with (a checkpoint may declare
+    one other than the preset's, e.g. an MMPose COCO file in a PoseTrack preset)."""
+    if joints is None or joints == preset.layout.name or joints not in LAYOUTS:
+        return preset
+    return dataclasses.replace(preset, layout=LAYOUTS[joints])

@@ -80,7 +80,11 @@ def snapshot(
         device=settings.device,
         backend=settings.backend,
         models=[
-            WorkerModelPublic(name=m.name, checkpoint=m.checkpoint.name if m.checkpoint else None)
+            WorkerModelPublic(
+                name=m.name,
+                checkpoint=m.checkpoint.name if m.checkpoint else None,
+                joints=m.preset.layout.name,
+            )
             for m in runtime.models.values()
         ],
         streams=streams,
