@@ -3,11 +3,14 @@
 Bytes arrive in ``<cache>/.partial/<name>.part``. A cut connection leaves that file, and the
 next pull asks for the rest with an HTTP Range request. Only a download whose size and SHA-256
 match the catalogue is moved (or, for a zip, its one member extracted) under its final name,
-by an atomic rename; a mismatch deletes the part. The service itself never calls this.
+by an atomic rename; a mismatch deletes the part. Two pulls of one file (two shells, two
+containers on one cache) take turns on a lock of the part's directory: the second waits, then
+finds the file in place. The service itself never calls this.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -56,15 +59,27 @@ def pull(
         raise PullError(f"{entry.name}: {entry.manual} and place it at {final}")
     url = mirrored_url(entry.url, mirror)
     part = store.directory / ".partial" / f"{entry.name}.part"
-    _fetch(url, part, entry.name, progress)
-    digest = _check(part, entry)
-    if entry.sha256 is None:
-        warn(f"{entry.name}: the publisher gives no hash; sha256 of what was fetched: {digest}")
-    if entry.archive_member is None:
-        os.replace(part, final)
-    else:
-        _extract(part, entry, final)
-        part.unlink()
+    part.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(part.parent, os.O_RDONLY)  # released when closed, also by a killed process
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            warn(f"{entry.name}: another pull is running in this cache; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_file():  # the other pull fetched it
+            return final
+        _fetch(url, part, entry.name, progress)
+        digest = _check(part, entry)
+        if entry.sha256 is None:
+            warn(f"{entry.name}: the publisher gives no hash; sha256 of what was fetched: {digest}")
+        if entry.archive_member is None:
+            os.replace(part, final)
+        else:
+            _extract(part, entry, final)
+            part.unlink()
+    finally:
+        os.close(lock)
     return final
 
 

@@ -1,5 +1,6 @@
 """A weights mirror on loopback: a real HTTP server (http.server in a thread) that serves bytes
-with Range support, can cut a response short once, and records what it was asked."""
+with Range support, can cut a response short once or hold it half-sent until released, and
+records what it was asked."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Mirror:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before a cut (once)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    hold: dict[str, threading.Event] = field(default_factory=dict)  # path -> half sent until set (once)
 
 
 def _handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
@@ -50,6 +52,12 @@ def _handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
             body = data[start:]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            hold = mirror.hold.pop(self.path, None)
+            if hold is not None:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                hold.wait(60)
+                body = body[len(body) // 2 :]
             cut = mirror.cut_after.pop(self.path, None)
             self.wfile.write(body if cut is None else body[:cut])
             if cut is not None:

@@ -9,8 +9,11 @@ import io
 import json
 import subprocess
 import sys
+import threading
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,6 +21,8 @@ import pytest
 
 from tdmi.model.presets import build_model
 from tdmi.service.cli import main
+from tdmi.service.weights.catalogue import WeightsStore
+from tdmi.service.weights.download import pull
 from tests.helpers.mirror import Mirror, serve_mirror
 from tests.helpers.mmpose import write_mmpose_checkpoint
 from tests.helpers.server import ServerProcess, free_port
@@ -160,6 +165,34 @@ def test_a_cut_download_resumes_with_a_range_request(
     assert mirror.requests[-1] == ("/full/hrnet_tiny_full.pth", f"bytes={half}-")
     assert _cache_files(tmp_path) == ["hrnet_tiny_full.pth"]
     assert (tmp_path / "cache" / "hrnet_tiny_full.pth").read_bytes() == site["pose"]
+
+
+def test_two_pulls_of_one_file_take_turns(site: dict[str, bytes], mirror: Mirror, tmp_path: Path) -> None:
+    """The second pull waits for the first (which is held half-sent), then finds the file: one
+    download, no bytes of two writers in one part."""
+    store = WeightsStore(tmp_path / "cache", tmp_path / "site-catalogue.json")
+    entry = store.catalogue.entries["full-hash"]
+    release = threading.Event()
+    mirror.hold["/full/hrnet_tiny_full.pth"] = release
+    waited: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(pull, entry, store, mirror.base, False)
+        _until(lambda: len(mirror.requests) == 1)
+        second = pool.submit(pull, entry, store, mirror.base, False, waited.append)
+        _until(lambda: bool(waited))
+        assert not second.done()
+        release.set()
+        assert first.result(30) == second.result(30) == tmp_path / "cache" / "hrnet_tiny_full.pth"
+    assert "another pull is running" in waited[0]
+    assert len(mirror.requests) == 1
+    assert (tmp_path / "cache" / "hrnet_tiny_full.pth").read_bytes() == site["pose"]
+
+
+def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_a_hash_mismatch_keeps_nothing_and_touches_nothing_else(
