@@ -106,7 +106,9 @@ def measure(
     frames_per_batch = max(1, max_batch // persons)
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as cache:
         network = build_model(preset.name, checkpoint)
-        runner = make_backend(backend, network, preset, device, precision, Path(cache), "bench")
+        runner = make_backend(
+            backend, network, preset, device, precision, Path(cache), "bench", threads=torch.get_num_threads()
+        )
     laps: dict[str, list[float]] = defaultdict(list)
     model_runner = ModelRunner(preset, runner, device, max_batch, lambda stage, s: laps[stage].append(s))
     model_runner.warm_up()

@@ -226,6 +226,7 @@ def _model_alone(
             precision,
             Path(cache),
             "bench",
+            threads=torch.get_num_threads(),  # as the server (ONNX Runtime would take all cores)
         )
         seconds = median_seconds(
             runner, lambda: torch.randn(preset.input_shape(batch), device=device), device, 5

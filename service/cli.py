@@ -106,7 +106,9 @@ def _add_node_flags(parser: argparse.ArgumentParser, default_port: str) -> None:
     )
     parser.add_argument("--device", help="cpu or cuda[:N] (default cpu, TDMI_DEVICE)")
     parser.add_argument(
-        "--backend", choices=["torch", "torchscript", "onnxruntime"], help="inference runtime"
+        "--backend",
+        choices=["auto", "torch", "torchscript", "onnxruntime"],
+        help="inference runtime (auto: onnxruntime on a CPU, else torch)",
     )
     parser.add_argument(
         "--data-dir",

@@ -72,10 +72,11 @@ class Settings(BaseSettings):
         description="models to load, each NAME or NAME=CHECKPOINT; NAME may be a preset or a pulled "
         "catalogue entry (`tdmi weights list`), CHECKPOINT a file path or a pulled catalogue entry",
     )
-    backend: Literal["torch", "torchscript", "onnxruntime"] = Field(
-        default="torch",
-        description="the runtime of the models; torch is the default on every device until a "
-        "side-by-side run (`python -m bench model`) shows another one faster (see BENCHMARKS.md)",
+    backend: Literal["auto", "torch", "torchscript", "onnxruntime"] = Field(
+        default="auto",
+        description="the runtime of the models; auto: onnxruntime on a CPU in fp32 (the fastest there "
+        "end to end, BENCHMARKS.md; the ONNX file is exported once at first start and cached), torch "
+        "otherwise and wherever a setting needs it (feature_reuse, torch_compile, cuda_graphs)",
     )
     precision: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="fp16/bf16 on a GPU only")
     cpu_threads: int | None = Field(
@@ -247,6 +248,16 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"TDMI_SETTINGS_FILE {settings_file}: no such file")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
         return (*sources, file_secret_settings)
+
+    @property
+    def model_backend(self) -> Literal["torch", "torchscript", "onnxruntime"]:
+        """The runtime ``backend`` names, with ``auto`` decided: ONNX Runtime where it is the fastest
+        measured (a CPU, fp32) and nothing asks for torch; torch otherwise."""
+        if self.backend != "auto":
+            return self.backend
+        wants_torch = self.feature_reuse or self.torch_compile or self.cuda_graphs
+        on_cpu_fp32 = self.device == "cpu" and self.precision == "fp32"
+        return "onnxruntime" if on_cpu_fp32 and not wants_torch else "torch"
 
     def public(self) -> dict[str, Any]:
         """The settings as printed at start-up: API keys are counted, never shown."""

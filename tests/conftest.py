@@ -5,6 +5,10 @@ Tests that need a system part carry its marker: ``redis`` (Debian's redis-server
 the package to install, except under CI (``CI`` set), whose .ci/run installs redis-server and
 chromium: there a missing one fails its tests. ``slow`` marks the long tests, so that
 ``-m "not slow"`` is a quick selection while developing.
+
+The servers the tests start run the torch backend: the default on a CPU (``auto``, ONNX Runtime)
+exports the model once per data directory, 10-20 s that every test's fresh server would pay.
+``test_default_backend.py`` starts the default itself.
 """
 
 import os
@@ -12,6 +16,8 @@ import shutil
 
 import pytest
 import torch
+
+os.environ.setdefault("TDMI_BACKEND", "torch")  # inherited by the servers started as subprocesses
 
 
 @pytest.fixture(autouse=True)

@@ -78,7 +78,7 @@ def snapshot(
     return WorkerPublic(
         worker_id=worker_id,
         device=settings.device,
-        backend=settings.backend,
+        backend=settings.model_backend,
         models=[
             WorkerModelPublic(
                 name=m.name,

@@ -1,21 +1,25 @@
-"""Person crops made on the device: each frame is uploaded once, every clip is warped from it.
+"""Person crops: on a GPU each frame is uploaded once and every clip is warped from it there; on a
+CPU each crop is warped straight from the uint8 frame.
 
-The warp is the same affine the training data uses (``model.geometry.crop_affine``), applied
-with ``grid_sample`` so that a batch of clips from many streams is cut out in a few kernel
-calls; sampling pixel centres with ``align_corners=False`` matches ``cv2.warpAffine``.
+The warp is the same affine the training data uses (``model.geometry.crop_affine``). On a GPU it
+runs as ``grid_sample``, so that a batch of clips from many streams is cut out in a few kernel
+calls; sampling pixel centres with ``align_corners=False`` matches ``cv2.warpAffine``. On a CPU
+``cv2.warpAffine`` itself is several times cheaper: it reads only the pixels a crop needs, in
+uint8, where the device path converts every whole frame to float first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tdmi.model.geometry import box_to_crop, crop_affine, invert_affine
 
-__all__ = ["crop_clips", "input_to_image_affines", "upload_frame"]
+__all__ = ["crop_clips", "crop_clips_cpu", "input_to_image_affines", "upload_frame"]
 
 
 def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -82,3 +86,27 @@ def crop_clips(
         )
         out[b_index, t_index] = sampled
     return out
+
+
+def crop_clips_cpu(
+    frames: dict[Hashable, np.ndarray],
+    clip_frames: Sequence[Sequence[Hashable]],
+    affines: np.ndarray,
+    input_size: tuple[int, int],
+) -> torch.Tensor:
+    """``crop_clips`` on the CPU from (H, W, 3) uint8 frames with ``cv2.warpAffine``: (B, T, 3, h, w)
+    float32 in [0, 1], pixels outside the image 0. ``affines`` (B, 2, 3) map input to image pixels."""
+    h, w = input_size
+    crops = np.empty((len(clip_frames), len(clip_frames[0]), h, w, 3), dtype=np.uint8)
+    for b, keys in enumerate(clip_frames):
+        for t, key in enumerate(keys):
+            cv2.warpAffine(
+                frames[key],
+                affines[b],
+                (w, h),
+                dst=crops[b, t],
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            )
+    return torch.from_numpy(crops).permute(0, 1, 4, 2, 3).float().div_(255.0)

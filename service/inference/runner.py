@@ -22,7 +22,7 @@ from tdmi.model.presets import ModelPreset
 from tdmi.service.inference.backends import Backend
 from tdmi.service.inference.batch_times import BatchTimes
 from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
-from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.crops import crop_clips, crop_clips_cpu, input_to_image_affines, upload_frame
 from tdmi.service.inference.feature_cache import split_network
 from tdmi.service.inference.feature_reuse import FeatureReuse
 from tdmi.service.inference.work import FrameWork, PoseArrays
@@ -194,15 +194,18 @@ class ModelRunner:
     def _exact_inputs(self, works: Sequence[FrameWork], affines: torch.Tensor) -> torch.Tensor:
         """Every clip cropped with its key frame's box, normalised: the whole network's input."""
         start = time.perf_counter()
-        frames: dict[Hashable, torch.Tensor] = {}
-        clips: list[list[Hashable]] = []
-        for work in works:
-            for key, image in work.images.items():
-                full_key = (work.stream_id, key)
-                if full_key not in frames:
-                    frames[full_key] = upload_frame(image, self.device)
-            clips.extend([[(work.stream_id, k) for k in work.clip]] * work.size)
-        inputs = normalize(crop_clips(frames, clips, affines, self.preset.input_size))
+        clips: list[list[Hashable]] = [
+            [(w.stream_id, k) for k in w.clip] for w in works for _ in range(w.size)
+        ]
+        images: dict[Hashable, np.ndarray] = {
+            (w.stream_id, k): im for w in works for k, im in w.images.items()
+        }
+        if self.device.type == "cpu":
+            crops = crop_clips_cpu(images, clips, affines.numpy(), self.preset.input_size)
+        else:
+            frames = {key: upload_frame(image, self.device) for key, image in images.items()}
+            crops = crop_clips(frames, clips, affines, self.preset.input_size)
+        inputs = normalize(crops)
         if not self.preset.multi_frame:
             inputs = inputs[:, 0]
         self._exact_crops += len(inputs) * self.preset.num_frames

@@ -140,7 +140,7 @@ class InferenceRuntime:
                 "model %s ready on %s (%s, %d CPU threads, buckets %s)",
                 preset.name,
                 device,
-                settings.backend,
+                settings.model_backend,
                 self.threads,
                 runner.buckets,
             )
@@ -155,7 +155,7 @@ class InferenceRuntime:
         weights_id = f"{checkpoint.resolve()}:{checkpoint.stat().st_mtime_ns}" if checkpoint else "untrained"
         try:
             backend = make_backend(
-                self.settings.backend,
+                self.settings.model_backend,
                 network,
                 preset,
                 device,

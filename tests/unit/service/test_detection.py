@@ -528,6 +528,10 @@ def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
     assert schedule.should_detect(tracked=2, propagated=1) is True  # frame 8: a person was lost
     assert schedule.should_detect(tracked=1, propagated=1) is True  # frame 9: the grid did not move
     assert schedule.should_detect(tracked=1, propagated=1) is False
+    assert schedule.should_detect(tracked=2, propagated=1) is True  # frame 11: lost, the first time
+    assert schedule.should_detect(tracked=2, propagated=1) is True  # frame 12: the grid
+    assert schedule.should_detect(tracked=2, propagated=1) is True  # frame 13: lost, once more
+    assert schedule.should_detect(tracked=2, propagated=1) is False  # frame 14: once per interval
     assert [schedule.on_grid(i) for i in range(7)] == steady
     assert all(DetectionSchedule(every=1).should_detect(0, 0) for _ in range(3))
     with pytest.raises(ValueError, match=">= 1 frame"):

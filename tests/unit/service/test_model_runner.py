@@ -15,7 +15,7 @@ from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine
 from tdmi.model.presets import build_model, get_preset
 from tdmi.service.inference.backends import make_backend
 from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
-from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.crops import crop_clips, crop_clips_cpu, input_to_image_affines, upload_frame
 from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.work import FrameWork
 
@@ -55,6 +55,25 @@ def test_device_crops_match_the_training_warp() -> None:
     ours = crops[0, 0].permute(1, 2, 0).numpy()
     assert np.abs(ours - reference).mean() < 0.01  # cv2 rounds its weights to 1/32
     assert np.abs(ours - reference).max() < 0.05
+
+
+def test_cpu_crops_match_the_device_path() -> None:
+    """cv2 on the uint8 frames (the CPU path) against grid_sample (the GPU path, run here on the
+    CPU): boxes inside, across and beyond the frame's edges, one frame shared by two clips."""
+    images = {"a": _image(1), "b": _image(2)}
+    boxes = np.array([[30.0, 20.0, 90.0, 110.0], [-40.0, -10.0, 50.0, 90.0], [100.0, 60.0, 260.0, 200.0]])
+    h, w = PRESET.input_size
+    affines = input_to_image_affines(boxes, (h, w))
+    clips = [["a", "b"], ["b", "a"], ["a", "a"]]
+    cpu = crop_clips_cpu(images, clips, affines, (h, w))
+    device = crop_clips(
+        {k: upload_frame(v, CPU) for k, v in images.items()}, clips, torch.from_numpy(affines), (h, w)
+    )
+    assert cpu.shape == device.shape == (3, 2, 3, h, w) and cpu.dtype == torch.float32
+    difference = (cpu - device).abs()
+    assert difference.mean() < 0.01  # cv2 rounds its interpolation weights to 1/32
+    assert difference.max() < 0.1
+    assert cpu[1, 0, :, :5, :5].abs().max() == 0  # outside the frame: black, as in training
 
 
 class _PeakAt:
