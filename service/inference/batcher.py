@@ -10,7 +10,9 @@ long video job cannot starve a live feed.
 Latency-aware: ``live_limit`` (e.g. ``BatchTimes.clips_within`` of the latency budget) caps a
 batch that carries live frames at the clips the device is expected to run within the budget, and
 its live frames go in first; a batch of video-job frames only still fills ``max_batch``, for
-throughput. The cap never goes below one frame.
+throughput. The cap never goes below one frame. Live frames stop going first once a job frame
+has waited ``JOB_WAIT_LIMIT_S``: under a steady live load a capped batch has room for live
+frames alone, and a job would otherwise never get a frame in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from collections.abc import Callable
 
 from tdmi.service.inference.work import Dropped, FrameWork
 
-__all__ = ["Batcher"]
+__all__ = ["JOB_WAIT_LIMIT_S", "Batcher"]
+
+JOB_WAIT_LIMIT_S = 1.0
 
 
 class Batcher:
@@ -82,7 +86,7 @@ class Batcher:
                 live = self._live_queued()
                 limit = self._limit(live)
                 if self._queued_clips() >= limit or remaining <= 0:
-                    batch = self._take(limit, live)
+                    batch = self._take(limit, live and not self._job_waited_too_long())
                     self._changed.notify_all()
                     return batch
                 with contextlib.suppress(TimeoutError):
@@ -138,6 +142,10 @@ class Batcher:
 
     def _oldest(self) -> float | None:
         return min((q[0].enqueued_at for q in self._streams.values() if q), default=None)
+
+    def _job_waited_too_long(self) -> bool:
+        started = min((w.enqueued_at for q in self._streams.values() for w in q if not w.live), default=None)
+        return started is not None and time.monotonic() - started > JOB_WAIT_LIMIT_S
 
     def _live_queued(self) -> bool:
         return any(q[0].live for q in self._streams.values() if q)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.batcher import JOB_WAIT_LIMIT_S, Batcher
 from tdmi.service.inference.work import Dropped, FrameWork
 
 
@@ -132,6 +132,23 @@ def test_a_batch_with_live_frames_is_capped_and_a_jobs_only_batch_is_not() -> No
         capped = await batcher.next_batch()  # 6 clips queued, cap 3: goes at once, live first
         assert [(w.stream_id, w.frame_index) for w in capped] == [("live", 0), ("job", 10)]
         assert len(batcher) == 3
+
+    run(scenario())
+
+
+def test_a_job_frame_that_waited_too_long_goes_before_live_frames() -> None:
+    """A steady live load fills every capped batch; a job's frame must still get in."""
+
+    async def scenario() -> None:
+        batcher = Batcher(max_batch=8, max_delay_ms=0, capacity=32, live_limit=lambda: 1)
+        await batcher.put(_work("job", 0))
+        await batcher.put(_work("live", 0, live=True))
+        assert [w.stream_id for w in await batcher.next_batch()] == ["live"]  # the job is fresh
+        await batcher.put(_work("live", 1, live=True))
+        (queued,) = [w for q in batcher._streams.values() for w in q if not w.live]
+        queued.enqueued_at -= JOB_WAIT_LIMIT_S + 0.1  # as if it had waited that long
+        assert [w.stream_id for w in await batcher.next_batch()] == ["job"]
+        assert [w.stream_id for w in await batcher.next_batch()] == ["live"]
 
     run(scenario())
 
