@@ -18,8 +18,10 @@ from tests.helpers.server import ServerProcess
 
 pytestmark = pytest.mark.slow  # measured: 20 to 35 s per test on the shared 2-core machine
 
-# The demo scored 17.8 (predict) and 18.0 (service) mAP on this small set when these thresholds
-# were set (2026-11-21; 44.0 on a 12-video held-out set, see BENCHMARKS.md); untrained weights
+# The first demo scored 17.8 (predict) and 18.0 (service) mAP on this small set when these
+# thresholds were set (2026-11-21); the demo pair shipped on 2026-12-02 scores 19.2 (TDMI) and
+# 19.7 (its single-frame control, predict) here: on 3 short videos the two are within noise of each
+# other, their difference is measured on 24 videos (README, "The demo model"). Untrained weights
 # score about 0.1. The margin covers other CPUs and library versions.
 PREDICT_MIN_MAP = 12.0
 SERVICE_MIN_MAP = 12.0
@@ -33,11 +35,17 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_predict_then_eval_with_the_demo_checkpoint(
-    held_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+CONTROL_CHECKPOINT = DEMO_CHECKPOINT.with_name("hrnet_tiny_synth.pt")
+
+
+@pytest.mark.parametrize(
+    ("model", "checkpoint"), [("tdmi-tiny", DEMO_CHECKPOINT), ("hrnet-tiny", CONTROL_CHECKPOINT)]
+)
+def test_predict_then_eval_with_the_demo_checkpoints(
+    model: str, checkpoint: Path, held_out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "pred"
-    args = ["predict", "posetrack", "--model", "tdmi-tiny", "--checkpoint", str(DEMO_CHECKPOINT)]
+    args = ["predict", "posetrack", "--model", model, "--checkpoint", str(checkpoint)]
     assert (
         main(
             [
