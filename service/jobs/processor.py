@@ -215,17 +215,23 @@ class JobProcessor:
                 )
                 await session.push(frame)
         except asyncio.CancelledError:
+            _cancel(detecting)
             raise
         except Exception:
+            _cancel(detecting)
             await session.end()  # the consumer drains what was decoded, then the error fails the job
             raise
         finally:
             decoder.cancel()
             await asyncio.gather(decoder, return_exceptions=True)
-            for detection in detecting:  # those not started yet; a running one finishes unheard
-                detection.cancel()
-            await asyncio.gather(*detecting, return_exceptions=True)
-        await session.end()
+        await session.end()  # the session still awaits the detections of the frames it holds
+
+
+def _cancel(detections: list[Future[TimedDetections]]) -> None:
+    """A failed or cancelled job's detections that have not started (a running one finishes
+    unheard). Never on success: the session awaits those of the frames it still holds."""
+    for detection in detections:
+        detection.cancel()
 
 
 def _render(
