@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from tdmi.model.geometry import box_to_crop, crop_affine, invert_affine
 
-__all__ = ["crop_clips", "crop_clips_cpu", "input_to_image_affines", "upload_frame"]
+__all__ = ["crop_clips", "crop_clips_cpu", "cut_clips", "input_to_image_affines", "upload_frame"]
 
 
 def upload_frame(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -110,3 +110,18 @@ def crop_clips_cpu(
                 borderValue=(0, 0, 0),
             )
     return torch.from_numpy(crops).permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def cut_clips(
+    images: dict[Hashable, np.ndarray],
+    clip_frames: Sequence[Sequence[Hashable]],
+    affines: np.ndarray,
+    input_size: tuple[int, int],
+    device: torch.device,
+) -> torch.Tensor:
+    """(B, T, 3, h, w) crops in [0, 1] on ``device`` from (H, W, 3) uint8 frames: cv2 on a CPU,
+    each frame uploaded once and ``grid_sample`` on a GPU. ``affines`` (B, 2, 3): input to image."""
+    if device.type == "cpu":
+        return crop_clips_cpu(images, clip_frames, affines, input_size)
+    frames = {key: upload_frame(image, device) for key, image in images.items()}
+    return crop_clips(frames, clip_frames, torch.from_numpy(affines).to(device), input_size)

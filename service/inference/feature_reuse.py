@@ -17,7 +17,7 @@ import torch
 from tdmi.model.inputs import normalize
 from tdmi.model.presets import ModelPreset
 from tdmi.service.inference.buckets import bucket_chunks
-from tdmi.service.inference.crops import crop_clips, input_to_image_affines, upload_frame
+from tdmi.service.inference.crops import cut_clips, input_to_image_affines
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureKey, FeatureRequest, SplitNetwork
 from tdmi.service.inference.work import FrameWork
 
@@ -107,17 +107,14 @@ class FeatureReuse:
         return heatmaps
 
     def _crop(self, missing: Sequence[MissingCrop]) -> torch.Tensor | None:
-        """(N, 3, H, W) normalised crops of the missing frames, each uploaded once."""
+        """(N, 3, H, W) normalised crops of the missing frames, each frame read once."""
         if not missing:
             return None
-        frames: dict[Hashable, torch.Tensor] = {}
-        for crop in missing:
-            if crop.frame not in frames:
-                frames[crop.frame] = upload_frame(crop.image, self.device)
+        images: dict[Hashable, np.ndarray] = {crop.frame: crop.image for crop in missing}
         boxes = np.stack([crop.box for crop in missing]).astype(np.float64)
-        affines = torch.from_numpy(input_to_image_affines(boxes, self.preset.input_size)).to(self.device)
+        affines = input_to_image_affines(boxes, self.preset.input_size)
         clips: list[list[Hashable]] = [[crop.frame] for crop in missing]
-        return normalize(crop_clips(frames, clips, affines, self.preset.input_size))[:, 0]
+        return normalize(cut_clips(images, clips, affines, self.preset.input_size, self.device))[:, 0]
 
     def _cache_features(self, missing: Sequence[MissingCrop], crops: torch.Tensor) -> None:
         done = 0

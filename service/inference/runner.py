@@ -22,7 +22,7 @@ from tdmi.model.presets import ModelPreset
 from tdmi.service.inference.backends import Backend
 from tdmi.service.inference.batch_times import BatchTimes
 from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
-from tdmi.service.inference.crops import crop_clips, crop_clips_cpu, input_to_image_affines, upload_frame
+from tdmi.service.inference.crops import cut_clips, input_to_image_affines
 from tdmi.service.inference.feature_cache import split_network
 from tdmi.service.inference.feature_reuse import FeatureReuse
 from tdmi.service.inference.work import FrameWork, PoseArrays
@@ -200,11 +200,7 @@ class ModelRunner:
         images: dict[Hashable, np.ndarray] = {
             (w.stream_id, k): im for w in works for k, im in w.images.items()
         }
-        if self.device.type == "cpu":
-            crops = crop_clips_cpu(images, clips, affines.numpy(), self.preset.input_size)
-        else:
-            frames = {key: upload_frame(image, self.device) for key, image in images.items()}
-            crops = crop_clips(frames, clips, affines, self.preset.input_size)
+        crops = cut_clips(images, clips, affines.cpu().numpy(), self.preset.input_size, self.device)
         inputs = normalize(crops)
         if not self.preset.multi_frame:
             inputs = inputs[:, 0]
