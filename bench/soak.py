@@ -10,9 +10,11 @@ video job, wait for it, read its result and DELETE it (which removes its files),
 again. The server process's resident memory (VmRSS), open file descriptors and the size of its
 data directory are sampled at the start (after the server is ready and warmed by one stream and
 one job), ``--samples`` - 2 times in between, and at the end, after the last stream and job have
-finished. Flat numbers
-between the first and the last sample are the goal; the report prints their differences.
-Linux only (the numbers come from ``/proc``).
+finished. The first and the last sample wait until the server has been idle long enough to give
+its free heap back (``TDMI_IDLE_TRIM_S``, twice over), so that they compare what the server holds,
+not the allocator's reuse band, which the samples under load show. Flat numbers between the
+first and the last sample are the goal; the report prints their differences and the highest
+RSS under load. Linux only (the numbers come from ``/proc``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
 from bench.load import StreamLoad, person_boxes, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
+from tdmi.service.config import Settings
 from tdmi.service.images import decode_image
 from tests.helpers.server import ServerProcess
 
@@ -56,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    if args.samples < 2:
-        raise SystemExit(f"--samples must be at least 2 (start and end), got {args.samples}")
+    if args.samples < 3:
+        raise SystemExit(f"--samples must be at least 3 (start, under load, end), got {args.samples}")
     if args.seconds <= 0:
         raise SystemExit(f"--seconds must be > 0, got {args.seconds}")
     device = device_from_name(args.device)
@@ -145,6 +148,8 @@ def measure(
             _one_job(server, video, boxes, warm_up)
             if warm_up.errors:
                 raise SystemExit(f"the server failed its first stream or job: {warm_up.errors[0]}")
+            idle_s = 2 * Settings().idle_trim_s + 1  # the server's setting: it reads the same environment
+            time.sleep(idle_s)
             start = time.monotonic()
             sampled = [_sample(server, data_dir, start, counts)]
             deadline = start + seconds
@@ -162,12 +167,16 @@ def measure(
                 sampled.append(_sample(server, data_dir, start, counts))
             for thread in threads:
                 thread.join()
+            under_load = max(sample["rss_mib"] for sample in sampled[1:])
+            time.sleep(idle_s)
             sampled.append(_sample(server, data_dir, start, counts))
         finally:
             server.stop()
     first, last = sampled[0], sampled[-1]
     report["samples"] = sampled
     report["change"] = {key: last[key] - first[key] for key in ("rss_mib", "open_fds", "data_dir_mib")}
+    report["rss_mib_under_load_max"] = under_load
+    report["idle_wait_s"] = idle_s
     report["totals"] = {
         "streams": counts.streams,
         "frames_answered": counts.frames_answered,
@@ -270,7 +279,8 @@ def _render(report: dict[str, Any]) -> None:
     print()
     print(
         f"first -> last sample: RSS {change['rss_mib']:+.1f} MiB, open fds {change['open_fds']:+d}, "
-        f"data dir {change['data_dir_mib']:+.2f} MiB"
+        f"data dir {change['data_dir_mib']:+.2f} MiB (both after {report['idle_wait_s']:g} s idle); "
+        f"highest RSS under load {report['rss_mib_under_load_max']:.0f} MiB"
     )
     print(
         f"served: {totals['streams']} streams ({totals['frames_answered']} frames answered, "

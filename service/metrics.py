@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from tdmi.service.inference.work import FrameWork
 
@@ -46,6 +46,7 @@ class ServiceMetrics:
             registry=r,
         )
         self.errors = Counter("tdmi_errors_total", "errors by kind", ["kind"], registry=r)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, CPU seconds
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(stage).observe(seconds)

@@ -204,21 +204,15 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
     settings = node.settings
     await ws.accept()
     if not is_authorised(settings, ws.headers, ws.query_params.get("api_key")):
-        await ws.close(1008, "missing or wrong API key")
+        await _refuse(ws, 1008, "missing or wrong API key")
         return
     if node.readiness.reason is not None or not node.readiness.accepting:
-        await ws.send_text(
-            ErrorMessage(error="not_ready", detail=node.readiness.reason or "shutting down").model_dump_json()
-        )
-        await ws.close(1013, "not ready")
+        error = ErrorMessage(error="not_ready", detail=node.readiness.reason or "shutting down")
+        await _refuse(ws, 1013, "not ready", error)
         return
     if len(node.streams) >= settings.max_streams:
-        await ws.send_text(
-            ErrorMessage(
-                error="too_many_streams", detail=f"limit is {settings.max_streams}"
-            ).model_dump_json()
-        )
-        await ws.close(4029, "too many concurrent streams")
+        error = ErrorMessage(error="too_many_streams", detail=f"limit is {settings.max_streams}")
+        await _refuse(ws, 4029, "too many concurrent streams", error)
         return
     live = LiveStream(ws, settings, node.metrics, node.open_feed)
     node.streams.add(live.stream_id, live)
@@ -249,8 +243,17 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
         await asyncio.gather(sender, reader, return_exceptions=True)
         await live.feed.close()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(RuntimeError):
+            # a client that read ``ended`` may close first: its close crosses ours
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code, reason)
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str, error: ErrorMessage | None = None) -> None:
+    """Turn a client away; one that has already left (connect-and-drop) is no fault of ours."""
+    with contextlib.suppress(WebSocketDisconnect):
+        if error is not None:
+            await ws.send_text(error.model_dump_json())
+        await ws.close(code, reason)
 
 
 class _Inbox:

@@ -54,6 +54,7 @@ class InferenceEngine:
         self._prepare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-prepare")
         self._finish_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-finish")
         self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0  # taken from the batcher so far: the node's activity
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -91,6 +92,7 @@ class InferenceEngine:
             # collects every frame that arrived meanwhile, instead of going early and small
             await to_model.join()
             batch = await self.batcher.next_batch()
+            self.batches += 1
             if self.observer is not None:
                 self.observer.observe_batch(batch)
             prepared = await self._attempt(self._prepare_thread, self.runner.prepare, batch, "prepare")

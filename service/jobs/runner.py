@@ -101,6 +101,7 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.processor.close()
         self._io.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:

@@ -150,3 +150,33 @@ def test_a_client_that_never_acks_is_closed_and_others_are_not_disturbed(
             assert _wait_close(slow) == 4008  # the window stayed full past the ack timeout
     finally:
         slow_server.stop()
+
+
+def test_clients_that_close_right_after_ended_leave_no_error_in_the_log(
+    server: ServerProcess, jpegs: list[bytes], synth_video: SynthVideo
+) -> None:
+    """The usual client ends, reads ``ended`` and closes at once, racing the server's own close
+    (which lost under load and logged an ASGI traceback for a stream that ended well)."""
+    boxes = synth_video.boxes()
+    ended: list[dict] = []
+
+    def stream_and_leave() -> None:
+        with connect(f"{server.ws_base}/v1/stream") as ws:
+            ws.send(json.dumps({"type": "config", "detector": "client", "ack_window": 64}))
+            json.loads(ws.recv(timeout=30))
+            for i, jpeg in enumerate(jpegs):
+                ws.send(json.dumps({"type": "boxes", "frame_id": i, "boxes": boxes[str(i)]}))
+                ws.send(pack_frame(jpeg, i, i / 25))
+            ws.send(json.dumps({"type": "end"}))
+            ended.append(list(_messages(ws))[-1])
+
+    for _ in range(3):
+        threads = [threading.Thread(target=stream_and_leave) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert [m["type"] for m in ended] == ["ended"] * 12
+    time.sleep(1.0)  # the server's side of the last closes
+    log = server.log()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]
