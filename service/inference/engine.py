@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar
 
 from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.threads import named_threads
 from tdmi.service.inference.work import FrameWork, PoseArrays
 
 __all__ = ["InferenceEngine", "StagedRunner"]
@@ -51,8 +52,8 @@ class InferenceEngine:
         self.batcher = batcher
         self.executor = executor  # the device thread
         self.observer = observer  # metrics hooks: observe_batch(batch)
-        self._prepare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-prepare")
-        self._finish_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-finish")
+        self._prepare_thread = named_threads("tdmi-prepare")
+        self._finish_thread = named_threads("tdmi-finish")
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0  # taken from the batcher so far: the node's activity
 

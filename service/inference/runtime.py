@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +25,7 @@ from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.heap import IdleHeapTrim
 from tdmi.service.inference.runner import ModelRunner
-from tdmi.service.inference.threads import apply_cpu_threads
+from tdmi.service.inference.threads import apply_cpu_threads, named_threads
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.weights.resolve import resolve_model, weights_store
 
@@ -101,7 +100,7 @@ class InferenceRuntime:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, ModelRuntime] = {}
-        self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-device")
+        self.device_thread = named_threads("tdmi-device")
         self.threads = 1  # the model's CPU threads, set at start
         self._idle_trim: asyncio.Task[None] | None = None
 

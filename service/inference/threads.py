@@ -1,17 +1,48 @@
-"""How many CPU threads the model's operators use: the cores this process was given.
+"""The service's threads: how many the model's operators use, and the pipeline's named ones.
 
 torch's default is one thread per core of the machine, which oversubscribes a process confined
 to fewer cores (a container's cpuset, ``taskset``): its OpenMP threads then wait for each other
 at every operator. ONNX Runtime is given the same count.
+
+The pipeline's own threads (device, prepare, finish, detect, a job's decode and encode) carry
+their name down to the OS, so ``top -H``, ``ps -L`` and profilers show which stage is busy.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-__all__ = ["apply_cpu_threads", "cpu_threads"]
+__all__ = ["apply_cpu_threads", "cpu_threads", "named_threads"]
+
+_PR_SET_NAME = 15  # prctl(2): the calling thread's name, 15 bytes at most
+
+
+def _os_thread_namer() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, TypeError, AttributeError):  # no C library with prctl (not Linux)
+        return None
+
+
+_prctl = _os_thread_namer()
+
+
+def _name_this_thread(name: str) -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def named_threads(name: str, workers: int = 1) -> ThreadPoolExecutor:
+    """An executor whose threads are called ``name`` in Python and in the OS (first 15 bytes)."""
+    return ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix=name, initializer=_name_this_thread, initargs=(name,)
+    )
 
 
 def cpu_threads(setting: int | None) -> int:

@@ -22,7 +22,7 @@ import asyncio
 import time
 from asyncio import Future
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from tdmi.protocol.overlay import draw_poses
 from tdmi.service.config import Settings
 from tdmi.service.detection import TimedDetections
 from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.inference.threads import named_threads
 from tdmi.service.jobs.store import JobRecord
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
@@ -57,8 +58,8 @@ class _JobThreads:
     """A running job's decode and encode threads, each a one-thread executor (work in order)."""
 
     def __init__(self, number: int):
-        self.decode = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tdmi-decode-{number}")
-        self.encode = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tdmi-encode-{number}")
+        self.decode = named_threads(f"tdmi-decode-{number}")
+        self.encode = named_threads(f"tdmi-encode-{number}")
 
     def shutdown(self) -> None:
         self.decode.shutdown(wait=False, cancel_futures=True)

@@ -26,13 +26,13 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from tdmi.service.cluster.connection import Backoff
 from tdmi.service.config import Settings
 from tdmi.service.errors import public_failure
 from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.inference.threads import named_threads
 from tdmi.service.jobs.disk import is_disk_full, watch_data_dir
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
 from tdmi.service.jobs.queue import Claim, JobQueue, StartInfo
@@ -87,7 +87,7 @@ class JobRunner:
         self.worker_id = settings.worker_id
         self.running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.max_running_jobs)
-        self._io = ThreadPoolExecutor(max_workers=2 * settings.max_running_jobs, thread_name_prefix="tdmi-io")
+        self._io = named_threads("tdmi-io", 2 * settings.max_running_jobs)
         self.processor = JobProcessor(runtime, sessions, settings, metrics, self._io)
         self._loop: asyncio.Task[None] | None = None
         watch_data_dir(metrics, queue.data_dir)

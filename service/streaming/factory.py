@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,6 +12,7 @@ from tdmi.model.tracking import PoseTracker, TrackerConfig
 from tdmi.service.config import Settings
 from tdmi.service.detection import DetectionSchedule, TimedDetections, make_detector
 from tdmi.service.inference.runtime import ModelRuntime
+from tdmi.service.inference.threads import named_threads
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.boxes import BoxMode, SessionBoxes, detect_timed
 from tdmi.service.streaming.session import SessionOptions, StreamSession
@@ -30,7 +30,7 @@ class SessionFactory:
         self.detector_spec = resolve_detector(settings.detector, weights_store(settings))
         self.detector = make_detector(self.detector_spec)
         logging.getLogger("tdmi.service").info("person detector: %s", self.detector_spec)
-        self.detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdmi-detect")
+        self.detect_thread = named_threads("tdmi-detect")
         self._grid = DetectionSchedule(settings.detect_every)  # the sessions' default schedule
 
     def detect_ahead(self, position: int, image: np.ndarray) -> asyncio.Future[TimedDetections] | None:

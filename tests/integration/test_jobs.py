@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import httpx
@@ -127,6 +128,27 @@ def test_metrics_count_the_work(server: ServerProcess) -> None:
     assert "tdmi_batch_size_clips_bucket" in text
     assert 'tdmi_stage_seconds_count{stage="model"}' in text
     assert 'tdmi_frames_total{kind="job"}' in text
+    rss = next(line for line in text.splitlines() if line.startswith("process_resident_memory_bytes "))
+    assert float(rss.split()[1]) > 50 * 2**20  # the process's memory, for a soak's graph
+
+
+def _job_threads(server: ServerProcess) -> dict[int, str]:
+    """Thread id -> name of the server's job decode and encode threads."""
+    tasks = Path(f"/proc/{server.proc.pid}/task")
+    names = {int(t.name): (t / "comm").read_text().strip() for t in tasks.iterdir()}
+    return {tid: name for tid, name in names.items() if name.startswith(("tdmi-decode", "tdmi-encode"))}
+
+
+def test_jobs_one_after_another_reuse_the_same_threads(
+    server: ServerProcess, synth_video: SynthVideo
+) -> None:
+    """New threads per job held native memory that was never given back (the soak)."""
+    seen = []
+    for _ in range(3):
+        job = submit(server, synth_video, boxes=json.dumps(synth_video.boxes())).json()
+        assert wait_done(server, job["job_id"])["status"] == "done"
+        seen.append(_job_threads(server))
+    assert seen[0] and seen[0] == seen[1] == seen[2]
 
 
 def test_several_models_at_once_including_an_official_hrnet_file(
