@@ -10,8 +10,8 @@ video job, wait for it, read its result and DELETE it (which removes its files),
 again. The server process's resident memory (VmRSS), open file descriptors and the size of its
 data directory are sampled at the start (after the server is ready and warmed by one stream and
 one job), ``--samples`` - 2 times in between, and at the end, after the last stream and job have
-finished. The first and the last sample wait until the server has been idle long enough to give
-its free heap back (``TDMI_IDLE_TRIM_S``, twice over), so that they compare what the server holds,
+finished. The first and the last sample wait until the server has given its free heap back once
+more (one ``TDMI_HEAP_TRIM_S`` interval and 5 s), so that they compare what the server holds,
 not the allocator's reuse band, which the samples under load show. Flat numbers between the
 first and the last sample are the goal; the report prints their differences and the highest
 RSS under load. Linux only (the numbers come from ``/proc``).
@@ -148,7 +148,7 @@ def measure(
             _one_job(server, video, boxes, warm_up)
             if warm_up.errors:
                 raise SystemExit(f"the server failed its first stream or job: {warm_up.errors[0]}")
-            idle_s = 2 * Settings().idle_trim_s + 1  # the server's setting: it reads the same environment
+            idle_s = Settings().heap_trim_s + 5  # the server's setting: it reads the same environment
             time.sleep(idle_s)
             start = time.monotonic()
             sampled = [_sample(server, data_dir, start, counts)]

@@ -115,12 +115,12 @@ class Settings(BaseSettings):
         "(measured per batch size as the service runs) fits this, never below one frame; batches of "
         "video-job frames only still fill max_batch; unset: no cap",
     )
-    idle_trim_s: float = Field(
-        default=10.0,
+    heap_trim_s: float = Field(
+        default=20.0,
         ge=0,
         le=3600,
-        description="after this long without a batch, give the C heap's free memory back to the OS "
-        "(glibc malloc_trim, once per idle spell); 0: never",
+        description="every this many seconds in which a batch ran, give the C heap's free memory back "
+        "to the OS (glibc malloc_trim, about 10 ms); 0: never",
     )
     feature_reuse: bool = Field(
         default=False,

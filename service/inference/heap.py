@@ -1,14 +1,12 @@
-"""Give the C heap's free pages back to the OS when the models go idle.
+"""Give the C heap's free pages back to the OS, under load and once the load has ended.
 
 glibc keeps freed memory (decoded frames, crops, batches, heatmaps) in its heaps for reuse and
-returns little of it by itself. Under load that is a band of about 100 MiB above the live heap
-with the demo model on a CPU, and without this it stays held after the load has ended, which
-reads as a leak on any memory graph. ``malloc_trim(0)`` returns the free pages. It runs once per
-idle spell (no batch for a whole interval), on the device thread, so never beside a batch.
-
-Under load it would not help: the same memory is needed again within seconds (measured: a trim
-every 5 s left RSS within 40 MiB of no trim at all). Other C libraries (musl, macOS) have no
-such call, and there this does nothing.
+returns little of it by itself. With frames of mixed sizes it also fragments: in a soak of live
+streams and video jobs on the demo model, RSS rose by about 20 MiB a minute under load, and
+stayed there after the load had ended, which reads as a leak on any memory graph. ``malloc_trim(0)``
+returns the free pages (about 130 MiB in 10 ms there). It runs every interval in which a batch
+ran, on the device thread between batches; an idle node is trimmed once and then left alone.
+Other C libraries (musl, macOS) have no such call, and there this does nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +18,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-__all__ = ["IdleHeapTrim", "malloc_trim"]
+__all__ = ["HeapTrim", "malloc_trim"]
 
 log = logging.getLogger("tdmi.inference")
 
 
 def _find_malloc_trim() -> Callable[[], int] | None:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, TypeError, AttributeError):  # no C library found, or not glibc
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
@@ -40,9 +36,9 @@ malloc_trim: Callable[[], int] | None = _find_malloc_trim()
 """glibc's ``malloc_trim(0)`` (1 when memory was returned), or None where there is none."""
 
 
-class IdleHeapTrim:
-    """Every ``interval_s``: when ``activity()`` (a count of batches run) has not moved since the
-    last look and has moved since the last trim, run ``trim`` on ``executor``."""
+class HeapTrim:
+    """Every ``interval_s``: when ``activity()`` (a count of batches run) has moved since the
+    last trim (or none ran yet), run ``trim`` on ``executor``."""
 
     def __init__(
         self,
@@ -55,19 +51,16 @@ class IdleHeapTrim:
         self.interval_s = interval_s
         self.executor = executor
         self.trim = trim
-        self.trims = 0
 
     async def run(self) -> None:
         if self.trim is None:
             return
         loop = asyncio.get_running_loop()
-        seen, trimmed_at = self.activity(), None
+        trimmed_at: int | None = None
         while True:
             await asyncio.sleep(self.interval_s)
             now = self.activity()
-            if now == seen and now != trimmed_at:
+            if now != trimmed_at:
                 await loop.run_in_executor(self.executor, self.trim)
                 trimmed_at = now
-                self.trims += 1
-                log.debug("idle after %d batches: heap trimmed", now)
-            seen = now
+                log.debug("heap trimmed after %d batches", now)

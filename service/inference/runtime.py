@@ -23,7 +23,7 @@ from tdmi.service.config import Settings
 from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
 from tdmi.service.inference.batcher import Batcher
 from tdmi.service.inference.engine import InferenceEngine
-from tdmi.service.inference.heap import IdleHeapTrim
+from tdmi.service.inference.heap import HeapTrim
 from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.threads import apply_cpu_threads, named_threads
 from tdmi.service.metrics import ServiceMetrics
@@ -102,7 +102,7 @@ class InferenceRuntime:
         self.models: dict[str, ModelRuntime] = {}
         self.device_thread = named_threads("tdmi-device")
         self.threads = 1  # the model's CPU threads, set at start
-        self._idle_trim: asyncio.Task[None] | None = None
+        self._heap_trim: asyncio.Task[None] | None = None
 
     @property
     def default_model(self) -> str:
@@ -145,9 +145,9 @@ class InferenceRuntime:
                 self.threads,
                 runner.buckets,
             )
-        if settings.idle_trim_s > 0:
-            trim = IdleHeapTrim(self.batches_run, settings.idle_trim_s, self.device_thread)
-            self._idle_trim = asyncio.create_task(trim.run(), name="idle-heap-trim")
+        if settings.heap_trim_s > 0:
+            trim = HeapTrim(self.batches_run, settings.heap_trim_s, self.device_thread)
+            self._heap_trim = asyncio.create_task(trim.run(), name="heap-trim")
 
     def _load(self, preset: ModelPreset, checkpoint: Path | None, device: torch.device) -> ModelRunner:
         network = preset.build()
@@ -192,8 +192,8 @@ class InferenceRuntime:
         return {name: model.engine.queued() for name, model in self.models.items()}
 
     async def stop(self) -> None:
-        if self._idle_trim is not None:
-            self._idle_trim.cancel()
+        if self._heap_trim is not None:
+            self._heap_trim.cancel()
         for runtime in self.models.values():
             await runtime.engine.stop()
         self.device_thread.shutdown(wait=False, cancel_futures=True)
