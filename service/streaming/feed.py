@@ -154,6 +154,8 @@ class LocalFeed:
     async def close(self) -> None:
         if self.model is not None:
             await self.model.engine.cancel_stream(self.stream_id, "stream closed")
+        if self.session is not None:
+            self.session.close()
 
 
 def _reply(outcome: FrameOutcome) -> FeedReply:

@@ -167,6 +167,19 @@ class StreamSession:
             await self._submit(self._submitted)
         self._pending.put_nowait(None)
 
+    def close(self) -> None:
+        """Let go of the frames: the stream is gone. A live stream's objects (WebSocket, feed,
+        session) end up in reference cycles that only the garbage collector's rare full pass
+        frees, and their images must not wait for it (a soak held ~1 MiB per ended stream)."""
+        self._ended = True
+        self._buffer.clear()
+        self._answers.clear()
+        self._last_keypoints.clear()
+        while not self._pending.empty():
+            self._pending.get_nowait()
+        if self.feature_cache is not None:
+            self.feature_cache.clear()
+
     async def outcomes(self) -> AsyncIterator[FrameOutcome]:
         """Every frame's outcome, in frame order; ends after ``end()``."""
         while (pending := await self._pending.get()) is not None:

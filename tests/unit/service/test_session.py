@@ -4,8 +4,10 @@ rule of jobs (independent of timing) and boxes clipped to the frame."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -222,3 +224,34 @@ def test_a_stream_that_shrinks_its_frames_gets_boxes_inside_each_frame() -> None
             x1, y1, x2, y2 = person.box
             assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (outcome.frame.frame_id, person.box)
     assert outcomes[2].poses.persons[1].box == (60.0, 10.0, 80.0, 60.0)
+
+
+def test_a_closed_session_lets_go_of_its_images_while_it_is_still_referenced() -> None:
+    """A live stream's objects end up in reference cycles that only a full garbage collection
+    frees; the frames' images must go when the stream closes, not then."""
+
+    async def run() -> tuple[StreamSession, list[weakref.ref]]:
+        queue = RecordingQueue()
+        session = StreamSession(
+            "s", queue, SessionOptions(radius=2, lookahead=2, live=True), OneBox(), PoseTracker()
+        )
+        images = []
+        for i in range(6):
+            frame = _frame(i)
+            images.append(weakref.ref(frame.image))
+            await session.push(frame)
+        queue.answer_all()
+        queue.works.clear()  # the batcher lets go of answered work
+        outcomes = session.outcomes()
+        await anext(outcomes)  # a client that read one result and left
+        await outcomes.aclose()
+        session.close()
+        return session, images
+
+    gc.disable()  # no collection may free them behind the test's back
+    try:
+        session, images = asyncio.run(run())
+        alive = [ref for ref in images if ref() is not None]
+        assert session is not None and alive == []
+    finally:
+        gc.enable()
