@@ -29,7 +29,7 @@ from tdmi.service.cluster import keys
 from tdmi.service.cluster.connection import TRANSIENT, Backoff, follow
 from tdmi.service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
 from tdmi.service.cluster.registry import Registry, least_loaded
-from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply
+from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply, errors_ignored
 
 __all__ = ["LiveLink", "RemoteFeed"]
 
@@ -128,6 +128,7 @@ class RemoteFeed:
                 yield reply
 
     async def close(self) -> None:
+        self.on_error = errors_ignored
         if self._watch is not None:
             self._watch.cancel()
         self.link.feeds.pop(self.stream_id, None)

@@ -23,11 +23,17 @@ from tdmi.service.streaming.boxes import detections_array
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import FrameOutcome, StreamFrame, StreamSession
 
-__all__ = ["ErrorSink", "FeedConfigError", "FeedReply", "LiveFeed", "LocalFeed"]
+__all__ = ["ErrorSink", "FeedConfigError", "FeedReply", "LiveFeed", "LocalFeed", "errors_ignored"]
 
 # (error kind, detail, frame id): a bad frame or bad boxes, told to the client, the stream goes on
 ErrorSink = Callable[[str, str, int | None], Awaitable[None]]
 FeedReply = ResultMessage | DroppedMessage | ResumedMessage
+
+
+async def errors_ignored(kind: str, detail: str, frame_id: int | None) -> None:
+    """The error sink of a closed feed. Its stream's sink, a method of the stream that holds the
+    feed, made a reference cycle that kept every ended stream (socket buffers, frames) until the
+    garbage collector's rare full pass."""
 
 
 class FeedConfigError(ValueError):
@@ -65,7 +71,7 @@ class LiveFeed(Protocol):
         ...
 
     async def close(self) -> None:
-        """Forget the stream (its queued work is cancelled)."""
+        """Forget the stream (its queued work is cancelled); errors are told to nobody after this."""
         ...
 
 
@@ -156,6 +162,7 @@ class LocalFeed:
             await self.model.engine.cancel_stream(self.stream_id, "stream closed")
         if self.session is not None:
             self.session.close()
+        self.on_error = errors_ignored
 
 
 def _reply(outcome: FrameOutcome) -> FeedReply:
