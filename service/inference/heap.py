@@ -1,12 +1,12 @@
 """Give the C heap's free pages back to the OS, under load and once the load has ended.
 
 glibc keeps freed memory (decoded frames, crops, batches, heatmaps) in its heaps for reuse and
-returns little of it by itself. With frames of mixed sizes it also fragments: in a soak of live
-streams and video jobs on the demo model, RSS rose by about 20 MiB a minute under load, and
-stayed there after the load had ended, which reads as a leak on any memory graph. ``malloc_trim(0)``
-returns the free pages (about 130 MiB in 10 ms there). It runs every interval in which a batch
-ran, on the device thread between batches; an idle node is trimmed once and then left alone.
-Other C libraries (musl, macOS) have no such call, and there this does nothing.
+returns little of it by itself: in a soak of live streams and video jobs on the demo model that
+was a band of 100-130 MiB above the live heap, still held after the load had ended, which reads
+as a leak on any memory graph. ``malloc_trim(0)`` returns the free pages (about 10 ms for that
+much). It runs every interval in which a batch ran, on the device thread between batches, so the
+band never builds up for long; an idle node is trimmed once and then left alone. Other C
+libraries (musl, macOS) have no such call, and there this does nothing.
 """
 
 from __future__ import annotations
