@@ -204,15 +204,15 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
     settings = node.settings
     await ws.accept()
     if not is_authorised(settings, ws.headers, ws.query_params.get("api_key")):
-        await _refuse(ws, 1008, "missing or wrong API key")
+        await _close(ws, 1008, "missing or wrong API key")
         return
     if node.readiness.reason is not None or not node.readiness.accepting:
         error = ErrorMessage(error="not_ready", detail=node.readiness.reason or "shutting down")
-        await _refuse(ws, 1013, "not ready", error)
+        await _close(ws, 1013, "not ready", error)
         return
     if len(node.streams) >= settings.max_streams:
         error = ErrorMessage(error="too_many_streams", detail=f"limit is {settings.max_streams}")
-        await _refuse(ws, 4029, "too many concurrent streams", error)
+        await _close(ws, 4029, "too many concurrent streams", error)
         return
     live = LiveStream(ws, settings, node.metrics, node.open_feed)
     node.streams.add(live.stream_id, live)
@@ -243,14 +243,13 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
         await asyncio.gather(sender, reader, return_exceptions=True)
         await live.feed.close()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
-            # a client that read ``ended`` may close first: its close crosses ours
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await ws.close(code, reason)
+            await _close(ws, code, reason)
 
 
-async def _refuse(ws: WebSocket, code: int, reason: str, error: ErrorMessage | None = None) -> None:
-    """Turn a client away; one that has already left (connect-and-drop) is no fault of ours."""
-    with contextlib.suppress(WebSocketDisconnect):
+async def _close(ws: WebSocket, code: int, reason: str, error: ErrorMessage | None = None) -> None:
+    """Close (after ``error``, if any). A client that has already gone is no fault of ours: one
+    that connected and dropped, or one that read ``ended`` and closed first, crossing our close."""
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
         if error is not None:
             await ws.send_text(error.model_dump_json())
         await ws.close(code, reason)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
+
+from tdmi.service.inference.libc import libc_function
 
 __all__ = ["HeapTrim", "malloc_trim"]
 
@@ -24,9 +25,8 @@ log = logging.getLogger("tdmi.inference")
 
 
 def _find_malloc_trim() -> Callable[[], int] | None:
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, TypeError, AttributeError):  # no C library found, or not glibc
+    trim = libc_function("malloc_trim")
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return lambda: int(trim(0))

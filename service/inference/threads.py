@@ -11,26 +11,19 @@ their name down to the OS, so ``top -H``, ``ps -L`` and profilers show which sta
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from tdmi.service.inference.libc import libc_function
 
 __all__ = ["apply_cpu_threads", "cpu_threads", "named_threads"]
 
 _PR_SET_NAME = 15  # prctl(2): the calling thread's name, 15 bytes at most
 
 
-def _os_thread_namer() -> Callable[..., int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
-    except (OSError, TypeError, AttributeError):  # no C library with prctl (not Linux)
-        return None
-
-
-_prctl = _os_thread_namer()
+_prctl = libc_function("prctl")  # None where there is no prctl (not Linux)
 
 
 def _name_this_thread(name: str) -> None:
