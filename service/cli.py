@@ -81,7 +81,12 @@ def _serve(args: argparse.Namespace) -> int:
     from tdmi.service.main import create_app
 
     settings = _settings(args)
-    _check_weights(settings, loads_models=settings.redis_url is None)
+    embedded = settings.redis_url is None
+    _check_weights(settings, loads_models=embedded)
+    if embedded:  # before the port: a second server on the same jobs stops here, with one line
+        from tdmi.service.data_dir_lock import hold_data_dir
+
+        hold_data_dir(settings.data_dir)
     return _run_server(create_app, settings, "serve")
 
 

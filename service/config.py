@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     max_frame_pixels: int = Field(default=3840 * 2160, ge=1)
     max_fps: float = Field(default=60.0, gt=0, description="live frames per second per stream")
     max_streams: int = Field(default=32, ge=1)
+    ws_idle_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="close a live stream (4000) from which no message arrived for this long",
+    )
 
     # video jobs
     max_upload_bytes: int = Field(default=1024**3, ge=1)
@@ -190,6 +195,18 @@ class Settings(BaseSettings):
         description="finished jobs are deleted with their files this long after (0: never)",
     )
     job_sweep_interval_s: float = Field(default=600.0, gt=0, description="how often old jobs are looked for")
+    leftover_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="the retention sweep also removes files no job reads (uploads of lost jobs, "
+        "partial files of killed runs) once untouched this long",
+    )
+    max_corrupt_frames: int = Field(
+        default=25,
+        ge=0,
+        description="video jobs: frames that fail to decode are skipped and counted; one more than "
+        "this fails the job",
+    )
     min_free_bytes: int = Field(
         default=64 * 1024**2,
         ge=0,
@@ -223,12 +240,39 @@ class Settings(BaseSettings):
         default=None, description="a JSON file of extra catalogue entries (same shape as the shipped one)"
     )
 
+    # HTTP edge: every request's size and time is bounded before the application reads it
+    max_url_bytes: int = Field(
+        default=8192, ge=256, description="request target (path and query) longer than this: 414"
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, description="all request headers together longer than this: 431"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send a whole request head within this"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request body silent for this long is answered 408"
+    )
+    max_connections: int = Field(
+        default=512, ge=1, description="open connections beyond this are answered 503"
+    )
+
     # safety
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")
     admin_api_keys: list[SecretStr] = Field(
         default_factory=list, description="keys that are accepted too and see every key's jobs"
     )
     insecure: bool = Field(default=False, description="allow listening beyond loopback without API keys")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="web origins (scheme://host[:port]) besides the service's own that may open "
+        "WebSockets and send state-changing requests; '*' allows any",
+    )
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host header values accepted (names, optionally with :port; '*' any); unset: "
+        "the loopback names when bound to loopback, any host otherwise",
+    )
 
     @field_validator("api_keys", "admin_api_keys")
     @classmethod

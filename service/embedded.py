@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from tdmi.protocol import WorkersPublic
 from tdmi.service.cluster.registry import snapshot
 from tdmi.service.config import Settings
+from tdmi.service.data_dir_lock import hold_data_dir, release_data_dir
 from tdmi.service.inference.runtime import InferenceRuntime, ModelCatalog
+from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.sqlite import SqliteJobQueue
@@ -72,10 +74,13 @@ class EmbeddedNode:
         self.started_at = time.time()
         self.local = LocalInference(settings, self.metrics)
         self._jobs: JobService | None = None
+        self._owns_data_dir = False
 
     async def start(self) -> None:
+        self._owns_data_dir = hold_data_dir(self.settings.data_dir)
         await self.local.start()
         queue = SqliteJobQueue(self.settings.data_dir)
+        await sweep_leftovers(queue, self.settings.data_dir, grace_s=0)  # nothing else writes there
         runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
         self._jobs = JobService(queue, self.settings, self.metrics, runner)
         await self._jobs.start()
@@ -88,6 +93,8 @@ class EmbeddedNode:
         if self._jobs is not None:
             await self._jobs.stop()
         await self.local.stop()
+        if self._owns_data_dir:
+            release_data_dir(self.settings.data_dir)
 
     @property
     def jobs(self) -> JobService:

@@ -16,6 +16,7 @@ from pathlib import Path
 from tdmi.service.auth import Caller
 from tdmi.service.config import Settings
 from tdmi.service.jobs.disk import watch_data_dir
+from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.queue import JobQueue, NewJob
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.store import JobRecord, remove_files, upload_path
@@ -96,7 +97,8 @@ class JobService:
         return record
 
     async def sweep(self, now: float | None = None) -> int:
-        """Delete finished jobs last updated more than ``job_retention_hours`` ago; how many went."""
+        """Delete finished jobs last updated more than ``job_retention_hours`` ago (how many went), and
+        files no job reads (``jobs.leftovers``)."""
         cutoff = (time.time() if now is None else now) - self.settings.job_retention_hours * 3600
         deleted = 0
         for job_id in await self.queue.finished_ids(cutoff):
@@ -104,6 +106,7 @@ class JobService:
             if gone is not None:
                 remove_files(*gone.record.files())
                 deleted += 1
+        await sweep_leftovers(self.queue, self.queue.data_dir, self.settings.leftover_grace_s, now)
         return deleted
 
     async def _sweep_forever(self) -> None:
