@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 
 from tdmi.service.config import Settings
 
-__all__ = ["Caller", "InsecureBindError", "check_bind", "identify", "is_authorised"]
+__all__ = ["Caller", "InsecureBindError", "check_bind", "identify", "is_authorised", "is_loopback"]
 
 
 class InsecureBindError(ValueError):
@@ -64,16 +64,20 @@ def identify(settings: Settings, headers: Headers) -> Caller:
     return Caller(owner=owner, admin=_matches(key, settings.admin_api_keys))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` (a name or an address) reaches this machine only."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind(settings: Settings) -> None:
     """Refuse to listen on a non-loopback address without keys unless ``insecure`` is set."""
     if settings.api_keys or settings.admin_api_keys or settings.insecure:
         return
     host = settings.host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise InsecureBindError(
             f"refusing to listen on {host} without API keys: set TDMI_API_KEYS or pass --insecure"
         )

@@ -54,26 +54,17 @@ def _run_server(app_factory: Callable[[Any], Any], settings: Any, role: Literal[
     import json
     import logging
 
-    import uvicorn
-
     from tdmi.service.auth import check_bind
+    from tdmi.service.http_server import run_http_server
     from tdmi.service.listen import bind_listener
     from tdmi.service.logs import configure_logging
 
     check_bind(settings)
     listener = bind_listener(settings, role)
-    log_config = configure_logging(settings.log_format)
+    configure_logging(settings.log_format)
     logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
     with listener:
-        config = uvicorn.Config(
-            app_factory(settings),
-            log_config=log_config,
-            ws_max_size=settings.max_message_bytes,
-            ws_ping_interval=settings.heartbeat_s,
-            ws_ping_timeout=settings.heartbeat_s,
-            timeout_graceful_shutdown=10,
-        )
-        uvicorn.Server(config).run(sockets=[listener])
+        run_http_server(app_factory(settings), settings, listener)
     return 0
 
 

@@ -21,6 +21,7 @@ from tdmi.service.config import Settings, get_settings
 from tdmi.service.embedded import EmbeddedNode
 from tdmi.service.errors import install_error_handlers
 from tdmi.service.node import Node, ServingNode
+from tdmi.service.request_guard import RequestGuard
 
 __all__ = ["create_app", "create_worker_app"]
 
@@ -68,6 +69,7 @@ def _app(node: Node, title: str, description: str, routers: Iterable[APIRouter])
     app = FastAPI(title=title, version=_VERSION, description=description, lifespan=lifespan)
     app.state.node = node  # the one attribute of the app's state; routes read it through deps
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, settings=node.settings)  # outermost: before anything reads a request
     for router in routers:
         app.include_router(router)
     return app

@@ -14,6 +14,7 @@ from tdmi.service.api.job_form import FORM_FIELDS, lookahead_within, parse_job_f
 from tdmi.service.api.progress_rate import ProgressRates
 from tdmi.service.api.uploads import receive_upload
 from tdmi.service.auth import Caller
+from tdmi.service.client_text import shown
 from tdmi.service.deps import Authorised, CallerDep, CatalogDep, JobsDep, SettingsDep
 from tdmi.service.errors import ApiError
 from tdmi.service.jobs.disk import check_free_space
@@ -126,12 +127,12 @@ async def create_job(
             "render": form.render,
             "filename": upload.filename,
         }
-    except BaseException:
+        record = await jobs.submit(
+            NewJob(job_id, model.name, options, upload_path, info.num_frames, caller.owner)
+        )
+    except BaseException:  # no job reads the upload (Redis refusing the job among the reasons)
         upload_path.unlink(missing_ok=True)
         raise
-    record = await jobs.submit(
-        NewJob(job_id, model.name, options, upload_path, info.num_frames, caller.owner)
-    )
     if wait:
         ended = await jobs.wait(record.id)
         if ended is None:
@@ -148,8 +149,8 @@ async def create_job(
 async def _record(jobs: JobService, job_id: str, caller: Caller) -> JobRecord:
     """The job if this caller may see it: another key's job is answered 404, like an unknown one."""
     record = await jobs.get(job_id, caller)
-    if record is None:
-        raise ApiError(404, "not_found", f"no job {job_id}")
+    if record is None:  # the id is the client's: shown cut and escaped
+        raise ApiError(404, "not_found", f"no job {shown(job_id, 64)}")
     return record
 
 

@@ -5,7 +5,10 @@ repository), found where the import system would load ``tdmi.client`` from, with
 the service does not depend on its clients' code. That is right for a wheel, an editable install
 and a checkout alike.
 The page is public (it holds no data); the API calls it makes carry the key the user types.
-A strict Content-Security-Policy allows nothing but this origin: no CDN, no inline script.
+A strict Content-Security-Policy allows nothing but this origin: no CDN, no inline script. The
+referrer policy is ``same-origin``: under ``no-referrer`` the Fetch standard has a browser send
+``Origin: null`` with the page's own uploads (Chromium sends the origin anyway), and the
+cross-site check (``service.request_guard``) refuses a null origin.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from tdmi.service.client_text import shown
 from tdmi.service.errors import ApiError
 
 __all__ = ["WEB_DIR", "router"]
@@ -55,7 +59,7 @@ def _headers(request: Request) -> dict[str, str]:
     return {
         "Content-Security-Policy": policy,
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",
         "Cache-Control": "no-cache",
     }
 
@@ -64,7 +68,7 @@ def _file(request: Request, name: str) -> FileResponse:
     path = WEB_DIR / name
     media_type = _MEDIA_TYPES.get(path.suffix)
     if media_type is None or "/" in name or name.startswith(".") or not path.is_file():
-        raise ApiError(404, "not_found", f"no page file {name!r}")
+        raise ApiError(404, "not_found", f"no page file {shown(name, 64)!r}")
     return FileResponse(path, media_type=media_type, headers=_headers(request))
 
 

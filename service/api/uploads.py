@@ -1,26 +1,35 @@
 """Multipart uploads streamed straight to a file: never held in memory, cut off at a size limit.
 
-Everything else in the body is bounded too, as it arrives: the bytes of all form fields together
-and the parts themselves (only the fields the route reads, each once); python-multipart bounds
-each part's headers (8 lines of 4224 bytes), and a body beyond that is malformed (400).
+Everything else in the body is bounded too, as it arrives: the bytes of all form fields together,
+the parts themselves (only the fields the route reads, each once) and each part's headers (8
+lines of ``MAX_PART_HEADER_BYTES``: a longer one is a 422 that says so). The file name is kept
+cut to ``MAX_NAME_CHARS`` and escaped: it is shown in answers and logs (``client_text``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from tdmi.service.client_text import shown
 from tdmi.service.errors import ApiError
 from tdmi.service.jobs.disk import insufficient_storage, is_disk_full
 
 __all__ = ["Upload", "receive_upload"]
 
+log = logging.getLogger("tdmi.uploads")
+
 MAX_FIELD_BYTES = 1024 * 1024  # all form fields together (boxes JSON included) are small
+MAX_PART_HEADER_BYTES = 16384  # a header line of a part: a file name of 5,000 characters fits
+MAX_PART_HEADERS = 8
+MAX_NAME_CHARS = 255  # of the file name kept (a file system's longest)
 
 
 @dataclass
@@ -37,8 +46,8 @@ class _Collector:
         self.dest, self.file_field, self.max_bytes, self.names = dest, file_field, max_bytes, names
         self.upload = Upload()
         self._field_bytes = 0  # of every form field so far
-        self._header_name = b""
-        self._headers: dict[bytes, bytes] = {}
+        self._header_name = bytearray()
+        self._headers: dict[bytes, bytearray] = {}
         self._name: str | None = None
         self._value = bytearray()
         self._file: BinaryIO | None = None
@@ -50,26 +59,27 @@ class _Collector:
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        name = self._header_name.lower()
-        self._headers[name] = self._headers.get(name, b"") + data[start:end]
+        self._headers.setdefault(bytes(self._header_name.lower()), bytearray()).extend(data[start:end])
 
     def on_header_end(self) -> None:
-        self._header_name = b""
+        self._header_name = bytearray()
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        _, options = parse_options_header(bytes(self._headers.get(b"content-disposition", b"")))
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         if self._name not in self.names:
-            shown = self._name if len(self._name) <= 40 else self._name[:40] + "..."
             known = ", ".join(self.names)
-            raise ApiError(422, "invalid_request", f"unknown form field {shown!r}; the fields are {known}")
+            detail = f"unknown form field {shown(self._name, 40)!r}; the fields are {known}"
+            raise ApiError(422, "invalid_request", detail)
         if self._name in self.upload.fields:
             raise ApiError(422, "invalid_request", f"form field {self._name!r} given twice")
         if self._name == self.file_field:
             if self._file is not None:
                 raise ApiError(422, "invalid_request", f"more than one {self.file_field!r} part")
             filename = options.get(b"filename")
-            self.upload.filename = filename.decode("utf-8", "replace") if filename else None
+            name = filename.decode("utf-8", "replace") if filename else None
+            self.upload.filename = shown(name, MAX_NAME_CHARS) if name else None
+            log.info("receiving %s into %s", name, self.dest.name)  # the log escapes and cuts it
             self._file = self.dest.open("wb")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -120,6 +130,8 @@ async def receive_upload(
             "on_part_data": collector.on_part_data,
             "on_part_end": collector.on_part_end,
         },
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_BYTES,
     )
     try:
         async for chunk in request.stream():
@@ -134,6 +146,12 @@ async def receive_upload(
             raise
         if is_disk_full(exc):  # nothing else is lost: the partial upload is gone
             raise insufficient_storage() from None
+        if isinstance(exc, MultipartParseError) and str(exc).startswith("Maximum header"):
+            detail = (
+                f"a part's headers exceed {MAX_PART_HEADERS} lines of {MAX_PART_HEADER_BYTES} bytes "
+                "(is the file name that long?)"
+            )
+            raise ApiError(422, "invalid_request", detail) from None
         raise ApiError(400, "invalid_request", "malformed multipart/form-data body") from exc
     if collector.upload.filename is None and not dest.exists():
         raise ApiError(422, "invalid_request", f"no {file_field!r} part with the video")
