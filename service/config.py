@@ -227,6 +227,18 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, description="runs of a job (crashed ones included) before it fails for good"
     )
+    job_max_retries: int = Field(
+        default=20,
+        ge=0,
+        description="transient server faults (descriptors, memory or disk exhausted, Redis away) a "
+        "job is retried after, each after a wait of 1 s doubling to 60 s; they use no attempt",
+    )
+    loop_stall_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a node whose background loop (job consumer, heartbeat, sweep) fails this long "
+        "is not ready until the loop runs again",
+    )
 
     # published weights (`tdmi weights`); the service only reads what the command pulled
     weights_dir: Path = Field(

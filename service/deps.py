@@ -50,7 +50,7 @@ NodeDep = Annotated[ServingNode, Depends(_node)]
 def _ready_node(node: NodeDep) -> ServingNode:
     """503 while the node is not ready (loading, Redis unreachable, shutting down)."""
     if node.readiness.reason is not None:
-        raise ApiError(503, "not_ready", node.readiness.reason)
+        raise ApiError(503, "not_ready", node.readiness.reason, {"Retry-After": "1"})
     return node
 
 

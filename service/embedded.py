@@ -19,6 +19,7 @@ from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.sqlite import SqliteJobQueue
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.node import LiveConnections, Readiness
 from tdmi.service.streaming.factory import SessionFactory
@@ -83,7 +84,7 @@ class EmbeddedNode:
         await sweep_leftovers(queue, self.settings.data_dir, grace_s=0)  # nothing else writes there
         runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
         self._jobs = JobService(queue, self.settings, self.metrics, runner)
-        await self._jobs.start()
+        await self._jobs.start(Loops(self.readiness.loop_trouble, self.settings.loop_stall_s))
         self.readiness.set(None)
         log.info("ready: %s", ", ".join(self.local.runtime.models))
 

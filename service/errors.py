@@ -3,6 +3,9 @@
 Every answer carries an ``X-Request-ID`` header; a fault of ours (any exception no handler
 claims) is answered with a JSON 500 naming that id, and logged with it, so a user's report can be
 matched to the server's traceback without the traceback (paths, library text) reaching the user.
+Errors that reach a route from deep down (media, Redis, the operating system) are answered by
+their class (``service.faults``): the input's with its 4xx, the server's passing state with 503
+(507: disk full) and ``Retry-After``, never naming an address or a path.
 """
 
 from __future__ import annotations
@@ -14,22 +17,29 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdmi.protocol import ErrorPublic
+from tdmi.service.faults import FaultClass, classify
 from tdmi.service.inference.runtime import UnknownModelError
-from tdmi.service.media import HTTP_STATUS, MediaError
+from tdmi.service.media import MediaError
 
-__all__ = ["ApiError", "RequestIds", "install_error_handlers", "internal_reference", "public_failure"]
+__all__ = [
+    "RETRY_AFTER_S",
+    "ApiError",
+    "RequestIds",
+    "install_error_handlers",
+    "internal_reference",
+    "public_failure",
+]
 
 log = logging.getLogger("tdmi.errors")
 REQUEST_ID_HEADER = "x-request-id"
 # a client's own id is echoed only when it is short and plain (it goes into logs and headers)
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+RETRY_AFTER_S = 1  # what a 503 for a passing state of the server tells clients to wait
 
 
 class ApiError(Exception):
@@ -53,16 +63,23 @@ def internal_reference() -> str:
 
 
 def public_failure(exc: BaseException, what: str) -> str:
-    """What a client may read about ``exc``: a media error's own sentence, else a reference only.
+    """What a client may read about ``exc``: its fault's sentence (bad input, a passing state of
+    the server), else a reference only.
 
-    Anything else is our fault or a library's (OpenCV text with build paths, tracebacks): it is
-    logged here with the reference and never shown.
+    A bug is ours or a library's (OpenCV text with build paths, tracebacks): it is logged here
+    with the reference and never shown.
     """
-    if isinstance(exc, MediaError):
-        return str(exc)
-    reference = internal_reference()
-    log.error("%s failed (reference %s)", what, reference, exc_info=exc)
-    return f"internal error (reference {reference}); the server's log has the details"
+    fault = classify(exc)
+    if fault.cls is FaultClass.TRANSIENT:  # the log has the details (a path, an address)
+        log.warning("%s failed: %s (%s)", what, fault.detail, exc)
+    if fault.cls is not FaultClass.BUG:
+        return fault.detail
+    return _internal(exc, what, internal_reference())
+
+
+def _internal(exc: BaseException, what: str, reference: str, noun: str = "reference") -> str:
+    log.error("%s failed (%s %s)", what, noun, reference, exc_info=exc)
+    return f"internal error ({noun} {reference}); the server's log has the details"
 
 
 class RequestIds:
@@ -90,11 +107,11 @@ class RequestIds:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("%s %s failed (request id %s)", scope.get("method"), scope.get("path"), request_id)
+        except Exception as exc:
+            what = f"{scope.get('method')} {scope.get('path')}"
+            detail = _internal(exc, what, request_id, "request id")
             if started:  # the answer is under way: only closing the connection is left
                 raise
-            detail = f"internal error (request id {request_id}); the server's log has the details"
             await error_response(500, "internal", detail)(scope, receive, send_with_id)
 
 
@@ -106,20 +123,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status, exc.kind, exc.detail, exc.headers)
 
     @app.exception_handler(MediaError)
-    async def _media_error(request: Request, exc: MediaError) -> JSONResponse:
-        return error_response(HTTP_STATUS[exc.kind], exc.kind, str(exc))
+    @app.exception_handler(RedisError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(MemoryError)
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        """An error from deep down, answered by its class; a bug is logged under the request's id."""
+        fault = classify(exc)
+        if fault.cls is FaultClass.INPUT:
+            return error_response(fault.status, fault.kind, fault.detail)
+        what = f"{request.scope.get('method', 'WEBSOCKET')} {request.url.path}"  # a WebSocket too
+        if fault.cls is FaultClass.TRANSIENT:  # the log has the address or path; the client not
+            log.warning("%s: %s (%s)", what, fault.detail, exc)
+            return error_response(fault.status, fault.kind, fault.detail, {"Retry-After": str(RETRY_AFTER_S)})
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return error_response(500, "internal", _internal(exc, what, request_id, "request id"))
 
     @app.exception_handler(UnknownModelError)
     async def _unknown_model(request: Request, exc: UnknownModelError) -> JSONResponse:
         return error_response(422, "unknown_model", str(exc))
-
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:
-        """A cluster node whose Redis is away answers 503 (retry), never 500; the address stays in the log."""
-        log.warning("redis unreachable: %s", exc)
-        detail = "the job store is unreachable; retry"
-        return error_response(503, "redis_unreachable", detail, {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

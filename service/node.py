@@ -27,23 +27,41 @@ __all__ = ["LiveConnection", "LiveConnections", "Node", "Readiness", "ServingNod
 
 
 class Readiness:
-    """Why the node cannot serve now (``reason``; None when ready), and whether it still takes work."""
+    """Why the node cannot serve now (``reason``; None when ready), and whether it still takes work.
+
+    Two sources: the node's state (loading, Redis lost, shutting down), and its long-lived loops,
+    each of which says while it cannot run (``service.loops``).
+    """
 
     def __init__(self, reason: str) -> None:
-        self.reason: str | None = reason
+        self._state: str | None = reason
+        self._loops: dict[str, str] = {}
         self.accepting = True
+
+    @property
+    def reason(self) -> str | None:
+        if self._state is not None:
+            return self._state
+        return "; ".join(self._loops.values()) or None
 
     def set(self, reason: str | None) -> None:
         """A new state (models loaded, Redis lost or back); a node shutting down stays so."""
         if self.accepting:
-            self.reason = reason
+            self._state = reason
+
+    def loop_trouble(self, loop: str, reason: str | None) -> None:
+        """The loop ``loop`` cannot run (``reason``), or runs again (None)."""
+        if reason is None:
+            self._loops.pop(loop, None)
+        else:
+            self._loops[loop] = reason
 
     def failed(self, exc: BaseException) -> None:
         """Start-up failed: not ready with the reason on ``/readyz``; the process stays up."""
         self.set(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
 
     def shut_down(self) -> None:
-        self.reason, self.accepting = "shutting down", False
+        self._state, self.accepting = "shutting down", False
 
 
 class LiveConnection(Protocol):

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tdmi.protocol.backoff import BackoffSchedule
+from tdmi.service.faults import classify, is_transient
 
 __all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect", "follow"]
 
@@ -42,14 +43,16 @@ def connect(url: str) -> Redis:
 
 
 class Backoff(BackoffSchedule):
-    """The shared backoff schedule, waited out by a loop that lost Redis (and logged)."""
+    """The shared backoff schedule, waited out by a loop that met a transient fault (Redis lost)."""
 
     def __init__(self, first_s: float = 0.1, cap_s: float = 5.0):
         super().__init__(first_s, cap_s)
 
     async def wait(self, what: str, exc: BaseException) -> None:
+        """Logged at the first failure after a success only: an outage is one line, not one a tick."""
         delay_s = self.next_delay()
-        log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, delay_s)
+        if self.failures == 1:
+            log.warning("%s: %s (%s); retrying quietly until it works", what, classify(exc).detail, exc)
         await asyncio.sleep(delay_s)
 
 
@@ -66,7 +69,9 @@ async def follow(
             if entries and trim:
                 await redis.xtrim(key, minid=entries[-1][0])
             backoff.reset()
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             await backoff.wait(what, exc)
             continue
         for entry_id, fields in entries:
@@ -75,10 +80,10 @@ async def follow(
 
 
 class RedisWatch:
-    """Pings Redis every ``interval_s``; tells ``on_change`` the reason it is unreachable, or None."""
+    """Pings Redis at each ``check`` (a node's loop); tells ``on_change`` why it is unusable, or None."""
 
-    def __init__(self, redis: Redis, interval_s: float, on_change: Callable[[str | None], None]):
-        self.redis, self.interval_s, self.on_change = redis, interval_s, on_change
+    def __init__(self, redis: Redis, on_change: Callable[[str | None], None]):
+        self.redis, self.on_change = redis, on_change
         self.reason: str | None = "connecting to redis"
 
     async def check(self) -> bool:
@@ -86,16 +91,12 @@ class RedisWatch:
             await self.redis.ping()
             reason = None
         except (RedisError, OSError) as exc:
-            reason = f"redis unreachable: {exc}"
+            reason = classify(exc).detail or "the job store (redis) answers wrongly"
+            if reason != self.reason:  # the address is for the log; /readyz is public
+                log.warning("%s: %s", reason, exc)
+        if reason is None and self.reason is not None:
+            log.info("redis reachable")
         if reason != self.reason:
-            (log.info if reason is None else log.warning)(
-                "redis %s", "reachable" if reason is None else reason
-            )
             self.reason = reason
             self.on_change(reason)
         return reason is None
-
-    async def run(self) -> None:
-        while True:
-            await self.check()
-            await asyncio.sleep(self.interval_s)

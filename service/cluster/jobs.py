@@ -4,7 +4,8 @@ A run of a job is a Stream entry. A worker takes entries with XREADGROUP, renews
 running (XCLAIM to itself, which resets their idle time), and acknowledges them when the run ends.
 A worker that dies stops renewing: after ``job_claim_idle_s`` another worker takes the entry
 over with XAUTOCLAIM and runs the job again; its ``start`` finds the job still ``running`` and
-counts the lost run as a crash.
+counts the lost run as a crash. A Redis that comes back without its data has no consumer group:
+the first ``take`` that meets NOGROUP creates it again, and the queue goes on.
 
 Every run's fresh token is written into the job's hash. Progress and the final transitions (Lua
 scripts, atomic in Redis) only apply while the hash still holds the run's token, and each run
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -27,15 +29,18 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from tdmi.service.cluster import keys
-from tdmi.service.cluster.connection import BLOCK_MS, TRANSIENT
-from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, NewJob, StartInfo
+from tdmi.service.cluster.connection import BLOCK_MS
+from tdmi.service.faults import is_missing_group
+from tdmi.service.jobs.queue import CRASHED, Charge, Claim, Deletion, NewJob, StartInfo
 from tdmi.service.jobs.store import FINISHED, JobRecord, checked_id, options_json
 
 __all__ = ["RedisJobQueue"]
 
+log = logging.getLogger("tdmi.cluster")
+
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
-# ARGV: token, worker, now, job id, crash error -> {attempts, crashes, last error} or nil
+# ARGV: token, worker, now, job id, crash error -> {attempts, crashes, last error, retries} or nil
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return nil end
@@ -48,7 +53,8 @@ end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'token', ARGV[1], 'worker', ARGV[2],
   'frames_done', 0, 'updated_at', ARGV[3])
-return {attempts, crashes, redis.call('HGET', KEYS[1], 'error') or ''}
+return {attempts, crashes, redis.call('HGET', KEYS[1], 'error') or '',
+  tonumber(redis.call('HGET', KEYS[1], 'retries') or '0')}
 """
 
 _OWNED = """
@@ -88,7 +94,8 @@ return 1
 """
 )
 
-# ARGV: token, group, entry, now, error, refund (1: the run does not count), job id
+# ARGV: token, group, entry, now, error, refund (1: the run does not count), job id,
+# retry (1: a transient fault's retry)
 _REQUEUE = (
     _OWNED
     + """
@@ -96,6 +103,7 @@ if not owned() then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'frames_done', 0, 'updated_at', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[1], 'retries', 1) end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XADD', KEYS[2], '*', 'job', ARGV[7])
 redis.call('SADD', KEYS[3], ARGV[7])
@@ -150,8 +158,6 @@ class RedisJobQueue:
     unrenewed before another worker claims it.
     """
 
-    transient = TRANSIENT
-
     def __init__(self, redis: Redis, data_dir: Path, consumer: str, claim_idle_s: float):
         self.redis = redis
         self.data_dir = Path(data_dir)
@@ -166,6 +172,7 @@ class RedisJobQueue:
         self._cancel = redis.register_script(_CANCEL)
         self._delete = redis.register_script(_DELETE)
         self._release = redis.register_script(_RELEASE)
+        self._grouped = False  # a take has found the consumer group
 
     async def ensure_group(self) -> None:
         """The consumer group reads the Stream from its start, so jobs queued before any worker run."""
@@ -244,6 +251,19 @@ class RedisJobQueue:
     # -- runner side ---------------------------------------------------------------------------
 
     async def take(self) -> Claim | None:
+        try:
+            claim = await self._take()
+        except ResponseError as exc:
+            if not is_missing_group(exc):
+                raise
+            await self.ensure_group()
+            if self._grouped:  # it was there: Redis restarted without its data, or lost it
+                log.warning("job queue: consumer group %r was missing; created again", keys.JOBS_GROUP)
+            return None
+        self._grouped = True
+        return claim
+
+    async def _take(self) -> Claim | None:
         claimed: list[Any]
         _, claimed, _ = await self.redis.xautoclaim(
             keys.JOBS_STREAM, keys.JOBS_GROUP, self.consumer, self.claim_idle_ms, start_id="0-0", count=1
@@ -266,8 +286,8 @@ class RedisJobQueue:
         )
         if not answer:
             return None
-        attempts, crashes, last_error = answer
-        return StartInfo(int(attempts), int(crashes), last_error.decode())
+        attempts, crashes, last_error, retries = answer
+        return StartInfo(int(attempts), int(crashes), last_error.decode(), int(retries))
 
     async def progress(self, claim: Claim, done: int, total: int) -> bool:
         return bool(
@@ -289,7 +309,7 @@ class RedisJobQueue:
     async def fail(self, claim: Claim, error: str) -> bool:
         return await self._end(claim, "failed", "", "", error)
 
-    async def requeue(self, claim: Claim, error: str = "", *, counts: bool = True) -> bool:
+    async def requeue(self, claim: Claim, error: str = "", *, charge: Charge = "attempt") -> bool:
         return bool(
             await self._requeue(
                 keys=[keys.job(claim.job_id), keys.JOBS_STREAM, keys.JOBS_QUEUED],
@@ -299,8 +319,9 @@ class RedisJobQueue:
                     claim.entry_id,
                     time.time(),
                     error,
-                    0 if counts else 1,
+                    0 if charge == "attempt" else 1,
                     claim.job_id,
+                    1 if charge == "retry" else 0,
                 ],
             )
         )

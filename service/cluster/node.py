@@ -1,11 +1,11 @@
 """An API node of a cluster (``tdmi serve --redis``): no models, no device.
 
-Video jobs go to the Redis job queue, live streams to a worker each; ready while Redis answers.
+Video jobs go to the Redis job queue, live streams to a worker each; ready while Redis answers
+and its loops (Redis watch, heartbeat, live replies, retention sweep) run (``service.loops``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -16,13 +16,14 @@ from collections.abc import Mapping
 from tdmi.protocol import WorkersPublic
 from tdmi.service.cluster import keys
 from tdmi.service.cluster.catalog import ClusterCatalog
-from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
+from tdmi.service.cluster.connection import TRANSIENT, RedisWatch, connect
 from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.registry import Registry
 from tdmi.service.cluster.remote_feed import LiveLink
 from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.node import LiveConnections, Readiness
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
@@ -51,46 +52,31 @@ class ApiNode:
         self._jobs = JobService(self.queue, settings, self.metrics)
         self._catalog = ClusterCatalog(settings.models, weights_store(settings))
         self.link = LiveLink(self.redis, self.node_id, self.registry, settings.heartbeat_interval_s)
-        self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, self.readiness.set)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.watch = RedisWatch(self.redis, self.readiness.set)
+        self.loops = Loops(self.readiness.loop_trouble, settings.loop_stall_s)
 
     async def start(self) -> None:
-        await self.jobs.start()
-        self._tasks = [
-            asyncio.create_task(self.watch.run(), name="redis-watch"),
-            asyncio.create_task(self.link.run(), name="live-replies"),
-            asyncio.create_task(self._beat(), name="api-heartbeat"),
-        ]
         await self.watch.check()
+        every_s = self.settings.heartbeat_interval_s
+        self.loops.start("redis watch", self.watch.check, every_s)
+        self.loops.start("live replies", self.link.run)
+        self.loops.start("api heartbeat", self._beat, every_s)
+        await self.jobs.start(self.loops)
         log.info("API node %s of the cluster at %s", self.node_id, self.settings.redis_url)
 
     async def stop(self) -> None:
         """Stop taking jobs, close live streams (1012), stop the loops, leave the cluster."""
         await self._jobs.stop()
         await self.streams.close_all()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.loops.stop()
         with contextlib.suppress(*TRANSIENT):
             await self.redis.delete(keys.api_node(self.node_id), keys.replies(self.node_id))
         await self.redis.aclose()
 
     async def _beat(self) -> None:
         """Say this node is alive (workers keep its streams), and refresh the model catalog."""
-        backoff, grouped = Backoff(), False
-        ttl_ms = int(self.settings.node_ttl_s * 1000)
-        while True:
-            try:
-                if not grouped:
-                    await self.queue.ensure_group()
-                    grouped = True
-                await self.redis.set(keys.api_node(self.node_id), "1", px=ttl_ms)
-                self._catalog.update(await self.registry.live())
-                backoff.reset()
-            except TRANSIENT as exc:
-                await backoff.wait("api heartbeat", exc)
-                continue
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+        await self.redis.set(keys.api_node(self.node_id), "1", px=int(self.settings.node_ttl_s * 1000))
+        self._catalog.update(await self.registry.live())
 
     @property
     def jobs(self) -> JobService:

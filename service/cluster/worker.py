@@ -2,24 +2,27 @@
 
 It loads the models onto its device, takes video jobs from the queue, hosts the live streams
 pinned to it, and reports its load every heartbeat. It also serves ``/healthz``, ``/readyz`` and
-``/metrics`` over HTTP, for container health checks and Prometheus.
+``/metrics`` over HTTP, for container health checks and Prometheus. Its loops (Redis watch,
+heartbeat, job consumer, live inbox) survive any error (``service.loops``): after a Redis
+outage, even one that lost every key, the next heartbeat registers the worker again and the job
+consumer creates the consumer group again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Mapping
 
-from tdmi.service.cluster.connection import TRANSIENT, Backoff, RedisWatch, connect
+from tdmi.service.cluster.connection import TRANSIENT, RedisWatch, connect
 from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
 from tdmi.service.config import Settings
 from tdmi.service.embedded import LocalInference
 from tdmi.service.jobs.runner import JobRunner
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.node import Readiness
 
@@ -43,8 +46,8 @@ class WorkerNode:
         self.local = LocalInference(settings, self.metrics)
         self.started_at = time.time()
         self.loaded = False
-        self.watch = RedisWatch(self.redis, settings.heartbeat_interval_s, self._on_redis)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.watch = RedisWatch(self.redis, self._on_redis)
+        self.loops = Loops(self.readiness.loop_trouble, settings.loop_stall_s)
         self.jobs: JobRunner | None = None
         self.live: LiveHost | None = None
 
@@ -60,56 +63,33 @@ class WorkerNode:
         self.live = LiveHost(self.redis, self.worker_id, self.local.open_feed, self.metrics)
         self.loaded = True
         self.readiness.set(self.watch.reason)
-        self._tasks = [
-            asyncio.create_task(self.watch.run(), name="redis-watch"),
-            asyncio.create_task(self._beat(queue), name="worker-heartbeat"),
-        ]
+        every_s = settings.heartbeat_interval_s
+        self.loops.start("redis watch", self.watch.check, every_s)
+        self.loops.start("worker heartbeat", self._beat, every_s)
+        self.jobs.start(self.loops)
+        self.loops.start("live inbox", self.live.run)
         log.info(
             "worker %s ready: %s on %s", self.worker_id, ", ".join(self.local.runtime.models), settings.device
         )
 
     async def stop(self) -> None:
         """Leave the registry, give running jobs back, close streams, stop the engines."""
+        await self.loops.stop()
         with contextlib.suppress(*TRANSIENT):
             await self.registry.withdraw(self.worker_id)
-        for task in self._tasks:
-            task.cancel()
         if self.jobs is not None:
             await self.jobs.stop()
         if self.live is not None:
             await self.live.stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.local.stop()
         await self.redis.aclose()
 
     def queue_depths(self) -> Mapping[str, int]:
         return self.local.runtime.queue_depths()
 
-    async def _beat(self, queue: RedisJobQueue) -> None:
-        """Announce the worker, then take work; the heartbeat goes on every interval."""
-        assert self.jobs is not None and self.live is not None
-        backoff = Backoff()
-        while True:
-            try:
-                await queue.ensure_group()
-                break
-            except TRANSIENT as exc:
-                await backoff.wait("job queue", exc)
-        await self._report()
-        self._tasks += [
-            asyncio.create_task(self.jobs.run(), name="jobs"),
-            asyncio.create_task(self.live.run(), name="live-inbox"),
-        ]
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-            try:
-                await self._report()
-                await self.live.reap()
-                backoff.reset()
-            except TRANSIENT as exc:
-                await backoff.wait("worker heartbeat", exc)
-
-    async def _report(self) -> None:
+    async def _beat(self) -> None:
+        """Say the worker is alive with its load (this also registers it again after Redis lost
+        its keys), and close streams whose API node is gone."""
         assert self.jobs is not None and self.live is not None
         report = snapshot(
             self.worker_id,
@@ -121,3 +101,4 @@ class WorkerNode:
             started_at=self.started_at,
         )
         await self.registry.publish(report)
+        await self.live.reap()

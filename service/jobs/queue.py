@@ -2,8 +2,9 @@
 
 A *run* is one attempt at a job. The runner takes a run (``take``), starts it (``start``, which
 counts the attempt before any work is done), reports progress, and ends it exactly once: done
-(``finish``), failed for good (``fail``), back to the queue (``requeue``), or given up because the
-job was cancelled or taken over (``release``). Every call after ``start`` is fenced by the run's
+(``finish``), failed for good (``fail``), back to the queue (``requeue``, charged as a used
+attempt, a transient retry, or nothing), or given up because the job was cancelled or taken over
+(``release``). Every call after ``start`` is fenced by the run's
 token: a run that lost its job (cancelled, deleted, claimed by another worker) can no longer
 change it, and ``progress`` answers False so that it stops.
 
@@ -22,10 +23,14 @@ from typing import Any, Literal, Protocol
 
 from tdmi.service.jobs.store import JobRecord
 
-__all__ = ["CRASHED", "Claim", "Deletion", "JobQueue", "NewJob", "StartInfo"]
+__all__ = ["CRASHED", "Charge", "Claim", "Deletion", "JobQueue", "NewJob", "StartInfo"]
 
 # the error a run leaves when its process died before it could end it
 CRASHED = "the worker stopped while running the job"
+
+# what a run given back costs its job: an attempt (it failed), a retry (a transient fault of the
+# server, bounded apart from the attempts), or nothing (a clean stop)
+Charge = Literal["attempt", "retry", "none"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,13 @@ class NewJob:
 
 @dataclass(frozen=True)
 class StartInfo:
-    """What ``start`` counted: attempts including this run, how many earlier runs crashed, and the
-    last error an earlier run left."""
+    """What ``start`` counted: attempts including this run, how many earlier runs crashed, the
+    last error an earlier run left, and how many runs were given back after a transient fault."""
 
     attempts: int
     crashes: int
     last_error: str
+    retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,6 @@ class JobQueue(Protocol):
     """Where jobs wait and what their runs may do to them; SQLite and Redis implement it alike."""
 
     data_dir: Path
-    # errors of the storage that pass (a Redis restart): callers wait and try again
-    transient: tuple[type[Exception], ...]
 
     # -- API side --------------------------------------------------------------------------------
 
@@ -110,7 +114,8 @@ class JobQueue(Protocol):
 
     async def take(self) -> Claim | None:
         """The next run: first one whose worker went silent (Redis), else a new one; waits up to
-        about a second, None if there was nothing."""
+        about a second, None if there was nothing. A Redis that lost the consumer group (it came
+        back empty) gets it again here."""
         ...
 
     async def start(self, claim: Claim, worker_id: str) -> StartInfo | None:
@@ -130,8 +135,9 @@ class JobQueue(Protocol):
 
     async def fail(self, claim: Claim, error: str) -> bool: ...
 
-    async def requeue(self, claim: Claim, error: str = "", *, counts: bool = True) -> bool:
-        """Back to the queue after ``error``; not ``counts``: a clean stop, the attempt is refunded."""
+    async def requeue(self, claim: Claim, error: str = "", *, charge: Charge = "attempt") -> bool:
+        """Back to the queue after ``error``; unless ``charge`` is ``attempt``, the run's attempt
+        is refunded (``retry`` counts a retry instead)."""
         ...
 
     async def release(self, claim: Claim) -> None:

@@ -1,19 +1,25 @@
 """The one loop that runs video jobs, in the embedded server and in every cluster worker alike.
 
 It takes runs from a ``JobQueue`` (SQLite or Redis), at most ``max_running_jobs`` at once, and
-ends each one under the same policy in both modes:
+ends each one under the same policy in both modes, by the class of its error (``service.faults``):
 
 - bad input (``MediaError``) fails the job at once: running it again cannot help;
-- a full disk (ENOSPC) fails it at once with a plain message, its partial files removed;
-- any other error puts it back in the queue, until ``job_max_attempts`` runs were used up; the
-  next start then fails it with "gave up after N attempts; last: <error>";
+- a transient fault of the server (descriptors, memory or disk space exhausted, Redis away, also
+  when PyAV calls it an unreadable file) gives the job back after a wait of 1 s doubling to 60 s,
+  without using an attempt; the job's error says "retry N of M ..." meanwhile. After
+  ``job_max_retries`` such retries it fails with "gave up after N retries ...";
+- any other error (a bug) puts it back in the queue, until ``job_max_attempts`` runs were used
+  up; the next start then fails it with "gave up after N attempts; last: <error>";
 - a run that killed its process is counted at the next start; when every run so far crashed,
   the job fails with "the job crashed the worker N times" instead of crash-looping;
 - a stop (SIGTERM) gives running jobs back without using an attempt;
 - a cancel or a lost claim stops the run, whose files are discarded.
 
-Errors are counted in ``tdmi_errors_total{kind="job_<kind>"}``, ``<kind>`` being the
-``MediaError`` kind, ``disk_full``, ``crashed`` or the exception's class name.
+Errors are counted in ``tdmi_errors_total{kind="job_<kind>"}``, ``<kind>`` being the fault's
+kind (the ``MediaError`` kind, ``out_of_descriptors``, ``insufficient_storage``, ...), ``gave_up``,
+``crashed`` or a bug's exception class name.
+
+The loop that takes runs is one of the node's loops (``service.loops``): it survives any error.
 
 When a run has ended, the job's upload is removed (unless ``keep_uploads``), and a job that was
 deleted while it ran goes with all its files.
@@ -22,7 +28,6 @@ deleted while it ran goes with all its files.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,22 +36,28 @@ from typing import TypeVar
 from tdmi.service.cluster.connection import Backoff
 from tdmi.service.config import Settings
 from tdmi.service.errors import public_failure
+from tdmi.service.faults import Fault, FaultClass, classify, ignore_transient, is_transient
 from tdmi.service.inference.runtime import InferenceRuntime
 from tdmi.service.inference.threads import named_threads
-from tdmi.service.jobs.disk import is_disk_full, watch_data_dir
+from tdmi.service.jobs.disk import watch_data_dir
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
 from tdmi.service.jobs.queue import Claim, JobQueue, StartInfo
 from tdmi.service.jobs.store import JobRecord, remove_files, write_json_atomic
-from tdmi.service.media import MediaError
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 
-__all__ = ["DISK_FULL", "JobRunner", "exhausted_error", "job_ended"]
+__all__ = ["JobRunner", "exhausted_error", "job_ended", "retry_delay_s"]
 
 log = logging.getLogger("tdmi.jobs")
 
-DISK_FULL = "no space left on the server's data disk while writing the job's files"
 T = TypeVar("T")
+FIRST_RETRY_S, LAST_RETRY_S = 1.0, 60.0
+
+
+def retry_delay_s(retries: int) -> float:
+    """How long a run waits before giving its job back after its ``retries + 1``-th transient fault."""
+    return min(FIRST_RETRY_S * 2.0**retries, LAST_RETRY_S)
 
 
 def exhausted_error(info: StartInfo) -> tuple[str, str]:
@@ -92,8 +103,8 @@ class JobRunner:
         self._loop: asyncio.Task[None] | None = None
         watch_data_dir(metrics, queue.data_dir)
 
-    def start(self) -> None:
-        self._loop = asyncio.create_task(self.run(), name="job-runner")
+    def start(self, loops: Loops) -> None:
+        self._loop = loops.start("job consumer", self.take_next)
 
     async def stop(self) -> None:
         """Stop taking runs; running jobs go back to the queue (not counted as attempts)."""
@@ -104,31 +115,27 @@ class JobRunner:
         self.processor.close()
         self._io.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self) -> None:
-        """Take runs forever; a storage outage (Redis restarting) is waited out."""
-        backoff = Backoff()
-        while True:
-            await self._slots.acquire()
-            try:
-                claim = await self.queue.take()
-                backoff.reset()
-            except self.queue.transient as exc:
-                self._slots.release()
-                await backoff.wait("job queue", exc)
-                continue
-            except BaseException:
-                self._slots.release()
-                raise
-            if claim is None:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._run(claim), name=f"job-{claim.job_id}")
-            self.running[claim.entry_id or claim.token] = task
-            task.add_done_callback(functools.partial(self._done, claim.entry_id or claim.token))
+    async def take_next(self) -> None:
+        """One step of the job consumer: wait for a free slot, take a run (up to about a second)
+        and start it; a failed take (Redis away) is the loop's to wait out."""
+        await self._slots.acquire()
+        try:
+            claim = await self.queue.take()
+        except BaseException:
+            self._slots.release()
+            raise
+        if claim is None:
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._run(claim), name=f"job-{claim.job_id}")
+        self.running[claim.entry_id or claim.token] = task
+        task.add_done_callback(functools.partial(self._done, claim))
 
-    def _done(self, key: str, _: asyncio.Task[None]) -> None:
-        self.running.pop(key, None)
+    def _done(self, claim: Claim, task: asyncio.Task[None]) -> None:
+        self.running.pop(claim.entry_id or claim.token, None)
         self._slots.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:  # the run's own storage
+            public_failure(exc, f"job {claim.job_id}'s run")  # logged; the job is left to recovery
 
     async def _run(self, claim: Claim) -> None:
         info = await self._persist(lambda: self.queue.start(claim, self.worker_id))
@@ -145,10 +152,10 @@ class JobRunner:
             record = await self._persist(lambda: self.queue.get(claim.job_id))
             if record is None:
                 return
-            await self._attempt(claim, record)  # a stop raises CancelledError: the job stays queued
+            await self._attempt(claim, record, info)  # a stop raises CancelledError: the job stays queued
         await self._persist(lambda: job_ended(self.queue, claim.job_id, self.settings.keep_uploads))
 
-    async def _attempt(self, claim: Claim, record: JobRecord) -> None:
+    async def _attempt(self, claim: Claim, record: JobRecord, info: StartInfo) -> None:
         data_dir = self.queue.data_dir
         result_file = data_dir / claim.result_name()
         video_file = data_dir / claim.video_name() if record.options.get("render") else None
@@ -165,38 +172,61 @@ class JobRunner:
             remove_files(result_file, video_file)
             current = asyncio.current_task()
             if current is not None and current.cancelling():  # the runner is stopping
-                with contextlib.suppress(*self.queue.transient):
-                    await asyncio.shield(self.queue.requeue(claim, counts=False))
+                with ignore_transient():
+                    await asyncio.shield(self.queue.requeue(claim, charge="none"))
                 raise
             await self._persist(lambda: self.queue.release(claim))  # cancelled, deleted or taken over
         except Exception as exc:
             remove_files(result_file, video_file)
-            await self._failed(claim, exc)
+            await self._failed(claim, exc, info)  # the renewer keeps the claim while a retry waits
         finally:
             renewer.cancel()
             self.metrics.active_jobs.dec()
 
-    async def _failed(self, claim: Claim, exc: Exception) -> None:
-        kind: str
-        if isinstance(exc, MediaError):  # the input's fault: running again cannot help
-            kind, reason, retry = exc.kind, str(exc), False
-        elif is_disk_full(exc):
-            kind, reason, retry = "disk_full", DISK_FULL, False
-        else:
-            kind, reason, retry = type(exc).__name__, public_failure(exc, f"job {claim.job_id}"), True
+    async def _failed(self, claim: Claim, exc: Exception, info: StartInfo) -> None:
+        fault = classify(exc)
+        self.metrics.errors.labels(f"job_{fault.kind}").inc()
+        if fault.cls is FaultClass.TRANSIENT:
+            await self._retry_later(claim, fault, exc, info)
+            return
+        reason = public_failure(exc, f"job {claim.job_id}")  # the input's sentence, or a reference
         log.warning("job %s failed on %s: %s", claim.job_id, self.worker_id, reason)
-        self.metrics.errors.labels(f"job_{kind}").inc()
-        if retry:
-            await self._persist(lambda: self.queue.requeue(claim, reason))
-        else:
+        if fault.cls is FaultClass.INPUT:  # running again cannot help
             await self._persist(lambda: self.queue.fail(claim, reason))
+        else:
+            await self._persist(lambda: self.queue.requeue(claim, reason))
+
+    async def _retry_later(self, claim: Claim, fault: Fault, exc: Exception, info: StartInfo) -> None:
+        """Give the job back after a wait, its attempt refunded, a retry counted; or fail it once
+        ``job_max_retries`` retries were used."""
+        limit = self.settings.job_max_retries
+        if info.retries >= limit:
+            reason = f"gave up after {info.retries} retries of transient server faults; last: {fault.detail}"
+            log.warning("job %s failed on %s: %s (%s)", claim.job_id, self.worker_id, reason, exc)
+            self.metrics.errors.labels("job_gave_up").inc()
+            await self._persist(lambda: self.queue.fail(claim, reason))
+            return
+        delay_s = retry_delay_s(info.retries)
+        reason = f"retry {info.retries + 1} of {limit} after a transient server fault: {fault.detail}"
+        log.warning("job %s on %s: %s, in %.0f s (%s)", claim.job_id, self.worker_id, reason, delay_s, exc)
+
+        async def give_back() -> bool:
+            return await self.queue.requeue(claim, reason, charge="retry")
+
+        try:
+            await asyncio.sleep(delay_s)  # the server's state needs time to pass
+        except asyncio.CancelledError:  # the runner is stopping: give the job back now
+            with ignore_transient():
+                await asyncio.shield(give_back())
+            raise
+        if not await self._persist(give_back):
+            await self._persist(lambda: self.queue.release(claim))  # cancelled or taken over meanwhile
 
     def _report(self, claim: Claim) -> ProgressReport:
         async def report(done: int, total: int) -> bool:
-            try:
+            with ignore_transient():  # best effort while Redis restarts; the work goes on
                 return await self.queue.progress(claim, done, total)
-            except self.queue.transient:  # best effort while Redis restarts; the work goes on
-                return True
+            return True
 
         return report
 
@@ -205,7 +235,7 @@ class JobRunner:
         every = self.settings.job_claim_idle_s / 3
         while True:
             await asyncio.sleep(every)
-            with contextlib.suppress(*self.queue.transient):
+            with ignore_transient():
                 if not await self.queue.renew(claim):
                     return
 
@@ -215,5 +245,7 @@ class JobRunner:
         while True:
             try:
                 return await write()
-            except self.queue.transient as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 await backoff.wait("job queue", exc)

@@ -20,6 +20,7 @@ from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.queue import JobQueue, NewJob
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.store import JobRecord, remove_files, upload_path
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 
 __all__ = ["JobService"]
@@ -39,11 +40,11 @@ class JobService:
         self._stopped = False
         watch_data_dir(metrics, queue.data_dir)
 
-    async def start(self) -> None:
+    async def start(self, loops: Loops) -> None:
+        """The runner (embedded) and the retention sweep run as ``loops`` of the node."""
         if self.runner is not None:
-            self.runner.start()
-        if self.settings.job_retention_hours > 0:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-retention")
+            self.runner.start(loops)
+        self._sweeper = loops.start("retention sweep", self._sweep_once, self.settings.job_sweep_interval_s)
 
     async def stop(self) -> None:
         """Stop accepting; running jobs go back to the queue (see ``JobRunner.stop``)."""
@@ -98,10 +99,11 @@ class JobService:
 
     async def sweep(self, now: float | None = None) -> int:
         """Delete finished jobs last updated more than ``job_retention_hours`` ago (how many went), and
-        files no job reads (``jobs.leftovers``)."""
+        files no job reads (``jobs.leftovers``); a retention of 0 keeps every job."""
         cutoff = (time.time() if now is None else now) - self.settings.job_retention_hours * 3600
         deleted = 0
-        for job_id in await self.queue.finished_ids(cutoff):
+        kept_forever = self.settings.job_retention_hours == 0
+        for job_id in [] if kept_forever else await self.queue.finished_ids(cutoff):
             gone = await self.queue.delete(job_id, finished_before=cutoff)
             if gone is not None:
                 remove_files(*gone.record.files())
@@ -109,13 +111,6 @@ class JobService:
         await sweep_leftovers(self.queue, self.queue.data_dir, self.settings.leftover_grace_s, now)
         return deleted
 
-    async def _sweep_forever(self) -> None:
-        """The sweep never stops the node: a failed sweep (Redis away, a file system error) is
-        logged and tried again at the next interval."""
-        while True:
-            try:
-                if deleted := await self.sweep():
-                    log.info("retention: deleted %d finished jobs", deleted)
-            except Exception as exc:
-                log.warning("retention sweep failed: %s", exc)
-            await asyncio.sleep(self.settings.job_sweep_interval_s)
+    async def _sweep_once(self) -> None:
+        if deleted := await self.sweep():
+            log.info("retention: deleted %d finished jobs", deleted)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tdmi.service.jobs.queue import CRASHED, Claim, Deletion, NewJob, StartInfo
+from tdmi.service.jobs.queue import CRASHED, Charge, Claim, Deletion, NewJob, StartInfo
 from tdmi.service.jobs.store import JobRecord, checked_id, options_json
 
 __all__ = ["SqliteJobQueue"]
@@ -53,14 +53,13 @@ _ADDED = {
     "token": "TEXT",
     "worker": "TEXT",
     "deleted": "INTEGER NOT NULL DEFAULT 0",
+    "retries": "INTEGER NOT NULL DEFAULT 0",
 }
 _TAKE_WAIT_S = 1.0
 
 
 class SqliteJobQueue:
     """``JobQueue`` for one process; safe to share between threads (the FIFO is the loop's)."""
-
-    transient: tuple[type[Exception], ...] = ()
 
     def __init__(self, data_dir: str | Path, *, clock: Callable[[], float] = time.time):
         self.data_dir = Path(data_dir)
@@ -173,7 +172,7 @@ class SqliteJobQueue:
     async def start(self, claim: Claim, worker_id: str) -> StartInfo | None:
         with self._lock, self._transaction():
             row = self._db.execute(
-                "SELECT status, attempts, crashes, error FROM jobs WHERE id = ?", (claim.job_id,)
+                "SELECT status, attempts, crashes, error, retries FROM jobs WHERE id = ?", (claim.job_id,)
             ).fetchone()
             if row is None or row["status"] not in ("queued", "running"):
                 return None
@@ -182,6 +181,7 @@ class SqliteJobQueue:
                 attempts=row["attempts"] + 1,
                 crashes=row["crashes"] + crashed,
                 last_error=CRASHED if crashed else (row["error"] or ""),
+                retries=row["retries"],
             )
             self._db.execute(
                 "UPDATE jobs SET status = 'running', attempts = ?, crashes = ?, error = ?, token = ?, "
@@ -215,12 +215,14 @@ class SqliteJobQueue:
     async def fail(self, claim: Claim, error: str) -> bool:
         return self._owned_update(claim, "status = 'failed', error = ?", error)
 
-    async def requeue(self, claim: Claim, error: str = "", *, counts: bool = True) -> bool:
+    async def requeue(self, claim: Claim, error: str = "", *, charge: Charge = "attempt") -> bool:
         requeued = self._owned_update(
             claim,
-            "status = 'queued', frames_done = 0, error = COALESCE(?, error), attempts = attempts - ?",
+            "status = 'queued', frames_done = 0, error = COALESCE(?, error), attempts = attempts - ?, "
+            "retries = retries + ?",
             error or None,
-            0 if counts else 1,
+            0 if charge == "attempt" else 1,
+            1 if charge == "retry" else 0,
         )
         if requeued:
             self._fifo.put_nowait(claim.job_id)

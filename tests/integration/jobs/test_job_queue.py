@@ -118,10 +118,26 @@ def test_a_clean_stop_gives_the_job_back_without_using_an_attempt(backend: Backe
             claim = await _take(queue)
             info = await queue.start(claim, "w")
             assert info is not None and info.attempts == 1 and info.crashes == 0
-            assert await queue.requeue(claim, counts=False)
+            assert await queue.requeue(claim, charge="none")
         record = await queue.get(JOB)
         assert record is not None and record.status == "queued" and record.error is None
         assert record.attempts == 0
+        await backend.close(queue)
+
+    _run(scenario)
+
+
+def test_a_transient_retry_uses_no_attempt_and_is_counted_apart(backend: Backend) -> None:
+    async def scenario() -> None:
+        queue = await _queue_with_job(backend)
+        for retry in range(3):
+            claim = await _take(queue)
+            info = await queue.start(claim, "w")
+            assert info is not None and (info.attempts, info.crashes, info.retries) == (1, 0, retry)
+            assert await queue.requeue(claim, f"retry {retry + 1} of 20", charge="retry")
+        record = await queue.get(JOB)
+        assert record is not None and (record.status, record.attempts) == ("queued", 0)
+        assert record.error == "retry 3 of 20"  # the job's status says why it waits
         await backend.close(queue)
 
     _run(scenario)
