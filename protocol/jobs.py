@@ -72,10 +72,25 @@ class JobCreatedPublic(BaseModel):
 
 
 class VideoPublic(BaseModel):
+    """The video as read: its size as displayed (turned as its display matrix asks), the number of
+    frames with results, and which stream of the file they came from."""
+
     width: int
     height: int
     fps: float
     frames: int
+    stream: int = Field(
+        default=0,
+        description="index of the video stream read among the file's streams: the default video "
+        "stream if the file marks one, else the largest",
+    )
+    rotation: int = Field(
+        default=0,
+        description="degrees clockwise the stored frames were turned to be upright (0, 90, 180, 270)",
+    )
+    corrupt_frames: int = Field(
+        default=0, description="frames skipped because they did not decode (TDMI_MAX_CORRUPT_FRAMES at most)"
+    )
 
 
 class JobResultPublic(BaseModel):

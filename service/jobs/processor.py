@@ -37,7 +37,7 @@ from tdmi.service.jobs.store import JobRecord
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import StreamFrame, StreamSession
-from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, limits_of, probe_video
+from tdmi.service.video import DecodedFrame, OverlayWriter, VideoFrames, limits_of, probe_video
 
 __all__ = ["JobProcessor", "ProgressReport"]
 
@@ -157,8 +157,9 @@ class JobProcessor:
                 )
                 self.metrics.observe_stage("encode", time.perf_counter() - start)
 
+        video = VideoFrames(path, **limits_of(settings), name=options.get("filename"))
         tasks = [
-            asyncio.create_task(self._feed(session, path, boxes, options.get("filename"), threads.decode)),
+            asyncio.create_task(self._feed(session, video, boxes, threads.decode)),
             asyncio.create_task(collect()),
             asyncio.create_task(encode()),
         ]
@@ -186,7 +187,15 @@ class JobProcessor:
         return JobResultPublic(
             job_id=record.id,
             model=model.name,
-            video=VideoPublic(width=info.width, height=info.height, fps=float(info.fps), frames=len(frames)),
+            video=VideoPublic(
+                width=info.width,
+                height=info.height,
+                fps=float(info.fps),
+                frames=len(frames),
+                stream=info.stream,
+                rotation=info.rotation,
+                corrupt_frames=video.corrupt_frames,
+            ),
             skeleton=model.skeleton(),
             frames=frames,
         )
@@ -194,15 +203,14 @@ class JobProcessor:
     async def _feed(
         self,
         session: StreamSession,
-        path: Path,
+        video: VideoFrames,
         boxes: dict[int, np.ndarray],
-        name: str | None,
         decode_thread: Executor,
     ) -> None:
         """Frames into the session in order, decoded up to ``READ_AHEAD`` frames ahead on the job's
-        decode thread; errors call the video by ``name``, the user's file name."""
+        decode thread."""
         loop = asyncio.get_running_loop()
-        frames: Iterator[DecodedFrame] = iter_frames(path, **limits_of(self.settings), name=name)
+        frames: Iterator[DecodedFrame] = iter(video)
         ahead: asyncio.Queue[tuple[DecodedFrame, Future[TimedDetections] | None] | Exception | None]
         ahead = asyncio.Queue(maxsize=READ_AHEAD + self.settings.detect_every)
         detecting: list[Future[TimedDetections]] = []
@@ -246,8 +254,9 @@ class JobProcessor:
             _cancel(detecting)
             raise
         except Exception:
+            # the error fails the job at once; ending the session instead would await the cancelled
+            # detections of the frames it holds, and the job hung (a decoder failing at frame 1)
             _cancel(detecting)
-            await session.end()  # the consumer drains what was decoded, then the error fails the job
             raise
         finally:
             decoder.cancel()

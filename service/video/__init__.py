@@ -2,6 +2,7 @@
 
 from tdmi.service.video.decode import (
     DecodedFrame,
+    VideoFrames,
     VideoInfo,
     VideoLimits,
     iter_frames,
@@ -13,6 +14,7 @@ from tdmi.service.video.encode import OverlayWriter, overlay_codec
 __all__ = [
     "DecodedFrame",
     "OverlayWriter",
+    "VideoFrames",
     "VideoInfo",
     "VideoLimits",
     "iter_frames",

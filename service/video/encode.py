@@ -2,8 +2,10 @@
 
 Each frame is written at the source PTS, so the overlay has the same frame count, frame rate and
 per-frame timing as the upload, variable frame rate included, and a player can show the two side
-by side. The file appears only when complete: it is written under a hidden temporary name and
-renamed on a clean close, so a half-written overlay is never served.
+by side. A source that starts before time 0 (an MPEG-TS clock that wrapped) is shifted to start at
+0: an MP4 hides frames before 0 behind an edit list (3 frames of 12 were lost so). The file
+appears only when complete: it is written under a hidden temporary name and renamed on a clean
+close, so a half-written overlay is never served.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class OverlayWriter:
         self._time_base = self._encoder_time_base()
         self._nominal_duration = max(1, round(1 / (fps * self._time_base))) if fps else 1
         self._pending: tuple[av.VideoFrame, int] | None = None  # (frame, pts in encoder time base)
+        self._shift: int | None = None  # added to every pts: minus the first one's if that is negative
         self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder
         self._last_duration = 0
         self._tmp_path = self.path.with_name(f".{self.path.name}.part")
@@ -101,6 +104,9 @@ class OverlayWriter:
             width=even_width, height=even_height, format="yuv420p"
         )
         encoded_pts = round(ticks * self.source_time_base / self._time_base)
+        if self._shift is None:
+            self._shift = max(0, -encoded_pts)
+        encoded_pts += self._shift
         if self._pending is not None:
             encoded_pts = max(encoded_pts, self._pending[1] + 1)
             self._encode(*self._pending, duration=encoded_pts - self._pending[1])

@@ -59,7 +59,15 @@ def test_a_video_job_end_to_end(server: ServerProcess, synth_video: SynthVideo) 
     frames = result["frames"]
     assert [f["index"] for f in frames] == list(range(synth_video.frames))
     assert np.allclose([f["pts"] for f in frames], np.arange(synth_video.frames) / synth_video.fps, atol=1e-3)
-    assert result["video"] == {"width": 192, "height": 144, "fps": 25.0, "frames": synth_video.frames}
+    assert result["video"] == {
+        "width": 192,
+        "height": 144,
+        "fps": 25.0,
+        "frames": synth_video.frames,
+        "stream": 0,
+        "rotation": 0,
+        "corrupt_frames": 0,
+    }
     assert result["skeleton"]["joints"][2] == "head_top"
     gt = synth_video.boxes()
     for frame in frames:

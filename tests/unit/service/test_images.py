@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from tdmi.service.images import decode_image
 from tdmi.service.media import MediaError
+from tests.helpers.media import jpeg_cut_short, jpeg_without_scan_data, mpo
 
 
 def _picture(height: int = 48, width: int = 64) -> np.ndarray:
@@ -96,3 +98,55 @@ def test_pixel_limit_is_checked_from_the_header() -> None:
     with pytest.raises(MediaError, match="5000x5000 exceeds the limit of 8294400") as caught:
         decode_image(_png_header(5000, 5000))  # default limit: 3840x2160
     assert caught.value.kind == "too_large"
+
+
+# -- stills as people make them ---------------------------------------------------------------
+
+
+def test_mpo_is_read_as_its_first_picture() -> None:
+    first, second = _picture(), 255 - _picture()
+    data = mpo(first, second)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "MPO" and image.n_frames == 2
+        expected = np.asarray(image.convert("RGB"))  # Pillow's first picture
+    decoded = decode_image(data)
+    assert np.abs(decoded.astype(int) - expected).mean() < 1
+    assert np.abs(decoded.astype(int) - second).mean() > 50
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize(
+    "damage", [jpeg_without_scan_data, jpeg_cut_short], ids=["no scan data", "cut short"]
+)
+def test_a_jpeg_that_does_not_fully_decode_is_corrupt(
+    progressive: bool, damage: Callable[..., bytes]
+) -> None:
+    """libjpeg decodes both to a picture, grey where data is missing, and only warns."""
+    with pytest.raises(MediaError, match="truncated or damaged") as caught:
+        decode_image(damage(_picture(240, 320), progressive=progressive))
+    assert caught.value.kind == "corrupt"
+
+
+def _exif_rotated(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return _encode(image, "JPEG", exif=exif)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda grey: _encode(Image.fromarray(grey), "JPEG"),
+        lambda grey: _encode(Image.fromarray(grey), "JPEG", progressive=True),
+        lambda grey: _encode(Image.fromarray(grey[..., 0]), "JPEG"),
+        lambda grey: _exif_rotated(Image.fromarray(grey), 6),
+    ],
+    ids=["baseline", "progressive", "grayscale", "EXIF turned"],
+)
+def test_whole_jpegs_with_mid_grey_corners_are_served(make: Callable[[np.ndarray], bytes]) -> None:
+    """A mid-grey corner is what a fill leaves: such JPEGs are checked once more, and pass."""
+    grey = np.full((48, 64, 3), 128, np.uint8)
+    grey[12:36, 16:48] = 30
+    decoded = decode_image(make(grey))
+    assert decoded[0, 0].tolist() == [128, 128, 128]
+    assert sorted(decoded.shape[:2]) == [48, 64]

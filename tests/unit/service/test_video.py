@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tdmi.service.media import MediaError
-from tdmi.service.video import DecodedFrame, OverlayWriter, iter_frames, probe_video
+from tdmi.service.video import DecodedFrame, OverlayWriter, VideoFrames, iter_frames, probe_video
+from tests.helpers.media import claim_size, encode_video, mpo, picture, video_streams, with_junk_frames
 
 TB_90K = Fraction(1, 90000)
 # 25 fps with one 1.5x gap: variable timing on a 1/90000 clock
@@ -331,3 +332,103 @@ def test_overlay_refuses_wrong_frames_and_seconds_as_pts(tmp_path: Path) -> None
         with pytest.raises(TypeError, match="integer"):
             writer.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8), 0.04)  # type: ignore[arg-type]
         writer.write(np.zeros((HEIGHT, WIDTH, 3), np.uint8), np.int64(0))  # numpy integers are fine
+
+
+# -- media as people record it ----------------------------------------------------------------
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "clip.mp4") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("display_rotation", "clockwise", "white_corner"),
+    [(-90, 90, (0, -1)), (90, 270, (-1, 0)), (180, 180, (-1, -1)), (0, 0, (0, 0))],
+    ids=["phone upright", "turned left", "upside down", "plain"],
+)
+def test_frames_and_size_follow_the_display_matrix(
+    tmp_path: Path, display_rotation: int, clockwise: int, white_corner: tuple[int, int]
+) -> None:
+    """The stored frames are 64x48 with a white top-left corner; the display matrix turns them."""
+    path = _write(tmp_path, encode_video([picture(i) for i in range(3)], rotation=display_rotation))
+    info = probe_video(path)
+    assert info.rotation == clockwise
+    upright = (HEIGHT, WIDTH) if clockwise % 180 == 0 else (WIDTH, HEIGHT)
+    assert (info.height, info.width) == upright
+    for frame in iter_frames(path):
+        assert frame.image.shape == (*upright, 3) and frame.image.flags.c_contiguous
+        assert frame.image[white_corner].min() > 200  # the stored top-left corner, where it is shown
+        assert frame.image[upright[0] // 2, upright[1] // 2].max() < 200
+
+
+@pytest.mark.parametrize(
+    ("container_format", "sizes", "default", "chosen"),
+    [
+        ("mp4", [(160, 120), (64, 48)], 1, 1),
+        ("mp4", [(64, 48), (160, 120)], 0, 0),
+        ("matroska", [(64, 48), (160, 120)], None, 1),
+    ],
+    ids=["the default though smaller", "the default first", "none default: the largest"],
+)
+def test_the_video_stream_is_the_default_else_the_largest(
+    tmp_path: Path,
+    container_format: str,
+    sizes: list[tuple[int, int]],
+    default: int | None,
+    chosen: int,
+) -> None:
+    path = _write(tmp_path, video_streams(container_format, sizes, default), "two.mkv")
+    info = probe_video(path)
+    assert (info.stream, info.width, info.height) == (chosen, *sizes[chosen])
+    assert {f.image.shape[:2] for f in iter_frames(path)} == {sizes[chosen][::-1]}
+
+
+def test_corrupt_frames_are_skipped_and_counted_up_to_the_limit(tmp_path: Path) -> None:
+    path = _write(tmp_path, with_junk_frames(12, {0, 1, 2, 7}))
+    assert probe_video(path, max_corrupt_frames=3).num_frames == 12  # its first frame is found past the junk
+    frames = VideoFrames(path, max_corrupt_frames=4)
+    brightness = [int(f.image[-1, -1, 0]) for f in frames]
+    assert frames.corrupt_frames == 4
+    assert brightness == pytest.approx([20 + 15 * i for i in (3, 4, 5, 6, 8, 9, 10, 11)], abs=4)
+
+    assert "3 frames did not decode" in str(_media_error(probe_video, path, max_corrupt_frames=2))
+    over = _media_error(_decode_all, path, max_corrupt_frames=3)
+    assert over.kind == "corrupt" and "4 frames did not decode, more than the limit of 3" in str(over)
+
+
+def test_a_container_that_understates_the_size_is_refused_from_the_codec_header(tmp_path: Path) -> None:
+    """The MP4 says 64x48; the H.264 header inside says 320x240."""
+    real = encode_video([picture(i, 320, 240) for i in range(2)], codec="libx264")
+    path = _write(tmp_path, claim_size(real, WIDTH, HEIGHT))
+    assert probe_video(path).width == 320  # the size of the first frame, which it decodes
+    for fn in (probe_video, _decode_all):
+        error = _media_error(fn, path, max_pixels=WIDTH * HEIGHT * 2)
+        assert error.kind == "too_large" and "320x240" in str(error)
+
+
+def test_an_edit_list_that_hides_leading_frames_is_no_truncation(tmp_path: Path) -> None:
+    """Key frames at -0.3 .. 0.8 s: the MP4 hides the first three, its header still counts 12."""
+    video = encode_video([picture(i) for i in range(12)], pts=list(range(-3, 9)), options={"g": "1"})
+    path = _write(tmp_path, video)
+    assert probe_video(path).num_frames == 9
+    assert [round(f.seconds, 3) for f in iter_frames(path)] == [i / 10 for i in range(9)]
+
+
+def test_an_mpo_job_is_refused_as_a_still_image(tmp_path: Path) -> None:
+    """FFmpeg reads an MPO (a JPEG and more pictures) as a Motion JPEG video."""
+    path = _write(tmp_path, mpo(picture(0), picture(5)), "0123.upload")
+    error = _media_error(probe_video, path)
+    assert error.kind == "unsupported_media" and "still image (MPO)" in str(error)
+
+
+def test_overlay_of_a_source_starting_before_zero_keeps_every_frame(tmp_path: Path) -> None:
+    """An MP4 hides frames before time 0 behind an edit list: the overlay starts at 0 instead."""
+    overlay = tmp_path / "overlay.mp4"
+    with OverlayWriter(overlay, WIDTH, HEIGHT, TB_90K, Fraction(10)) as writer:
+        for i in range(12):
+            writer.write(picture(i), (i - 3) * 9000)
+    frames = list(iter_frames(overlay))
+    assert [f.seconds for f in frames] == pytest.approx([i / 10 for i in range(12)], abs=1e-3)
+    assert [int(f.image[-1, -1, 0]) for f in frames] == pytest.approx([20 + 15 * i for i in range(12)], abs=4)
