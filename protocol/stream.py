@@ -53,8 +53,9 @@ CLOSE_CODES = {
     1008: "policy violation: missing or wrong API key",
     1009: "message too big",
     1011: "internal error, or keepalive timeout: the peer stopped answering pings",
-    4000: "protocol error: too many bad messages",
-    4008: "too slow: the client did not acknowledge results for too long",
+    4000: "protocol error: too many bad messages, or no message for the idle timeout (idle_timeout)",
+    4008: "client behind: results not read or acknowledged for too long, or too many frames waiting "
+    "for theirs (client_behind)",
     4029: "too many concurrent streams",
 }
 

@@ -3,6 +3,9 @@
 Each stream has its own task that applies its operations in order, so a slow stream (decoding,
 a full batcher) never holds up the others; replies go to the Stream of the API node holding the
 WebSocket. Streams whose API node stopped beating are closed.
+
+An API node sends a stream at most ``lookahead + FRAMES_AHEAD`` frames ahead of their answers
+(``service.cluster.remote_feed``), so a stream's queue of operations here stays that short.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ FeedMaker = Callable[..., LocalFeed]  # (stream_id, on_error) -> LocalFeed
 class _Hosted:
     def __init__(self, open_op: OpenOp):
         self.open_op = open_op
-        self.ops: asyncio.Queue[tuple[FrameOp | EndOp, bytes]] = asyncio.Queue()
+        # None: the stream is closed (its loop ends there even if its cancel was lost: see
+        # service.streaming.tasks)
+        self.ops: asyncio.Queue[tuple[FrameOp | EndOp, bytes] | None] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
         self.serving = False  # opened on this worker (counted in active_streams)
 
@@ -74,7 +79,7 @@ class LiveHost:
             hosted = self.streams[op.stream_id] = _Hosted(op)
             hosted.tasks.append(asyncio.create_task(self._serve(hosted), name=f"live-{op.stream_id}"))
         elif isinstance(op, CloseOp):
-            self._cancel(op.stream_id)  # the stream's own task cleans up as it ends
+            self._stop_serving(op.stream_id)  # the stream's own task cleans up as it ends
         elif (hosted_stream := self.streams.get(op.stream_id)) is not None:
             hosted_stream.ops.put_nowait((op, fields.get(b"data", b"")))
 
@@ -104,12 +109,14 @@ class LiveHost:
             self.metrics.active_streams.inc()
             pump = asyncio.create_task(self._pump(feed, send))
             hosted.tasks.append(pump)
-            while True:
-                op, data = await hosted.ops.get()
+            while (item := await hosted.ops.get()) is not None:
+                op, data = item
                 if isinstance(op, EndOp):
                     await feed.end()
                     break
                 await feed.push(data, op.frame_id, op.timestamp, op.boxes, op.skip_reason)
+            else:
+                return  # closed
             await pump
             await send(FeedClosed())
         except TRANSIENT as exc:
@@ -126,12 +133,14 @@ class LiveHost:
                 self.metrics.frames.labels("live").inc()
             await send(reply)
 
-    def _cancel(self, stream_id: str) -> list[asyncio.Task[None]]:
+    def _stop_serving(self, stream_id: str) -> list[asyncio.Task[None]]:
         hosted = self.streams.get(stream_id)
-        tasks = list(hosted.tasks) if hosted is not None else []
-        for task in tasks:
+        if hosted is None:
+            return []
+        hosted.ops.put_nowait(None)
+        for task in hosted.tasks:
             task.cancel()
-        return tasks
+        return list(hosted.tasks)
 
     async def _close(self, stream_id: str) -> None:
-        await asyncio.gather(*self._cancel(stream_id), return_exceptions=True)
+        await asyncio.gather(*self._stop_serving(stream_id), return_exceptions=True)

@@ -4,6 +4,10 @@
 ``RemoteFeed``. A feed picks the least-loaded live worker when the stream opens, never per frame.
 If that worker stops beating, the feed answers the frames it had in flight with ``dropped``,
 opens the stream on another worker, tells the client ``resumed``, and goes on.
+
+A feed has at most ``lookahead + FRAMES_AHEAD`` frames in flight: a worker answers frame t once
+frame t + lookahead is in, and frames beyond that wait here, on the WebSocket's reading, so that
+neither Redis nor the worker holds more of one stream than that, however fast its client sends.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ValidationError
@@ -30,12 +33,15 @@ from tdmi.service.cluster.connection import TRANSIENT, Backoff, follow
 from tdmi.service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
 from tdmi.service.cluster.registry import Registry, least_loaded
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply, errors_ignored
+from tdmi.service.streaming.tasks import cancel_and_wait
+from tdmi.service.streaming.unanswered import UnansweredFrames
 
 __all__ = ["LiveLink", "RemoteFeed"]
 
 log = logging.getLogger("tdmi.cluster.live")
 OPEN_TIMEOUT_S = 15.0
 INBOX_MAXLEN = 10_000
+FRAMES_AHEAD = 4  # frames in flight to the worker beyond those its lookahead holds back
 
 
 class LiveLink:
@@ -75,7 +81,10 @@ class RemoteFeed:
         self.stream_id, self.on_error, self.link = stream_id, on_error, link
         self.worker_id: str | None = None
         self.config = ConfigMessage()
-        self.in_flight: deque[int] = deque()  # frames sent to the worker, not yet answered
+        self.lookahead = 0
+        self.in_flight = UnansweredFrames()  # frames sent to the worker, not yet answered
+        self._room = asyncio.Event()  # set when frames in flight are answered or lost
+        self._room.set()
         self.next_frame_id = 0
         self.ended = False
         self._replies: asyncio.Queue[Reply | ResumedMessage] = asyncio.Queue()
@@ -98,9 +107,12 @@ class RemoteFeed:
         boxes: list[list[float]] | None,
         skip_reason: str | None,
     ) -> None:
+        while len(self.in_flight) >= self.lookahead + FRAMES_AHEAD:
+            self._room.clear()
+            await self._room.wait()
         async with self._lock:
             assert self.worker_id is not None, "open() first"
-            self.in_flight.append(frame_id)
+            self.in_flight.add(frame_id)
             self.next_frame_id = frame_id + 1
             op = FrameOp(
                 stream_id=self.stream_id,
@@ -130,7 +142,7 @@ class RemoteFeed:
     async def close(self) -> None:
         self.on_error = errors_ignored
         if self._watch is not None:
-            self._watch.cancel()
+            await cancel_and_wait(self._watch)
         self.link.feeds.pop(self.stream_id, None)
         if self.worker_id is not None:
             with contextlib.suppress(*TRANSIENT):
@@ -145,8 +157,10 @@ class RemoteFeed:
                 self._opening.set_result(reply)
             return
         if isinstance(reply, ResultMessage | DroppedMessage):
-            while self.in_flight and self.in_flight[0] <= reply.frame_id:
-                self.in_flight.popleft()
+            self.in_flight.answer(reply.frame_id)
+        elif isinstance(reply, ErrorMessage) and reply.frame_id is not None:
+            self.in_flight.discard(reply.frame_id)  # a refused frame: no answer follows
+        self._room.set()
         self._replies.put_nowait(reply)
 
     async def _open_on_any(self, exclude: frozenset[str]) -> ReadyMessage:
@@ -169,10 +183,12 @@ class RemoteFeed:
         self._opening = asyncio.get_running_loop().create_future()
         op = OpenOp(stream_id=self.stream_id, api_node=self.link.node_id, config=self.config)
         await self.link.send(worker_id, op)
-        answer = await asyncio.wait_for(self._opening, OPEN_TIMEOUT_S)
+        async with asyncio.timeout(OPEN_TIMEOUT_S):  # not wait_for: on 3.11 it may lose a cancel
+            answer = await self._opening
         if isinstance(answer, ErrorMessage):
             raise FeedConfigError(answer.error, answer.detail)
         log.info("stream %s pinned to worker %s", self.stream_id, worker_id)
+        self.lookahead = answer.lookahead
         return answer.model_copy(update={"stream_id": self.stream_id})
 
     async def _watch_worker(self) -> None:
@@ -192,9 +208,9 @@ class RemoteFeed:
         async with self._lock:
             lost = self.worker_id
             reason = f"worker_lost: worker {lost} stopped"
-            for frame_id in self.in_flight:
+            for frame_id in self.in_flight.clear():
                 self._replies.put_nowait(DroppedMessage(frame_id=frame_id, reason=reason))
-            self.in_flight.clear()
+            self._room.set()
             try:
                 await self._open_on_any(frozenset({lost} if lost else ()))
             except FeedConfigError as exc:

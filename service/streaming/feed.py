@@ -158,11 +158,11 @@ class LocalFeed:
             yield _reply(outcome)
 
     async def close(self) -> None:
+        self.on_error = errors_ignored
+        if self.session is not None:  # first: its frames go even if the wait below is cut short
+            self.session.close()
         if self.model is not None:
             await self.model.engine.cancel_stream(self.stream_id, "stream closed")
-        if self.session is not None:
-            self.session.close()
-        self.on_error = errors_ignored
 
 
 def _reply(outcome: FrameOutcome) -> FeedReply:

@@ -177,6 +177,7 @@ class StreamSession:
         self._last_keypoints.clear()
         while not self._pending.empty():
             self._pending.get_nowait()
+        self._pending.put_nowait(None)  # a reader of outcomes() ends, even one that lost its cancel
         if self.feature_cache is not None:
             self.feature_cache.clear()
 
@@ -220,16 +221,19 @@ class StreamSession:
         if not self.options.live:
             await self._in_flight.acquire()
         frame = self._buffer[position]
-        if frame.skip_reason is not None:
-            self._submitted += 1
-            future: asyncio.Future[PoseArrays | Dropped] = asyncio.get_running_loop().create_future()
-            future.set_result(Dropped(frame.skip_reason))
-            # the image stays in the buffer as a neighbour; the pending notice does not keep it
-            notice = dataclasses.replace(frame, image=_NO_IMAGE)
-            self._pending.put_nowait(
-                _Pending(notice, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), future)
-            )
-            return
+        if frame.skip_reason is None:
+            pending = await self._infer(position, frame)
+        else:  # answered without inference; its image stays in the buffer as a neighbour
+            answer: asyncio.Future[PoseArrays | Dropped] = asyncio.get_running_loop().create_future()
+            answer.set_result(Dropped(frame.skip_reason))
+            pending = _Pending(frame, np.zeros((0, 5), np.float32), np.zeros(0, np.int64), answer)
+            self._advance()
+        if self.options.live:  # nobody draws a live frame: its answer must not keep its image
+            pending.frame = dataclasses.replace(frame, image=_NO_IMAGE)
+        self._pending.put_nowait(pending)
+
+    async def _infer(self, position: int, frame: StreamFrame) -> _Pending:
+        """Boxes, track ids and the clip of the frame at ``position``; it goes to the batcher."""
         boxes = await self.boxes.boxes_for(frame, await self._previous_keypoints(position))
         track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)
         total = self._arrived if self._ended else None
@@ -245,15 +249,19 @@ class StreamSession:
             deadline=self._deadline(),
             features=features,
         )
-        self._submitted += 1
-        self._forget_before(self._submitted - self.options.radius)
+        self._advance()
         if not len(boxes):
             work.resolve(PoseArrays(np.zeros((0, 0, 3), dtype=np.float32)))
         elif not await self.queue.submit(work):
             work.resolve(Dropped("queue full: the server is overloaded"))
         if self.options.box_lag is not None:
             self._answers[position] = (track_ids, work.future)
-        self._pending.put_nowait(_Pending(frame, boxes, track_ids, work.future))
+        return _Pending(frame, boxes, track_ids, work.future)
+
+    def _advance(self) -> None:
+        """One more frame submitted: frames no later clip can hold leave the buffer."""
+        self._submitted += 1
+        self._forget_before(self._submitted - self.options.radius)
 
     async def _previous_keypoints(self, position: int) -> dict[int, np.ndarray]:
         """Track id -> keypoints that the boxes of the frame at ``position`` are propagated from."""

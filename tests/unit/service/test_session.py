@@ -210,16 +210,16 @@ def test_a_stream_that_shrinks_its_frames_gets_boxes_inside_each_frame() -> None
         queue = RecordingQueue()
         options = SessionOptions(radius=1, lookahead=0, live=True)
         session = StreamSession("s", queue, options, boxes, PoseTracker())
-        for i, (h, w) in enumerate([(120, 160), (120, 160), (60, 80), (60, 80)]):
+        for i, (h, w) in enumerate(sizes):
             await session.push(StreamFrame(i, np.zeros((h, w, 3), np.uint8)))
         await session.end()
         queue.answer_all()
         return [o async for o in session.outcomes()]
 
+    sizes = [(120, 160), (120, 160), (60, 80), (60, 80)]
     outcomes = asyncio.run(scenario())
     assert [len(o.poses.persons) for o in outcomes] == [2, 2, 2, 2]
-    for outcome in outcomes:
-        height, width = outcome.frame.image.shape[:2]
+    for outcome, (height, width) in zip(outcomes, sizes, strict=True):
         for person in outcome.poses.persons:
             x1, y1, x2, y2 = person.box
             assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, (outcome.frame.frame_id, person.box)
@@ -253,5 +253,33 @@ def test_a_closed_session_lets_go_of_its_images_while_it_is_still_referenced() -
         session, images = asyncio.run(run())
         alive = [ref for ref in images if ref() is not None]
         assert session is not None and alive == []
+    finally:
+        gc.enable()
+
+
+def test_a_live_session_holds_its_window_of_images_whatever_is_skipped_or_unread() -> None:
+    """Frames skipped (a client behind, the rate limit) and answers nobody reads keep no image
+    beyond the clip window: the buffer and the queued outcomes stayed bounded by nothing else."""
+
+    async def run() -> tuple[StreamSession, list[weakref.ref], int]:
+        queue = RecordingQueue()
+        options = SessionOptions(radius=2, lookahead=2, live=True)
+        session = StreamSession("s", queue, options, OneBox(), PoseTracker())
+        images = []
+        for i in range(40):
+            frame = _frame(i)
+            if i >= 5:  # a client behind: the rest is answered with drop notices
+                frame.skip_reason = "client_behind: results are not being read or acknowledged"
+            images.append(weakref.ref(frame.image))
+            await session.push(frame)
+        queue.answer_all()
+        queue.works.clear()  # the batcher lets go of answered work; no outcome was read
+        return session, images, options.radius + options.lookahead + 1
+
+    gc.disable()
+    try:
+        session, images, window = asyncio.run(run())
+        alive = [i for i, ref in enumerate(images) if ref() is not None]
+        assert session is not None and alive == list(range(40 - window + 1, 40)), alive
     finally:
         gc.enable()
