@@ -27,6 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tdmi.protocol.stream import pack_frame
 from tests.helpers.server import ServerProcess
+from tests.helpers.waits import messages_until
 from tests.integration.conftest import SMALL_LIMITS
 
 KEY = "test-key-7c1e0f5a9b"
@@ -45,21 +46,6 @@ def _connect(server: ServerProcess) -> ClientConnection:
     return connect(f"{server.ws_base}/v1/stream?api_key={KEY}", max_size=None)
 
 
-def _until(ws: ClientConnection, kind: str, timeout: float = 60) -> list[dict]:
-    """Messages up to and including the first of type ``kind``, acknowledging every result."""
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = json.loads(ws.recv(timeout=deadline - time.monotonic()))
-        seen.append(message)
-        if message["type"] in ("result", "dropped"):
-            with contextlib.suppress(ConnectionClosed):  # after `end`, the server may be gone already
-                ws.send(json.dumps({"type": "ack", "frame_id": message["frame_id"]}))
-        if message["type"] == kind:
-            return seen
-    raise AssertionError(f"no {kind!r} message within {timeout} s; got {seen}")
-
-
 def _image(width: int, height: int, ext: str) -> bytes:
     pixels = np.full((height, width, 3), 90, np.uint8)
     return cv2.imencode(ext, pixels)[1].tobytes()
@@ -74,14 +60,14 @@ def _tiny_frames(server: ServerProcess, detector: str) -> list[dict]:
     sizes = [(1, 1), (2, 2), (64, 64)]
     with _connect(server) as ws:
         ws.send(json.dumps({"type": "config", "detector": detector, "lookahead": 0}))
-        assert _until(ws, "ready")[-1]["type"] == "ready"
+        assert messages_until(ws, "ready")[-1]["type"] == "ready"
         for width, height in sizes:
             for ext in (".jpg", ".png"):
                 if detector == "client":
                     ws.send(json.dumps({"type": "boxes", "boxes": [[0, 0, width, height]]}))
                 ws.send(_image(width, height, ext))
         ws.send(json.dumps({"type": "end"}))
-        messages = _until(ws, "ended")
+        messages = messages_until(ws, "ended")
     results = [m for m in messages if m["type"] == "result"]
     assert len(results) == 2 * len(sizes), messages
     return results
@@ -110,17 +96,17 @@ BAD_TEXTS = [
 def test_bad_text_gets_an_error_and_the_stream_goes_on(server: ServerProcess) -> None:
     with _connect(server) as ws:
         ws.send(json.dumps({"type": "config", "detector": "client", "lookahead": 0}))
-        _until(ws, "ready")
+        messages_until(ws, "ready")
         for text, kind in BAD_TEXTS:
             ws.send(text)
-            error = _until(ws, "error")[-1]
+            error = messages_until(ws, "error")[-1]
             assert error["error"] == kind, (text[:60], error)
             assert len(error["detail"]) < 300
         ws.send(json.dumps({"type": "boxes", "boxes": [[0, 0, 32, 32]]}))
         ws.send(_image(64, 64, ".jpg"))
-        assert len(_until(ws, "result")[-1]["persons"]) == 1  # the stream went on
+        assert len(messages_until(ws, "result")[-1]["persons"]) == 1  # the stream went on
         ws.send(json.dumps({"type": "end"}))
-        _until(ws, "ended")
+        messages_until(ws, "ended")
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
         assert ws.close_code == 1000
@@ -135,9 +121,9 @@ def test_bad_text_gets_an_error_and_the_stream_goes_on(server: ServerProcess) ->
 def test_config_values_are_bounded(server: ServerProcess, config: dict) -> None:
     with _connect(server) as ws:
         ws.send(json.dumps({"type": "config", **config}))
-        assert _until(ws, "error")[-1]["error"] == "invalid_message"
+        assert messages_until(ws, "error")[-1]["error"] == "invalid_message"
         ws.send(json.dumps({"type": "config", "ack_window": 1024}))  # the bound itself is fine
-        assert _until(ws, "ready")[-1]["ack_window"] == 1024
+        assert messages_until(ws, "ready")[-1]["ack_window"] == 1024
 
 
 def _metric(server: ServerProcess, name: str) -> float:
@@ -157,7 +143,7 @@ def test_a_client_that_leaves_frees_its_slot_before_its_queued_frames_are_handle
     sent = 40
     with contextlib.suppress(ConnectionClosed, OSError), _connect(server) as ws:
         ws.send(json.dumps({"type": "config", "detector": "detector", "detect_every": 1}))
-        _until(ws, "ready")
+        messages_until(ws, "ready")
         for _ in range(sent):
             ws.send(frame)
         ws.socket.close()  # gone without a closing handshake, as a killed browser tab
@@ -168,7 +154,7 @@ def test_a_client_that_leaves_frees_its_slot_before_its_queued_frames_are_handle
     assert _metric(server, decode) - before < sent  # the slot was free before the frames were done
     with _connect(server) as again:
         again.send(json.dumps({"type": "config"}))
-        assert _until(again, "ready")[-1]["type"] == "ready"
+        assert messages_until(again, "ready")[-1]["type"] == "ready"
     _alive(server)
 
 

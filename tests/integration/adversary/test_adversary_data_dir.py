@@ -3,13 +3,11 @@ strands nothing), and what a killed run leaves behind is swept when the next one
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,8 @@ import pytest
 
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess, free_port
-from tests.integration.cluster.conftest import Cluster
+from tests.helpers.waits import until
+from tests.integration.cluster.conftest import Cluster, submit
 from tests.integration.conftest import SynthVideo, make_synth_video
 
 pytestmark = pytest.mark.slow
@@ -28,25 +27,6 @@ SLOW_JOBS = {"TDMI_MAX_BATCH": "1", "TDMI_MAX_RUNNING_JOBS": "1", "TDMI_DETECTOR
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
     return make_synth_video(tmp_path_factory.mktemp("synth-48"), frames=48, seed=5)
-
-
-def _submit(base: str, video: SynthVideo, **fields: str) -> str:
-    with video.path.open("rb") as f:
-        reply = httpx.post(
-            f"{base}/v1/pose",
-            files={"file": ("clip.mp4", f, "video/mp4")},
-            data={"boxes": json.dumps(video.boxes()), **fields},
-            timeout=60,
-        )
-    assert reply.status_code == 202, reply.text
-    return reply.json()["job_id"]
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout  # a bound for a loaded CI machine, not a speed test
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def _status(base: str, job: str) -> str:
@@ -60,8 +40,8 @@ def test_a_second_server_on_the_same_data_dir_exits_2_and_the_first_keeps_its_ru
     first = ServerProcess(data, "--model", f"tdmi-tiny={tiny_checkpoint}", env=SLOW_JOBS)
     try:
         first.wait_ready()
-        job = _submit(first.base, clip)
-        _until(lambda: _status(first.base, job) == "running", "the job never started")
+        job = submit(first, clip)
+        until(lambda: _status(first.base, job) == "running", "the job never started")
         second = subprocess.run(
             [sys.executable, "-m", "tdmi.service.cli", "serve", "--port", str(free_port())]
             + ["--data-dir", str(data), "--model", f"tdmi-tiny={tiny_checkpoint}"],
@@ -73,7 +53,7 @@ def test_a_second_server_on_the_same_data_dir_exits_2_and_the_first_keeps_its_ru
         assert second.returncode == 2, second.stderr
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and str(data.resolve()) in lines[0] and f"pid {first.proc.pid}" in lines[0]
-        _until(lambda: _status(first.base, job) == "done", "the first server's job was stranded")
+        until(lambda: _status(first.base, job) == "done", "the first server's job was stranded")
     finally:
         first.stop()
 
@@ -86,9 +66,9 @@ def test_what_a_killed_run_leaves_is_swept_at_the_next_start_and_the_job_still_f
     server = ServerProcess(data, *model, env=SLOW_JOBS)
     try:
         server.wait_ready()
-        job = _submit(server.base, clip, render="true")
+        job = submit(server, clip, render="true")
         # killed while its overlay is being written: the run leaves its .part file
-        _until(lambda: any((data / "videos").glob(f".{job}.*.part")), "the overlay was never started")
+        until(lambda: any((data / "videos").glob(f".{job}.*.part")), "the overlay was never started")
         assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     finally:
         server.stop()
@@ -101,7 +81,7 @@ def test_what_a_killed_run_leaves_is_swept_at_the_next_start_and_the_job_still_f
         server.wait_ready()
         assert not lost_upload.exists()
         assert killed_run and not any((data / "videos" / name).exists() for name in killed_run)
-        _until(lambda: _status(server.base, job) == "done", "the killed job never finished")
+        until(lambda: _status(server.base, job) == "done", "the killed job never finished")
         leftover = [p.name for folder in ("uploads", "results", "videos") for p in (data / folder).iterdir()]
         result = httpx.get(f"{server.base}/v1/pose/{job}", timeout=30).json()
         assert result["status"] == "done"
@@ -128,7 +108,7 @@ def test_a_cluster_sweeps_uploads_whose_jobs_redis_no_longer_knows(tmp_path: Pat
         arriving = uploads / f"{'b' * 32}.mp4"  # as young as an upload in progress
         arriving.write_bytes(b"\x00" * 4096)
         cluster.start_api()
-        _until(lambda: not forgotten.exists(), "the forgotten upload stayed", timeout=120)
+        until(lambda: not forgotten.exists(), "the forgotten upload stayed", timeout=120)
         time.sleep(1.5)  # three more sweeps
         assert arriving.exists()
     finally:

@@ -16,8 +16,7 @@ import json
 import os
 import resource
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,21 +24,13 @@ import pytest
 
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess, running_server
+from tests.helpers.waits import until
 from tests.integration.cluster.conftest import Cluster, submit, wait_finished
 from tests.integration.conftest import SynthVideo, make_synth_video
 
 pytestmark = pytest.mark.slow
 STALL_S = 2.0  # loop_stall_s of these servers
 DEADLINE_S = 120.0  # for what a loaded 2-core CI machine must do in seconds; the bugs never do it
-
-
-def _until(predicate: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> float:
-    """Seconds until ``predicate`` held."""
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, what
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def _readyz(node: ServerProcess) -> httpx.Response:
@@ -86,7 +77,11 @@ def test_redis_back_empty_gets_its_consumer_group_again_and_a_new_job_goes_throu
     redis.stop()
     address = f"127.0.0.1:{redis.port}"
     for node in (api, worker):
-        _until(lambda node=node: _readyz(node).status_code == 503, "a node stayed ready without redis")
+        until(
+            lambda node=node: _readyz(node).status_code == 503,
+            "a node stayed ready without redis",
+            DEADLINE_S,
+        )
         reason = _readyz(node).json()["reason"]
         assert "redis" in reason and address not in reason and str(redis.port) not in reason
     for path in ("/v1/workers", "/v1/pose/" + "0" * 32):
@@ -96,7 +91,11 @@ def test_redis_back_empty_gets_its_consumer_group_again_and_a_new_job_goes_throu
 
     _restart_empty(redis)
     assert redis.client(0).dbsize() == 0
-    _until(lambda: _readyz(api).status_code == 200 and _readyz(worker).status_code == 200, "not ready again")
+    until(
+        lambda: _readyz(api).status_code == 200 and _readyz(worker).status_code == 200,
+        "not ready again",
+        DEADLINE_S,
+    )
     job = submit(api, synth_video)
     assert wait_finished(api, job, DEADLINE_S)["status"] == "done"  # the bug: queued forever, silently
     assert "consumer group 'workers' was missing; created again" in worker.log()
@@ -128,8 +127,8 @@ def test_a_redis_refusing_writes_makes_its_nodes_not_ready_and_they_heal(
         assert refused.json()["error"] in ("redis_refusing", "not_ready")
         assert set(uploads.iterdir()) <= before  # the refused job's upload did not stay behind
         for node, loop in ((worker, "worker heartbeat"), (api, "api heartbeat")):
-            took_s = _until(
-                lambda node=node: _readyz(node).status_code == 503, f"{loop} failing, still ready"
+            took_s = until(
+                lambda node=node: _readyz(node).status_code == 503, f"{loop} failing, still ready", DEADLINE_S
             )
             assert took_s < STALL_S + 30
             reason = _readyz(node).json()["reason"]
@@ -137,7 +136,7 @@ def test_a_redis_refusing_writes_makes_its_nodes_not_ready_and_they_heal(
     finally:
         client.config_set("maxmemory", 0)
     for node in (api, worker):
-        _until(lambda node=node: _readyz(node).status_code == 200, "a node stayed not ready")
+        until(lambda node=node: _readyz(node).status_code == 200, "a node stayed not ready", DEADLINE_S)
     assert [w["worker_id"] for w in cluster.wait_workers({"w1"})] == ["w1"]  # registered again
     assert wait_finished(api, submit(api, synth_video))["status"] == "done"
     for node in (api, worker):
@@ -195,7 +194,7 @@ def test_a_valid_job_met_by_a_server_out_of_descriptors_is_retried_and_done(
             return dict(client.get(f"/v1/pose/{job}").json())
 
         running = _post(client, long_clip, render="true")
-        _until(lambda: status(running)["status"] == "running", "the first job never started")
+        until(lambda: status(running)["status"] == "running", "the first job never started", DEADLINE_S)
         waiting = _post(client, synth_video)  # behind it: the runner opens its file later
         limits = _no_descriptor_left(pid)
         try:
@@ -207,7 +206,7 @@ def test_a_valid_job_met_by_a_server_out_of_descriptors_is_retried_and_done(
                 assert seen[-1]["status"] in ("queued", "running"), seen[-1]
                 return (seen[-1]["error"] or "").startswith("retry ")
 
-            _until(retried, "the job was never retried")
+            until(retried, "the job was never retried", DEADLINE_S)
             assert seen[-1]["error"].startswith("retry 1 of 20 after a transient server fault: ")
             assert seen[-1]["error"].endswith("the server is out of file descriptors for now")
         finally:

@@ -11,10 +11,8 @@ grew from 160x160 to 16000x16000 midway cost 747 MiB before its job failed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -27,8 +25,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from tests.helpers.media import (
     claim_size,
@@ -44,6 +41,7 @@ from tests.helpers.media import (
 )
 from tests.helpers.process import RssSampler
 from tests.helpers.server import ServerProcess, running_server
+from tests.helpers.waits import messages_until
 from tests.integration.conftest import SynthVideo
 
 MAX_CORRUPT_FRAMES = 5
@@ -91,34 +89,19 @@ def _overlay_frames(server: ServerProcess, job_id: str) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def _until(ws: ClientConnection, *kinds: str, timeout: float = 60) -> list[dict]:
-    """Messages up to and including the first of a type in ``kinds``, acknowledging every result."""
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = json.loads(ws.recv(timeout=deadline - time.monotonic()))
-        seen.append(message)
-        if message["type"] in ("result", "dropped"):
-            with contextlib.suppress(ConnectionClosed):
-                ws.send(json.dumps({"type": "ack", "frame_id": message["frame_id"]}))
-        if message["type"] in kinds:
-            return seen
-    raise AssertionError(f"no {kinds} message within {timeout} s; got {seen}")
-
-
 def _live(server: ServerProcess, frames: list[bytes]) -> list[dict]:
     """Each frame sent with a client box over it, one at a time; the answer to each: its result
     or its error. The stream must go on to its end."""
     answers = []
     with connect(f"{server.ws_base}/v1/stream", max_size=None) as ws:
         ws.send(json.dumps({"type": "config", "detector": "client", "lookahead": 0}))
-        _until(ws, "ready")
+        messages_until(ws, "ready")
         for data in frames:
             ws.send(json.dumps({"type": "boxes", "boxes": [[0, 0, 32, 32]]}))
             ws.send(data)
-            answers.append(_until(ws, "result", "error")[-1])
+            answers.append(messages_until(ws, "result", "error")[-1])
         ws.send(json.dumps({"type": "end"}))
-        _until(ws, "ended")
+        messages_until(ws, "ended")
     return answers
 
 
