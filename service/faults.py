@@ -36,7 +36,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tdmi.service.media import MediaError
 
-__all__ = ["Fault", "FaultClass", "classify", "ignore_transient", "is_missing_group", "is_transient"]
+__all__ = [
+    "DISK_FULL",
+    "Fault",
+    "FaultClass",
+    "classify",
+    "ignore_transient",
+    "is_missing_group",
+    "is_transient",
+]
 
 _MAX_CHAIN = 16  # causes followed; a chain is a few links, a cycle or a freak one stops here
 
@@ -68,13 +76,13 @@ def _passing(kind: str, detail: str, status: int = 503) -> Fault:
 
 _OUT_OF_DESCRIPTORS = _passing("out_of_descriptors", "the server is out of file descriptors for now")
 _OUT_OF_MEMORY = _passing("out_of_memory", "the server is out of memory for now")
-_DISK_FULL = _passing("insufficient_storage", "the server's data disk is full for now", 507)
+DISK_FULL = _passing("insufficient_storage", "the server's data disk is full for now", 507)
 _OS_STATES = {
     errno.EMFILE: _OUT_OF_DESCRIPTORS,
     errno.ENFILE: _OUT_OF_DESCRIPTORS,
     errno.ENOMEM: _OUT_OF_MEMORY,
-    errno.ENOSPC: _DISK_FULL,
-    errno.EDQUOT: _DISK_FULL,
+    errno.ENOSPC: DISK_FULL,
+    errno.EDQUOT: DISK_FULL,
 }
 _REDIS_AWAY = _passing("redis_unreachable", "the job store (redis) is unreachable")
 _PEER_AWAY = _passing("unreachable", "a service the server uses is unreachable for now")
@@ -120,7 +128,7 @@ def _transient(exc: BaseException) -> Fault | None:
     if isinstance(exc, MemoryError):
         return _OUT_OF_MEMORY
     if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):  # SQLite's ENOSPC
-        return _DISK_FULL
+        return DISK_FULL
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return _REDIS_AWAY
     if isinstance(exc, ConnectionError | TimeoutError):  # a socket's peer, or a wait, ran out

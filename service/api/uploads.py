@@ -20,7 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tdmi.service.client_text import shown
 from tdmi.service.errors import ApiError
-from tdmi.service.jobs.disk import insufficient_storage, is_disk_full
+from tdmi.service.faults import is_transient
 
 __all__ = ["Upload", "receive_upload"]
 
@@ -144,8 +144,8 @@ async def receive_upload(
         dest.unlink(missing_ok=True)
         if isinstance(exc, ApiError):
             raise
-        if is_disk_full(exc):  # nothing else is lost: the partial upload is gone
-            raise insufficient_storage() from None
+        if is_transient(exc):  # a full disk, no descriptors: 507/503 (errors.py); the partial upload is gone
+            raise
         if isinstance(exc, MultipartParseError) and str(exc).startswith("Maximum header"):
             detail = (
                 f"a part's headers exceed {MAX_PART_HEADERS} lines of {MAX_PART_HEADER_BYTES} bytes "

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from pathlib import Path
 
-from tdmi.service.errors import ApiError
+from tdmi.service.errors import RETRY_AFTER_S, ApiError
+from tdmi.service.faults import DISK_FULL
 from tdmi.service.metrics import ServiceMetrics
 
-__all__ = ["check_free_space", "data_dir_bytes", "insufficient_storage", "is_disk_full", "watch_data_dir"]
+__all__ = ["check_free_space", "data_dir_bytes", "insufficient_storage", "watch_data_dir"]
 
 
 def data_dir_bytes(root: Path) -> int:
@@ -30,12 +30,10 @@ def watch_data_dir(metrics: ServiceMetrics, root: Path) -> None:
     metrics.data_dir_bytes.set_function(lambda: data_dir_bytes(root))
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    return getattr(exc, "errno", None) == errno.ENOSPC
-
-
 def insufficient_storage() -> ApiError:
-    return ApiError(507, "insufficient_storage", "the server's data disk is full; retry later")
+    """The answer to a full disk seen before writing: the same as to one met while writing."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return ApiError(DISK_FULL.status, DISK_FULL.kind, DISK_FULL.detail, headers)
 
 
 def check_free_space(folder: Path, min_free_bytes: int, incoming: int = 0) -> None:
