@@ -24,7 +24,7 @@ from tests.helpers.server import ServerProcess
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ["pyproject.toml", "README.md", "tdmi", "model", "service", "protocol", "clients"]
+SOURCES = ["pyproject.toml", "README.md", "tdmi", "clients"]
 HINT = "pip install 'tdmi-client[media]'"
 
 

@@ -197,11 +197,11 @@ def test_the_build_context_holds_the_packages_and_the_demo_checkpoint_and_nothin
     for kept in [
         "pyproject.toml",
         "README.md",
-        "model/weights/tdmi_tiny_synth.pt",
-        "service/cli.py",
-        "protocol",
+        "tdmi/model/weights/tdmi_tiny_synth.pt",
+        "tdmi/service/cli.py",
+        "clients/tdmi/protocol/jobs.py",
+        "clients/tdmi/client/web/index.html",
         "clients/pyproject.toml",
-        "tdmi/model",
     ]:
         assert not ignore.excludes(kept), kept
     for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
@@ -215,7 +215,7 @@ def test_the_build_context_holds_the_packages_and_the_demo_checkpoint_and_nothin
         "tests/data/SOURCES.md",
         "bench/results.json",
         "runs/x/last.pt",
-        "service/__pycache__/cli.cpython-312.pyc",
-        "model/data/__pycache__",
+        "tdmi/service/__pycache__/cli.cpython-312.pyc",
+        "tdmi/model/data/__pycache__",
     ]:
         assert ignore.excludes(left_out), left_out

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Starts ``python -m service.cli serve`` (or ``worker``) with settings in the environment;
+    """Starts ``python -m tdmi.service.cli serve`` (or ``worker``) with settings in the environment;
     ``wait_ready`` waits for /readyz. With ``pass_port=False`` the node picks its own port (its
     role's default) and ``port`` says where the test expects it."""
 

@@ -16,7 +16,7 @@ from tdmi.model.mutual_info import MutualInfoConfig, MutualInfoLoss
 from tdmi.model.presets import build_model, get_preset
 from tdmi.model.tdmi import TDMI
 
-DEMO = Path(__file__).resolve().parents[3] / "model" / "weights" / "tdmi_tiny_synth.pt"
+DEMO = Path(__file__).resolve().parents[3] / "tdmi" / "model" / "weights" / "tdmi_tiny_synth.pt"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tdmi.service.node import Readiness
 
-SERVICE = Path(__file__).parents[3] / "service"
+SERVICE = Path(__file__).parents[3] / "tdmi" / "service"
 
 
 def test_readiness_reports_failures_and_stays_shut_down() -> None:

@@ -26,7 +26,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "train",
         help="train a model from a YAML config",
-        description="Train a model. Several GPUs: torchrun --nproc_per_node N -m service.cli train ...",
+        description="Train a model. Several GPUs: torchrun --nproc_per_node N -m tdmi.service.cli train ...",
     )
     cmd.add_argument("--config", required=True, help="YAML file (see configs/)")
     cmd.add_argument(

@@ -1,6 +1,6 @@
-"""``/``: the browser page for a live webcam and video jobs (``clients/web``, plain HTML/CSS/JS).
+"""``/``: the browser page for a live webcam and video jobs (``clients/tdmi/client/web``, plain HTML/CSS/JS).
 
-The files are package data of the SDK (``tdmi/client/web`` in its wheel, ``clients/web`` in the
+The files are package data of the SDK (``tdmi/client/web`` in its wheel, ``clients/tdmi/client/web`` in the
 repository), found where the import system would load ``tdmi.client`` from, without importing it:
 the service does not depend on its clients' code. That is right for a wheel, an editable install
 and a checkout alike.

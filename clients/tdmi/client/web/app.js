@@ -1,6 +1,6 @@
 // The browser page of the TDMI pose service: a live webcam over the /v1/stream WebSocket, and
 // video jobs over /v1/pose. Plain JavaScript, no dependencies; protocol in docs/websocket.md.
-// Drawing follows protocol/overlay.py (same colours per track id, same score threshold).
+// Drawing follows clients/tdmi/protocol/overlay.py (same colours per track id, same score threshold).
 
 const SCORE_THRESHOLD = 0.3;
 const GOLDEN_RATIO = (Math.sqrt(5) - 1) / 2;
@@ -56,7 +56,7 @@ async function loadModels() {
   }
 }
 
-// ---------------------------------------------------------------- drawing (as protocol/overlay.py)
+// ---------------------------------------------------------------- drawing (as clients/tdmi/protocol/overlay.py)
 
 function hsvToRgb(h, s, v) {
   const i = Math.floor(h * 6);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from tdmi.service.logs import redact_url
 __all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
 
 # the demonstration model trained on synthetic figures (see README): the default model
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "tdmi_tiny_synth.pt"
+DEMO_CHECKPOINT = Path(str(resources.files("tdmi.model") / "weights" / "tdmi_tiny_synth.pt"))
 
 
 def _xdg_home(variable: str, fallback: str) -> Path:

@@ -31,7 +31,7 @@ __all__ = [
     "sample_body_shape",
 ]
 
-# Indices 0..16 are the POSETRACK_17 joints (model/joints.py); drawing also needs these points.
+# Indices 0..16 are the POSETRACK_17 joints (tdmi/model/joints.py); drawing also needs these points.
 HEAD_CENTER, L_HAND, R_HAND, L_TOE, R_TOE, NECK, L_EYE, R_EYE = 17, 18, 19, 20, 21, 22, 23, 24
 # front and back of chest and belly: the torso's outline stays solid when seen from the side
 TORSO_OUTLINE = (5, 6, 11, 12, 25, 26, 27, 28)
