@@ -11,7 +11,7 @@ an API node (``tdmi serve --redis``) and one worker (``tdmi worker``) on Redis d
 cluster B, an API node and two workers on database 2 (a fresh database: no state shared with A);
 and an embedded ``tdmi serve`` without Redis. The demo model (``tdmi-tiny``) serves everywhere.
 
-1. Jobs: ``--jobs`` identical synthetic videos (``model.data.synth``, 320x240, ``--frames``
+1. Jobs: ``--jobs`` identical synthetic videos (``tdmi.model.data.synth``, 320x240, ``--frames``
    frames, ``--persons`` persons, their ground-truth boxes sent as client boxes so no detector
    runs) are submitted at once; the wall clock runs from the first upload until the last job is
    seen done. One warm-up job per worker first, not counted. Scaling = jobs/s of B over A.

@@ -9,7 +9,7 @@ Synthetic held-out video (``tdmi synth``, generated here unless ``--data`` names
 checkpoint on the eager torch backend, ground-truth boxes as the client's boxes, the same batch
 settings for every mode. Exact mode crops every clip with its key frame's box; reuse mode crops each
 track with an anchor box kept while the box's IoU with it stays at or above the drift threshold,
-and reuses per-frame backbone features (``service.inference.feature_cache``).
+and reuses per-frame backbone features (``tdmi.service.inference.feature_cache``).
 
 Timing: the videos run in groups of ``--streams`` concurrent streams; in each of ``--repeats``
 passes every group runs once per mode, modes interleaved (the order rotates from group to group

@@ -2,7 +2,7 @@
 
 ``torch.utils.flop_counter.FlopCounterMode`` counts 2 FLOPs per multiply-add of convolutions
 and matrix products (``aten.convolution``, ``aten.mm``/``bmm``/``addmm``); the deformable
-convolution in ``model.ops`` is a ``grid_sample`` (not counted: no multiply-adds of weights)
+convolution in ``tdmi.model.ops`` is a ``grid_sample`` (not counted: no multiply-adds of weights)
 followed by a ``matmul`` (counted). Elementwise work (BatchNorm, ReLU, additions) is not counted,
 as is usual for FLOP figures of vision models. The count runs on the ``meta`` device, so even
 the W48 presets cost no arithmetic.

@@ -15,12 +15,14 @@ from pathlib import Path
 import torch
 
 from bench.timing import median_seconds
+from tdmi.model.presets import ModelPreset
 
 __all__ = [
     "cpu_model",
     "describe_device",
     "device_from_name",
     "measure_peak_flops",
+    "parse_model_spec",
     "set_threads",
     "software_versions",
 ]
@@ -54,6 +56,16 @@ def default_model_spec(device: torch.device) -> str:
     from tdmi.service.config import DEMO_CHECKPOINT
 
     return "tdmi-w48-384x288" if device.type == "cuda" else f"tdmi-tiny={DEMO_CHECKPOINT}"
+
+
+def parse_model_spec(spec: str) -> tuple[ModelPreset, Path | None]:
+    """``NAME`` or ``NAME=CHECKPOINT`` (presets, files or pulled catalogue entries) -> (preset,
+    checkpoint), with the weights cache of this environment's settings: the server a benchmark
+    starts reads the same environment."""
+    from tdmi.service.config import Settings
+    from tdmi.service.weights.resolve import resolve_model, weights_store
+
+    return resolve_model(spec, weights_store(Settings()))
 
 
 def set_threads(threads: int | None) -> None:

@@ -28,14 +28,13 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import add_run_arguments, default_model_spec, set_threads
+from bench.hardware import add_run_arguments, default_model_spec, parse_model_spec, set_threads
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
 from tdmi.model.presets import build_model
 from tdmi.protocol.overlay import draw_poses
 from tdmi.service.config import Settings
 from tdmi.service.detection.base import make_detector
-from tdmi.service.inference.runtime import parse_model_spec
 from tdmi.service.video.decode import DecodedFrame, iter_frames, probe_video
 from tdmi.service.video.encode import OverlayWriter
 from tdmi.service.weights.resolve import resolve_detector, weights_store

@@ -37,13 +37,12 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import add_run_arguments, default_model_spec, set_threads
+from bench.hardware import add_run_arguments, default_model_spec, parse_model_spec, set_threads
 from bench.load import LoadResult, StreamLoad, person_boxes, run_each, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.timing import percentile
 from tdmi.model.presets import build_model
 from tdmi.service.images import decode_image
-from tdmi.service.inference.runtime import parse_model_spec
 from tests.helpers.server import ServerProcess, free_port
 
 __all__ = ["add_arguments", "main", "run_http_streams"]

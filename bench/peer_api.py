@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from bench.hardware import parse_model_spec
 from tdmi.model.codec import decode_heatmaps
 from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
 from tdmi.model.inputs import IMAGENET_MEAN, IMAGENET_STD
 from tdmi.model.presets import build_model
-from tdmi.service.inference.runtime import parse_model_spec
 
 __all__ = ["FrameRequest", "PoseAPI"]
 

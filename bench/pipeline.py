@@ -5,7 +5,7 @@
 
 Stages, each timed on its own on 640x480 frames with K persons:
 - ``decode-video``: PyAV decoding of an MP4 (video jobs), frames/s over the whole file;
-- ``decode-jpeg``: one live frame's JPEG to RGB (``service.images.decode_image``);
+- ``decode-jpeg``: one live frame's JPEG to RGB (``tdmi.service.images.decode_image``);
 - ``detect``: the HOG person detector on one frame (it runs every ``TDMI_DETECT_EVERY`` frames;
   the amortised cost per frame is also given);
 - ``crop``, ``model``, ``post``: the model runner on full batches of ``--max-batch`` clips
@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
+from bench.hardware import (
+    add_run_arguments,
+    default_model_spec,
+    device_from_name,
+    parse_model_spec,
+    set_threads,
+)
 from bench.load import person_boxes, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from tdmi.model.presets import build_model
@@ -38,7 +44,6 @@ from tdmi.service.detection.hog import HogPeopleDetector
 from tdmi.service.images import decode_image
 from tdmi.service.inference.backends import BackendKind, Precision, make_backend
 from tdmi.service.inference.runner import ModelRunner
-from tdmi.service.inference.runtime import parse_model_spec
 from tdmi.service.inference.work import FrameWork
 from tdmi.service.video.decode import iter_frames
 from tdmi.service.video.encode import OverlayWriter

@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import add_run_arguments, default_model_spec, device_from_name, set_threads
+from bench.hardware import (
+    add_run_arguments,
+    default_model_spec,
+    device_from_name,
+    parse_model_spec,
+    set_threads,
+)
 from bench.load import LoadResult, StreamLoad, person_boxes, run_streams, synthetic_jpegs
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
@@ -38,7 +44,6 @@ from bench.timing import median_seconds, percentile
 from tdmi.model.presets import ModelPreset, build_model
 from tdmi.service.images import decode_image
 from tdmi.service.inference.backends import BackendKind, Precision, make_backend
-from tdmi.service.inference.runtime import parse_model_spec
 from tests.helpers.server import ServerProcess
 
 __all__ = ["add_arguments", "main", "measure"]

@@ -19,7 +19,7 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
 
 class TDMILoss(nn.Module):
     """Heatmap MSE + alpha * L_MI (the paper's alpha is 1). Returns every term and their sum
-    under ``"loss"``; L_MI is normalised like the MSE (see ``model.mutual_info``).
+    under ``"loss"``; L_MI is normalised like the MSE (see ``tdmi.model.mutual_info``).
 
     With L_MI's fitted readouts, ``readout_fit`` (their heatmap MSE on detached representations,
     the mean over the four) is in the sum too: it trains the readouts and nothing else. ``head``

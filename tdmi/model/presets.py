@@ -120,7 +120,7 @@ def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:
     """Build a preset, optionally load weights, and return it in eval mode.
 
     Multi-frame presets take (B, T, 3, H, W), single-frame ones (B, 3, H, W); both return
-    heatmaps (B, J, H/4, W/4). Input: RGB, ImageNet-normalised (see ``model.inputs``).
+    heatmaps (B, J, H/4, W/4). Input: RGB, ImageNet-normalised (see ``tdmi.model.inputs``).
     """
     preset = get_preset(name)
     model = preset.build()

@@ -6,7 +6,7 @@ frames' features at each of the four stages into a motion feature M; the Represe
 Disentanglement Module splits M by channel masks into a useful part Mu and a noisy part Mn; Mu
 and the key frame's stage-4 feature F (TDMI-ST: a feature of the whole clip) are fused into the
 enhanced feature F~, from which a 3x3 conv gives heatmaps. The mutual-information objective on
-(M, Mu, Mn, F, F~) lives in ``model.mutual_info``.
+(M, Mu, Mn, F, F~) lives in ``tdmi.model.mutual_info``.
 
 Choices the paper leaves open, and what this implementation does:
 - All stages meet at ``width`` channels: each stage's stacked differences go through a 3x3

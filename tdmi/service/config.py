@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from functools import lru_cache
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -21,7 +24,9 @@ from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD
 from tdmi.protocol.stream import MAX_ACK_WINDOW
 from tdmi.service.logs import redact_url
 
-__all__ = ["DEMO_CHECKPOINT", "Settings", "get_settings"]
+__all__ = ["DEMO_CHECKPOINT", "RENAMED", "SECTIONS", "Settings"]
+
+log = logging.getLogger("tdmi.service")
 
 # the demonstration model trained on synthetic figures (see README): the default model
 DEMO_CHECKPOINT = Path(str(resources.files("tdmi.model") / "weights" / "tdmi_tiny_synth.pt"))
@@ -48,16 +53,60 @@ def _default_models() -> list[str]:
     return [f"tdmi-tiny={DEMO_CHECKPOINT}"] if DEMO_CHECKPOINT.exists() else ["tdmi-tiny"]
 
 
+# the sections of the settings, each named by its first field (``tdmi serve --help`` groups so)
+SECTIONS = {
+    "host": "where and what",
+    "max_batch": "batching",
+    "detector": "boxes and tracking",
+    "lookahead": "live streams",
+    "max_upload_bytes": "video jobs",
+    "redis_url": "scale-out over Redis (README, Deployment); without redis_url the service runs embedded",
+    "weights_dir": "published weights (`tdmi weights`); the service only reads what the command pulled",
+    "max_url_bytes": "HTTP edge: every request's size and time is bounded before the application reads it",
+    "api_keys": "safety",
+}
+
+# renamed settings, old name -> new name: the old TDMI_ variable is still read, with a warning,
+# until the release after the rename (0.2)
+RENAMED = {"heartbeat_s": "ws_ping_interval_s", "heartbeat_interval_s": "node_heartbeat_s"}
+
+
+class _RenamedVariables(PydanticBaseSettingsSource):
+    """The old ``TDMI_*`` names of renamed settings among one environment source's variables.
+
+    Ranked just below that source, so the new name wins where both are set; each old name read
+    logs a warning naming the new one.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]):
+        super().__init__(settings_cls)
+        self.variables = variables  # lower-cased names: the settings' names are case-insensitive
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # not asked: __call__ answers for all fields at once
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for old, new in RENAMED.items():
+            value = self.variables.get(f"tdmi_{old}")
+            if value is not None:
+                log.warning("TDMI_%s is deprecated: use TDMI_%s", old.upper(), new.upper())
+                found[new] = value
+        return found
+
+
 class Settings(BaseSettings):
-    """Every knob of the service; ``TDMI_SETTINGS_FILE`` may name a YAML file with the same keys."""
+    """Every knob of the service, declared once: the ``TDMI_<NAME>`` variables, the keys of the YAML
+    file ``TDMI_SETTINGS_FILE`` may name, and the flags of ``tdmi serve`` and ``tdmi worker``
+    (``tdmi.service.settings_flags``) are made from these fields. Built once, where a command or an app
+    starts, and passed down."""
 
     # errors never echo their input: it may be an API key
     model_config = SettingsConfigDict(
         env_prefix="TDMI_", env_file=".env", extra="ignore", hide_input_in_errors=True
     )
 
-    # where and what
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int | None = Field(
         default=None,
         ge=0,
@@ -103,7 +152,6 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line")
 
-    # batching
     max_batch: int = Field(default=16, ge=1, description="clips (persons) per batch")
     max_delay_ms: float = Field(
         default=5.0, ge=0, description="how long the oldest frame may wait for a batch"
@@ -135,14 +183,6 @@ class Settings(BaseSettings):
         description="feature reuse: re-crop a track when its box's IoU with the kept box falls below this",
     )
 
-    overlay_score_threshold: float = Field(
-        default=DEFAULT_SCORE_THRESHOLD,
-        ge=0,
-        le=1,
-        description="overlay videos (render=true) leave out joints scoring below this",
-    )
-
-    # boxes and tracking
     detector: str | None = Field(
         default=None,
         description="hog (upright pedestrians, no file), none, onnx:/path/model.onnx (layout detected), "
@@ -157,37 +197,46 @@ class Settings(BaseSettings):
         description="video jobs: frame t's boxes follow frame t-k's keypoints (a fixed rule, so results "
         "never depend on timing); larger k keeps k frames of a job in flight, with older boxes",
     )
-    track_match_threshold: float = Field(default=0.3, ge=0, le=1)
+    track_match_threshold: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="least similarity (box IoU and keypoint OKS, half each) of a person to a "
+        "track to continue it",
+    )
     track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
 
-    # live streams
     lookahead: int | None = Field(default=None, ge=0, description="live default (None: the model's d)")
     staleness_ms: float = Field(default=1000.0, gt=0, description="live frames older than this are dropped")
     ack_window: int = Field(
         default=16, ge=1, le=MAX_ACK_WINDOW, description="unacknowledged results per stream"
     )
     ack_timeout_s: float = Field(default=30.0, gt=0, description="close a stream whose window stays full")
-    heartbeat_s: float = Field(
-        default=20.0, gt=0, description="ping interval; a peer silent for 2x is dropped"
+    ws_ping_interval_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="WebSocket keep-alive: a ping this often; a peer that answers none within as "
+        "long is dropped (1011)",
     )
     require_config: bool = Field(default=False, description="reject frames sent before a config message")
-    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_frame_pixels: int = Field(default=3840 * 2160, ge=1)
+    max_message_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="a larger WebSocket message closes its stream (1009)"
+    )
+    max_frame_pixels: int = Field(default=3840 * 2160, ge=1, description="larger live frames are refused")
     max_fps: float = Field(default=60.0, gt=0, description="live frames per second per stream")
-    max_streams: int = Field(default=32, ge=1)
+    max_streams: int = Field(default=32, ge=1, description="concurrent live streams (more: closed 4029)")
     ws_idle_timeout_s: float = Field(
         default=120.0,
         gt=0,
         description="close a live stream (4000) from which no message arrived for this long",
     )
 
-    # video jobs
-    max_upload_bytes: int = Field(default=1024**3, ge=1)
-    max_video_seconds: float = Field(default=3600.0, gt=0)
+    max_upload_bytes: int = Field(default=1024**3, ge=1, description="larger uploads are refused (413)")
+    max_video_seconds: float = Field(default=3600.0, gt=0, description="longer videos are refused")
     max_video_pixels: int = Field(default=3840 * 2160, ge=1, description="per frame, checked on every frame")
     max_video_frames: int = Field(default=216_000, ge=1, description="frames per video (an hour at 60 fps)")
-    max_running_jobs: int = Field(default=2, ge=1)
-    max_queued_jobs: int = Field(default=100, ge=1)
+    max_running_jobs: int = Field(default=2, ge=1, description="video jobs run at once on a node")
+    max_queued_jobs: int = Field(default=100, ge=1, description="waiting video jobs; more are refused (429)")
     wait_max_frames: int = Field(default=600, ge=1, description="?wait=true only for videos this short")
     keep_uploads: bool = Field(default=False, description="keep a job's uploaded video after the job ended")
     job_retention_hours: float = Field(
@@ -213,14 +262,21 @@ class Settings(BaseSettings):
         ge=0,
         description="uploads are refused (507) when they would leave less free disk",
     )
+    overlay_score_threshold: float = Field(
+        default=DEFAULT_SCORE_THRESHOLD,
+        ge=0,
+        le=1,
+        description="overlay videos (render=true) leave out joints scoring below this",
+    )
 
-    # scale-out over Redis (see README "Deployment"); without redis_url the service runs embedded
     redis_url: str | None = Field(default=None, description="redis://host:6379/0: run as a cluster node")
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="a worker's name in the cluster (default host-pid)",
     )
-    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="how often nodes say they are alive")
+    node_heartbeat_s: float = Field(
+        default=1.0, gt=0, description="how often each node of a cluster tells Redis it is alive"
+    )
     node_ttl_s: float = Field(default=5.0, gt=0, description="a node silent this long is taken as dead")
     job_claim_idle_s: float = Field(
         default=30.0, gt=0, description="a job whose worker stopped renewing it this long is run again"
@@ -241,7 +297,6 @@ class Settings(BaseSettings):
         "is not ready until the loop runs again",
     )
 
-    # published weights (`tdmi weights`); the service only reads what the command pulled
     weights_dir: Path = Field(
         default_factory=_default_weights_dir, description="cache of pulled catalogue files"
     )
@@ -253,7 +308,6 @@ class Settings(BaseSettings):
         default=None, description="a JSON file of extra catalogue entries (same shape as the shipped one)"
     )
 
-    # HTTP edge: every request's size and time is bounded before the application reads it
     max_url_bytes: int = Field(
         default=8192, ge=256, description="request target (path and query) longer than this: 414"
     )
@@ -270,7 +324,6 @@ class Settings(BaseSettings):
         default=512, ge=1, description="open connections beyond this are answered 503"
     )
 
-    # safety
     api_keys: list[SecretStr] = Field(default_factory=list, description="accepted API keys (empty: none)")
     admin_api_keys: list[SecretStr] = Field(
         default_factory=list, description="keys that are accepted too and see every key's jobs"
@@ -305,7 +358,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        sources = [init_settings]
+        for environment in (env_settings, dotenv_settings):  # each followed by its renamed names
+            assert isinstance(environment, EnvSettingsSource)  # DotEnvSettingsSource is one too
+            sources += [environment, _RenamedVariables(settings_cls, environment.env_vars)]
         settings_file = os.environ.get("TDMI_SETTINGS_FILE")
         if settings_file:
             if not Path(settings_file).is_file():
@@ -331,8 +387,3 @@ class Settings(BaseSettings):
         if self.redis_url:
             shown["redis_url"] = redact_url(self.redis_url)
         return shown
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -1,6 +1,6 @@
 """Request dependencies as ``Annotated`` aliases: the node, what it serves, and the API-key check.
 
-The app's state holds one node (``service.main``); these give routes the part they need, typed.
+The app's state holds one node (``tdmi.service.main``); these give routes the part they need, typed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.node import Node, ServingNode
+from tdmi.service.nodes.node import Node, ServingNode
 
 __all__ = [
     "AnyNodeDep",
@@ -48,7 +48,8 @@ NodeDep = Annotated[ServingNode, Depends(_node)]
 
 
 def _ready_node(node: NodeDep) -> ServingNode:
-    """503 while the node is not ready (loading, Redis unreachable, shutting down)."""
+    """503 while the node is not ready (loading, Redis unreachable, shutting down); a WebSocket
+    refused so is closed with 1013."""
     if node.readiness.reason is not None:
         raise ApiError(503, "not_ready", node.readiness.reason, {"Retry-After": "1"})
     return node
@@ -75,7 +76,11 @@ def _metrics(node: AnyNodeDep) -> ServiceMetrics:
 
 
 def _authorise(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> None:
-    if not is_authorised(settings, connection.headers):
+    """401 without an accepted key; a WebSocket may send its key as ``?api_key=`` (browsers cannot
+    set headers on one), a WebSocket refused so is closed with 1008 (``errors``)."""
+    websocket = connection.scope["type"] == "websocket"
+    query_key = connection.query_params.get("api_key") if websocket else None
+    if not is_authorised(settings, connection.headers, query_key):
         raise ApiError(401, "unauthorised", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 

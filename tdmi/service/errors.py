@@ -4,24 +4,32 @@ Every answer carries an ``X-Request-ID`` header; a fault of ours (any exception 
 claims) is answered with a JSON 500 naming that id, and logged with it, so a user's report can be
 matched to the server's traceback without the traceback (paths, library text) reaching the user.
 Errors that reach a route from deep down (media, Redis, the operating system) are answered by
-their class (``service.faults``): the input's with its 4xx, the server's passing state with 503
+their class (``tdmi.service.faults``): the input's with its 4xx, the server's passing state with 503
 (507: disk full) and ``Retry-After``, never naming an address or a path.
+
+A WebSocket refused by the same dependencies (API key, readiness) is answered in its own
+protocol (docs/websocket.md): accepted, then closed with the close code of the refusal's kind.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import uuid
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketState
 
 from tdmi.protocol import ErrorPublic
+from tdmi.protocol.stream import ErrorMessage
 from tdmi.service.faults import FaultClass, classify
 from tdmi.service.inference.runtime import UnknownModelError
 from tdmi.service.media import MediaError
@@ -30,6 +38,7 @@ __all__ = [
     "RETRY_AFTER_S",
     "ApiError",
     "RequestIds",
+    "close_websocket",
     "install_error_handlers",
     "internal_reference",
     "public_failure",
@@ -40,6 +49,14 @@ REQUEST_ID_HEADER = "x-request-id"
 # a client's own id is echoed only when it is short and plain (it goes into logs and headers)
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 RETRY_AFTER_S = 1  # what a 503 for a passing state of the server tells clients to wait
+CLOSE_TIMEOUT_S = 2.0  # how long a WebSocket's closing error and close frame may wait for the client
+# a WebSocket refused by kind: its close code and reason, and whether the error message goes
+# first (the API key's refusal says all in its reason)
+WEBSOCKET_REFUSALS = {
+    "unauthorised": (1008, "missing or wrong API key", False),
+    "not_ready": (1013, "not ready", True),
+    "too_many_streams": (4029, "too many concurrent streams", True),
+}
 
 
 class ApiError(Exception):
@@ -115,11 +132,36 @@ class RequestIds:
             await error_response(500, "internal", detail)(scope, receive, send_with_id)
 
 
+async def close_websocket(ws: WebSocket, code: int, reason: str, error: ErrorMessage | None = None) -> None:
+    """Close (after ``error``, if any). A client that does not read is waited for at most
+    ``CLOSE_TIMEOUT_S``: the server then drops its socket without a close frame. A client that has
+    already gone is no fault of ours: one that connected and dropped, or one that read ``ended``
+    and closed first, crossing our close."""
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            if error is not None:
+                await ws.send_text(error.model_dump_json())
+            await ws.close(code, reason)
+
+
+async def _refuse_websocket(ws: WebSocket, exc: ApiError) -> None:
+    """Accept, then close with the refusal's code: a client reads the code and the error, which a
+    refused handshake (an HTTP answer) would hide from a browser. A kind without a code of its
+    own is our omission: 1011, with the error."""
+    code, reason, tell = WEBSOCKET_REFUSALS.get(exc.kind, (1011, "internal error", True))
+    if ws.application_state == WebSocketState.CONNECTING:
+        await ws.accept()
+    await close_websocket(ws, code, reason, ErrorMessage(error=exc.kind, detail=exc.detail) if tell else None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(RequestIds)
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(connection: HTTPConnection, exc: ApiError) -> JSONResponse | None:
+        if isinstance(connection, WebSocket):
+            await _refuse_websocket(connection, exc)
+            return None
         return error_response(exc.status, exc.kind, exc.detail, exc.headers)
 
     @app.exception_handler(MediaError)

@@ -229,8 +229,8 @@ def run_http_server(app: Any, settings: Settings, listener: socket.socket) -> No
         http=LimitedH11Protocol.with_limits(HeadLimits.of(settings)),
         log_config=None,
         ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=settings.heartbeat_s,
-        ws_ping_timeout=settings.heartbeat_s,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
         timeout_graceful_shutdown=10,
     )
     _Server(config).run(sockets=[listener])

@@ -1,6 +1,6 @@
 """A node's long-lived loops (job consumer, heartbeats, sweeps, Redis watch): none of them dies.
 
-Each loop repeats one *step*. A step that raises is classified (``service.faults``), logged once
+Each loop repeats one *step*. A step that raises is classified (``tdmi.service.faults``), logged once
 per streak of failures of one kind (not once per tick), and tried again after a backoff. A loop
 that has failed without a break for ``stall_s``, or whose task ended, makes its node not ready
 with the reason on ``/readyz``; its first success makes the node ready again.

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
-from tdmi.service.inference.work import FrameWork
-
-__all__ = ["STAGES", "ServiceMetrics"]
+__all__ = ["STAGES", "QueuedWork", "ServiceMetrics", "StageTimer"]
 
 STAGES = ("decode", "detect", "crop", "model", "post", "encode", "send")
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# takes one stage's time as (stage, seconds): ``ServiceMetrics.observe_stage``, or a test's list
+StageTimer = Callable[[str, float], None]
+
+
+class QueuedWork(Protocol):
+    """What a batch's metrics read of its frames (``tdmi.service.inference.work.FrameWork``): a
+    protocol, so that the metrics, which every layer uses, import none of them."""
+
+    enqueued_at: float
+
+    @property
+    def size(self) -> int: ...
 
 
 class ServiceMetrics:
@@ -51,7 +63,7 @@ class ServiceMetrics:
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(stage).observe(seconds)
 
-    def observe_batch(self, batch: Sequence[FrameWork]) -> None:
+    def observe_batch(self, batch: Sequence[QueuedWork]) -> None:
         now = time.monotonic()
         self.batch_size.observe(sum(w.size for w in batch))
         for work in batch:

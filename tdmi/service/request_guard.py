@@ -1,6 +1,6 @@
 """ASGI middleware at the service's edge: who may send a request, and how long its body may stall.
 
-Before a route runs (``service.origins`` has the rules):
+Before a route runs (``tdmi.service.origins`` has the rules):
 
 - a ``Host`` the service does not answer for is refused, 421 ``host_not_allowed`` (HTTP and
   WebSocket handshakes alike: DNS rebinding);

@@ -1,6 +1,8 @@
 """The wire contract of the pose service: pydantic messages shared by server and clients."""
 
 from tdmi.protocol.jobs import (
+    FINISHED,
+    JOB_ID_PATTERN,
     ErrorPublic,
     JobCreatedPublic,
     JobLinks,
@@ -8,6 +10,7 @@ from tdmi.protocol.jobs import (
     JobPublic,
     JobResultPublic,
     JobStatus,
+    ResultFormat,
     VideoPublic,
 )
 from tdmi.protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
@@ -15,6 +18,8 @@ from tdmi.protocol.poses import FramePoses, PersonPose
 from tdmi.protocol.workers import WorkerModelPublic, WorkerPublic, WorkersPublic
 
 __all__ = [
+    "FINISHED",
+    "JOB_ID_PATTERN",
     "ErrorPublic",
     "FramePoses",
     "HealthPublic",
@@ -27,6 +32,7 @@ __all__ = [
     "ModelPublic",
     "ModelsPublic",
     "PersonPose",
+    "ResultFormat",
     "SkeletonPublic",
     "VideoPublic",
     "WorkerModelPublic",

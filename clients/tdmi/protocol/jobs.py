@@ -11,6 +11,8 @@ from tdmi.protocol.messages import SkeletonPublic
 from tdmi.protocol.poses import FramePoses
 
 __all__ = [
+    "FINISHED",
+    "JOB_ID_PATTERN",
     "ErrorPublic",
     "JobBoxes",
     "JobCreatedPublic",
@@ -19,10 +21,17 @@ __all__ = [
     "JobPublic",
     "JobResultPublic",
     "JobStatus",
+    "ResultFormat",
     "VideoPublic",
 ]
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+# a job in one of these stays in it: its result, error or cancellation is final
+FINISHED: frozenset[JobStatus] = frozenset({"done", "failed", "cancelled"})
+# a job id: uuid4 hex, so that one can name files on the server and nothing else
+JOB_ID_PATTERN = r"[0-9a-f]{32}"
+# the formats of a finished job's result (``GET /v1/pose/{id}/result?format=``)
+ResultFormat = Literal["json", "posetrack", "coco"]
 
 # Boxes a client gives for a video job: frame index (as a string, JSON object keys) -> boxes,
 # each [x1, y1, x2, y2] or [x1, y1, x2, y2, score].

@@ -12,7 +12,10 @@ from types import ModuleType
 
 __all__ = ["MediaUnavailable", "require"]
 
-INSTALL_HINT = "pip install 'tdmi-client[media]'"
+# the SDK from a package index, or from the repository (where it is until published)
+INSTALL_HINT = (
+    "pip install 'tdmi-client[media]' (in a checkout of the project: pip install './clients[media]')"
+)
 _DISTRIBUTIONS = {"cv2": "OpenCV", "av": "PyAV"}
 
 

@@ -27,6 +27,11 @@ class ModelPublic(BaseModel):
     input_size: tuple[int, int] = Field(description="crop size (height, width)")
     checkpoint: str | None = Field(description="weights file name, or null for untrained weights")
     skeleton: SkeletonPublic
+    synthetic_demo: bool = Field(
+        default=False,
+        description="the weights are a demo shipped with the service, trained on synthetic figures "
+        "only: they do not find real people (published weights: `tdmi weights`)",
+    )
 
 
 class ModelsPublic(BaseModel):

@@ -1,7 +1,7 @@
 """Drawing pose results on a frame: boxes, "id N" labels, skeleton lines and joints (OpenCV + NumPy).
 
 Shared by the server (overlay videos) and clients (live previews). OpenCV is imported when a
-frame is drawn (``protocol.media``): the SDK installed without its ``media`` extra still imports this.
+frame is drawn (``tdmi.protocol.media``): the SDK installed without its ``media`` extra still imports this.
 A person is any object or dict with ``track_id``, ``box`` ``[x1, y1, x2, y2]`` and ``keypoints``
 ``[[x, y, score], ...]`` (either may be missing or None). Colours are RGB, as the frames are.
 """

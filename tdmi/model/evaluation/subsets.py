@@ -2,7 +2,7 @@
 
 The synthetic annotations say, per frame, whether it is blurred (motion blur or defocus above
 their thresholds) or has an occluded joint, and per person which joints are hidden
-(``occluded_joints``, see ``model.data.synth``). The subsets:
+(``occluded_joints``, see ``tdmi.model.data.synth``). The subsets:
 
 - ``all``: every labelled frame;
 - ``occluded_joints``: only the hidden joints: every other joint is removed from the ground

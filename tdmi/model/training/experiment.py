@@ -15,7 +15,7 @@ rate drop for the last epoch):
 
 Each is evaluated once, after its last step (no checkpoint picked on the held-out videos), with
 ground-truth boxes on held-out synthetic videos whose seed training never used: mAP overall, on
-occluded joints, blurred frames and clean frames (``model.evaluation.subsets``), with paired
+occluded joints, blurred frames and clean frames (``tdmi.model.evaluation.subsets``), with paired
 bootstrap 95 % intervals over videos for (2)-(1), (3)-(2) and (2)-(4).
 
 Stages (each skips what an earlier run finished, so the command can be rerun after a stop):

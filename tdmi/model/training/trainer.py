@@ -6,7 +6,7 @@ on CUDA, gradient clipping, and periodic validation with the PoseTrack metric: e
 predicts its share of the validation crops, rank 0 writes the official-format files, runs the
 evaluator and logs mean AP. ``last.pt`` (every epoch, and when a time or step budget stops the
 run) holds everything a resume needs; ``best.pt`` the weights of the best validation mAP. Both
-are ordinary checkpoints of ``model.checkpoint``, so ``build_model(name, path)`` loads them.
+are ordinary checkpoints of ``tdmi.model.checkpoint``, so ``build_model(name, path)`` loads them.
 """
 
 from __future__ import annotations

@@ -2,24 +2,28 @@
 
 Form fields arrive as text. Each is checked by a pydantic model (pydantic's JSON parser caps
 nesting and number length, so a boxes field nested 50,000 deep or a number thousands of digits
-long is a 422 like any other mistake); the boxes are then held to the video they belong to.
+long is a 422 like any other mistake); the job service then holds them to the model and the video
+(``tdmi.service.jobs.options``). The route's OpenAPI body is generated from the same model, so the
+document and the parser cannot drift apart.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Json, Strict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, Strict, StringConstraints, ValidationError
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
-from tdmi.service.detection import parse_client_boxes
 from tdmi.service.errors import ApiError
-from tdmi.service.streaming.boxes import detections_array
+from tdmi.service.jobs.options import JobRequest
 
-__all__ = ["FORM_FIELDS", "JobForm", "lookahead_within", "parse_job_form", "video_boxes"]
+__all__ = ["FORM_FIELDS", "JobForm", "parse_job_form", "upload_body"]
 
 # a frame index written in ASCII digits; "²", "٣" and thousand-digit numbers are not frame indices
 FrameKey = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
 Number = Annotated[float, Strict()]
+FILE_FIELD = "file"
 
 
 class JobForm(BaseModel):
@@ -27,21 +31,30 @@ class JobForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    model: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    boxes: Json[dict[FrameKey, list[list[Number]]]] | None = None
-    lookahead: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] | None = None
-    render: bool = False
+    model: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="model name (default: the first loaded)"
+    )
+    boxes: Json[dict[FrameKey, list[list[Number]]]] | None = Field(
+        None,
+        description='JSON {"<frame index>": [[x1, y1, x2, y2(, score)], ...]}; '
+        "when given, only these boxes are used (no detector)",
+    )
+    lookahead: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] | None = Field(
+        None, description="future frames per clip, 0..d of the model"
+    )
+    render: bool = Field(False, description="also write an overlay MP4")
 
 
-FORM_FIELDS = ("file", *JobForm.model_fields)
+FORM_FIELDS = (FILE_FIELD, *JobForm.model_fields)
 
 
-def parse_job_form(fields: dict[str, str]) -> JobForm:
-    """The form, or a 422 naming the first bad field (``invalid_boxes`` for the boxes)."""
+def parse_job_form(fields: dict[str, str], filename: str | None, owner: str | None) -> JobRequest:
+    """The job the form asks for, or a 422 naming the first bad field (``invalid_boxes`` for the
+    boxes); ``filename`` is the upload's, ``owner`` the caller's key id."""
     # an empty field is an absent one (HTML forms send empty inputs)
     given = {name: value for name, value in fields.items() if value.strip()}
     try:
-        return JobForm.model_validate(given)
+        form = JobForm.model_validate(given)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         field = str(first["loc"][0]) if first["loc"] else "form"
@@ -52,6 +65,8 @@ def parse_job_form(fields: dict[str, str]) -> JobForm:
             detail = "lookahead must be a whole number written in digits 0-9"
             raise ApiError(422, "invalid_request", detail) from None
         raise ApiError(422, "invalid_request", f"{field}: {first['msg']}") from None
+    lookahead = None if form.lookahead is None else int(form.lookahead)
+    return JobRequest(form.model, form.boxes, lookahead, form.render, filename, owner)
 
 
 def _short(part: object) -> str:
@@ -60,31 +75,21 @@ def _short(part: object) -> str:
     return text if len(text) <= 24 else f"{text[:20]}..."
 
 
-def lookahead_within(form: JobForm, radius: int) -> int | None:
-    """The form's lookahead as a number of future frames, 0..d of the chosen model."""
-    if form.lookahead is None:
-        return None
-    value = int(form.lookahead)
-    if value > radius:
-        detail = f"lookahead must be an integer from 0 to {radius}, got {value}"
-        raise ApiError(422, "invalid_request", detail)
-    return value
+class _FormFieldSchema(GenerateJsonSchema):
+    """Form fields as a client sends them: an optional field is one left out, never a null."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        if self.get_default_value(schema) is None:
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
 
 
-def video_boxes(
-    boxes: dict[str, list[list[float]]] | None, width: int, height: int, frames: int
-) -> dict[str, list[list[float]]]:
-    """The client's boxes checked against the video: frame indices it has, boxes inside its frames."""
-    out: dict[str, list[list[float]]] = {}
-    for key, value in (boxes or {}).items():
-        index = int(key)
-        if index >= frames:
-            raise ApiError(
-                422, "invalid_boxes", f"boxes: {key!r} is not a frame index of this video (0..{frames - 1})"
-            )
-        try:
-            parsed = parse_client_boxes(value, image_size=(width, height))
-        except ValueError as exc:
-            raise ApiError(422, "invalid_boxes", f"boxes for frame {index}: {exc}") from None
-        out[str(index)] = detections_array(parsed).tolist()
-    return out
+def upload_body() -> dict[str, Any]:
+    """The route's multipart body for ``openapi_extra``: the video part and ``JobForm``'s fields."""
+    form = JobForm.model_json_schema(schema_generator=_FormFieldSchema)
+    video = {"type": "string", "format": "binary", "description": "the video"}
+    schema = {**form, "required": [FILE_FIELD], "properties": {FILE_FIELD: video, **form["properties"]}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}

@@ -9,52 +9,30 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobLinks, JobPublic, JobResultPublic
-from tdmi.service.api.job_form import FORM_FIELDS, lookahead_within, parse_job_form, video_boxes
-from tdmi.service.api.progress_rate import ProgressRates
+from tdmi.protocol import (
+    ErrorPublic,
+    JobCreatedPublic,
+    JobLinks,
+    JobPublic,
+    JobResultPublic,
+    ResultFormat,
+)
+from tdmi.service.api.job_form import FILE_FIELD, FORM_FIELDS, parse_job_form, upload_body
 from tdmi.service.api.uploads import receive_upload
 from tdmi.service.auth import Caller
 from tdmi.service.client_text import shown
-from tdmi.service.deps import Authorised, CallerDep, CatalogDep, JobsDep, SettingsDep
+from tdmi.service.deps import Authorised, CallerDep, JobsDep, SettingsDep
 from tdmi.service.errors import ApiError
-from tdmi.service.jobs.disk import check_free_space
-from tdmi.service.jobs.formats import ResultFormat, render_result
-from tdmi.service.jobs.queue import NewJob
+from tdmi.service.jobs.formats import render_result
 from tdmi.service.jobs.service import JobService
-from tdmi.service.jobs.store import JobRecord, new_job_id
-from tdmi.service.video import limits_of, probe_video
+from tdmi.service.jobs.store import JobRecord
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/pose", tags=["jobs"], dependencies=[Authorised])
-_RATES = ProgressRates()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422, 429, 503, 507)
-}
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "the video"},
-                        "model": {"type": "string", "description": "model name (default: the first loaded)"},
-                        "boxes": {
-                            "type": "string",
-                            "description": 'JSON {"<frame index>": [[x1, y1, x2, y2(, score)], ...]}; '
-                            "when given, only these boxes are used (no detector)",
-                        },
-                        "lookahead": {"type": "integer", "description": "future frames per clip, 0..d"},
-                        "render": {"type": "boolean", "description": "also write an overlay MP4"},
-                    },
-                }
-            }
-        },
-    }
 }
 
 
@@ -64,14 +42,12 @@ def _links(request: Request, record: JobRecord) -> JobLinks:
     return JobLinks(self=base, result=f"{base}/result", video=video)
 
 
-def _public(request: Request, record: JobRecord) -> JobPublic:
+def _public(request: Request, jobs: JobService, record: JobRecord) -> JobPublic:
     return JobPublic(
         job_id=record.id,
         status=record.status,
         model=record.model,
-        progress=_RATES.progress(
-            record.id, record.status == "running", record.frames_done, record.frames_total, record.updated_at
-        ),
+        progress=jobs.progress(record),
         error=record.error,
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -79,67 +55,43 @@ def _public(request: Request, record: JobRecord) -> JobPublic:
     )
 
 
+def _declared_bytes(request: Request) -> int:
+    """The body's size as its ``Content-Length`` declares it; 0 if absent or not a plain number."""
+    declared = request.headers.get("content-length", "")
+    plain = declared.isascii() and declared.isdigit() and len(declared) < 20
+    return int(declared) if plain else 0
+
+
+async def _awaited_result(jobs: JobService, record: JobRecord) -> JSONResponse:
+    """``?wait=true``: the job's result once it has finished, or why there is none."""
+    ended = await jobs.wait(record.id)
+    if ended is None:
+        raise ApiError(404, "not_found", f"job {record.id} was deleted while it ran")
+    if ended.status != "done" or ended.result_path is None:
+        raise ApiError(422, f"job_{ended.status}", ended.error or f"job {ended.status}")
+    return JSONResponse(json.loads(ended.result_path.read_text()), status_code=200)
+
+
 @router.post(
     "",
     operation_id="create_job",
     status_code=202,
     responses={**_ERRORS, 200: {"model": JobResultPublic, "description": "with ?wait=true"}},
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=upload_body(),
 )
 async def create_job(
     request: Request,
     jobs: JobsDep,
-    catalog: CatalogDep,
     settings: SettingsDep,
     caller: CallerDep,
     wait: Annotated[bool, Query(description="answer with the result (short videos only)")] = False,
 ) -> JSONResponse:
-    if not jobs.accepting:
-        raise ApiError(503, "shutting_down", "the server is shutting down")
-    if await jobs.queued() >= settings.max_queued_jobs:
-        raise ApiError(
-            429, "too_many_jobs", f"{settings.max_queued_jobs} jobs are already waiting; retry later"
-        )
-    job_id = new_job_id()
-    upload_path = jobs.upload_path(job_id)
-    declared = request.headers.get("content-length", "")
-    plain = declared.isascii() and declared.isdigit() and len(declared) < 20
-    incoming = min(int(declared), settings.max_upload_bytes) if plain else 0
-    await asyncio.to_thread(check_free_space, upload_path.parent, settings.min_free_bytes, incoming)
-    try:
-        upload = await receive_upload(request, upload_path, "file", settings.max_upload_bytes, FORM_FIELDS)
-        form = parse_job_form(upload.fields)
-        model = catalog.get(form.model)
-        lookahead = lookahead_within(form, model.preset.num_frames // 2)
-        info = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: probe_video(upload_path, **limits_of(settings), name=upload.filename)
-        )
-        if wait and info.num_frames > settings.wait_max_frames:
-            raise ApiError(
-                422,
-                "too_long_to_wait",
-                f"?wait=true is for videos up to {settings.wait_max_frames} frames; "
-                f"this one has {info.num_frames}: poll the job instead",
-            )
-        options = {
-            "boxes": video_boxes(form.boxes, info.width, info.height, info.num_frames),
-            "lookahead": lookahead,
-            "render": form.render,
-            "filename": upload.filename,
-        }
-        record = await jobs.submit(
-            NewJob(job_id, model.name, options, upload_path, info.num_frames, caller.owner)
-        )
-    except BaseException:  # no job reads the upload (Redis refusing the job among the reasons)
-        upload_path.unlink(missing_ok=True)
-        raise
+    async with jobs.admit(_declared_bytes(request)) as slot:
+        upload = await receive_upload(request, slot.path, FILE_FIELD, settings.max_upload_bytes, FORM_FIELDS)
+        job = parse_job_form(upload.fields, upload.filename, caller.owner)
+        record = await jobs.create(slot, job, wait=wait)
     if wait:
-        ended = await jobs.wait(record.id)
-        if ended is None:
-            raise ApiError(404, "not_found", f"job {record.id} was deleted while it ran")
-        if ended.status != "done" or ended.result_path is None:
-            raise ApiError(422, f"job_{ended.status}", ended.error or f"job {ended.status}")
-        return JSONResponse(json.loads(ended.result_path.read_text()), status_code=200)
+        return await _awaited_result(jobs, record)
     created = JobCreatedPublic(job_id=record.id, status=record.status, links=_links(request, record))
     return JSONResponse(
         created.model_dump(mode="json"), status_code=202, headers={"Location": created.links.self}
@@ -156,7 +108,7 @@ async def _record(jobs: JobService, job_id: str, caller: Caller) -> JobRecord:
 
 @router.get("/{job_id}", operation_id="get_job", responses=_ERRORS)
 async def get_job(request: Request, job_id: str, jobs: JobsDep, caller: CallerDep) -> JobPublic:
-    return _public(request, await _record(jobs, job_id, caller))
+    return _public(request, jobs, await _record(jobs, job_id, caller))
 
 
 @router.get("/{job_id}/result", operation_id="get_job_result", responses=_ERRORS)
@@ -195,4 +147,4 @@ async def cancel_job(request: Request, job_id: str, jobs: JobsDep, caller: Calle
     record = await jobs.delete(job_id)
     if record is None:  # deleted meanwhile by another request or the retention
         raise ApiError(404, "not_found", f"no job {job_id}")
-    return _public(request, record)
+    return _public(request, jobs, record)

@@ -44,10 +44,10 @@ from tdmi.protocol.stream import (
     ResumedMessage,
     unpack_frame,
 )
-from tdmi.service.auth import is_authorised
 from tdmi.service.client_text import shown
 from tdmi.service.config import Settings
-from tdmi.service.deps import NodeDep
+from tdmi.service.deps import Authorised, ReadyNodeDep
+from tdmi.service.errors import ApiError, close_websocket
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
 from tdmi.service.streaming.tasks import cancel_and_wait
@@ -60,7 +60,6 @@ log = logging.getLogger("tdmi.stream")
 _CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MAX_BAD_MESSAGES = 20
 MAX_PENDING_BOXES = 64
-CLOSE_TIMEOUT_S = 2.0  # how long the closing error and close frame may wait for a client to read
 MESSAGE_COST_BYTES = 256  # what a message read ahead costs at least, however short its payload
 
 # (stream id, error sink) -> the stream's feed; the app picks local or remote at start-up
@@ -237,21 +236,14 @@ class LiveStream:
         return reply
 
 
-@router.websocket("/v1/stream")
-async def stream(ws: WebSocket, node: NodeDep) -> None:
+@router.websocket("/v1/stream", dependencies=[Authorised])
+async def stream(ws: WebSocket, node: ReadyNodeDep) -> None:
+    """The key and readiness are checked by the HTTP routes' dependencies; their refusals close
+    the WebSocket with its protocol's codes (``errors.WEBSOCKET_REFUSALS``)."""
     settings = node.settings
-    await ws.accept()
-    if not is_authorised(settings, ws.headers, ws.query_params.get("api_key")):
-        await _close(ws, 1008, "missing or wrong API key")
-        return
-    if node.readiness.reason is not None or not node.readiness.accepting:
-        error = ErrorMessage(error="not_ready", detail=node.readiness.reason or "shutting down")
-        await _close(ws, 1013, "not ready", error)
-        return
     if len(node.streams) >= settings.max_streams:
-        error = ErrorMessage(error="too_many_streams", detail=f"limit is {settings.max_streams}")
-        await _close(ws, 4029, "too many concurrent streams", error)
-        return
+        raise ApiError(429, "too_many_streams", f"limit is {settings.max_streams}")
+    await ws.accept()
     live = LiveStream(ws, settings, node.metrics, node.open_feed)
     node.streams.add(live.stream_id, live)
     node.metrics.active_streams.inc()
@@ -292,7 +284,7 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
         if told is not None:
             node.metrics.errors.labels(f"ws_{told.error}").inc()
         if code and ws.application_state != WebSocketState.DISCONNECTED:
-            await _close(ws, code, reason, told)
+            await close_websocket(ws, code, reason, told)
         log.info(
             "stream %s closed: %s%s (%d frames, %d dropped)",
             live.stream_id,
@@ -301,18 +293,6 @@ async def stream(ws: WebSocket, node: NodeDep) -> None:
             live.frames,
             live.dropped,
         )
-
-
-async def _close(ws: WebSocket, code: int, reason: str, error: ErrorMessage | None = None) -> None:
-    """Close (after ``error``, if any). A client that does not read is waited for at most
-    ``CLOSE_TIMEOUT_S``: the server then drops its socket without a close frame. A client that has
-    already gone is no fault of ours: one that connected and dropped, or one that read ``ended``
-    and closed first, crossing our close."""
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
-        async with asyncio.timeout(CLOSE_TIMEOUT_S):
-            if error is not None:
-                await ws.send_text(error.model_dump_json())
-            await ws.close(code, reason)
 
 
 class _Inbox:

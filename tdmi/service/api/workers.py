@@ -13,5 +13,5 @@ router = APIRouter(prefix="/v1", tags=["operations"], dependencies=[Authorised])
 @router.get("/workers", operation_id="list_workers", responses={503: {"model": ErrorPublic}})
 async def list_workers(node: ReadyNodeDep) -> WorkersPublic:
     """A Redis that went away since the node's last check is answered 503 with ``Retry-After``
-    (``service.errors``), without its address."""
+    (``tdmi.service.errors``), without its address."""
     return await node.workers()

@@ -1,8 +1,8 @@
-"""Redis connections that survive a Redis restart: backoff for loops, a watch for readiness."""
+"""Redis connections that survive a Redis restart: bounded calls, Streams followed through an
+outage (``tdmi.service.backoff``), a watch for readiness."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,10 +14,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tdmi.protocol.backoff import BackoffSchedule
+from tdmi.service.backoff import Backoff
 from tdmi.service.faults import classify, is_transient
 
-__all__ = ["TRANSIENT", "Backoff", "RedisWatch", "connect", "follow"]
+__all__ = ["TRANSIENT", "RedisWatch", "connect", "follow"]
 
 log = logging.getLogger("tdmi.cluster")
 
@@ -40,20 +40,6 @@ def connect(url: str) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-
-
-class Backoff(BackoffSchedule):
-    """The shared backoff schedule, waited out by a loop that met a transient fault (Redis lost)."""
-
-    def __init__(self, first_s: float = 0.1, cap_s: float = 5.0):
-        super().__init__(first_s, cap_s)
-
-    async def wait(self, what: str, exc: BaseException) -> None:
-        """Logged at the first failure after a success only: an outage is one line, not one a tick."""
-        delay_s = self.next_delay()
-        if self.failures == 1:
-            log.warning("%s: %s (%s); retrying quietly until it works", what, classify(exc).detail, exc)
-        await asyncio.sleep(delay_s)
 
 
 async def follow(

@@ -5,7 +5,7 @@ running (XCLAIM to itself, which resets their idle time), and acknowledges them 
 A worker that dies stops renewing: after ``job_claim_idle_s`` another worker takes the entry
 over with XAUTOCLAIM and runs the job again; its ``start`` finds the job still ``running`` and
 counts the lost run as a crash. A Redis that comes back without its data has no consumer group:
-the first ``take`` that meets NOGROUP creates it again, and the queue goes on.
+the first ``take`` that meets NOGROUP creates it again and takes from it; the queue goes on.
 
 Every run's fresh token is written into the job's hash. Progress and the final transitions (Lua
 scripts, atomic in Redis) only apply while the hash still holds the run's token, and each run
@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,17 +27,17 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
+from tdmi.protocol.jobs import FINISHED
 from tdmi.service.cluster import keys
 from tdmi.service.cluster.connection import BLOCK_MS
 from tdmi.service.faults import is_missing_group
 from tdmi.service.jobs.queue import CRASHED, Charge, Claim, Deletion, NewJob, StartInfo
-from tdmi.service.jobs.store import FINISHED, JobRecord, checked_id, options_json
+from tdmi.service.jobs.store import JobRecord, checked_id, is_job_id, options_json
 
 __all__ = ["RedisJobQueue"]
 
 log = logging.getLogger("tdmi.cluster")
 
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 # ARGV: token, worker, now, job id, crash error -> {attempts, crashes, last error, retries} or nil
 _START = """
@@ -174,7 +173,7 @@ class RedisJobQueue:
         self._release = redis.register_script(_RELEASE)
         self._grouped = False  # a take has found the consumer group
 
-    async def ensure_group(self) -> None:
+    async def _create_group(self) -> None:
         """The consumer group reads the Stream from its start, so jobs queued before any worker run."""
         try:
             await self.redis.xgroup_create(keys.JOBS_STREAM, keys.JOBS_GROUP, id="0", mkstream=True)
@@ -213,7 +212,7 @@ class RedisJobQueue:
         return record
 
     async def get(self, job_id: str) -> JobRecord | None:
-        if not _JOB_ID.fullmatch(job_id):
+        if not is_job_id(job_id):
             return None
         fields: dict[bytes, bytes] = await self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
         return self._record({k.decode(): v.decode() for k, v in fields.items()}) if fields else None
@@ -226,7 +225,7 @@ class RedisJobQueue:
         return answer.decode() if answer else None
 
     async def delete(self, job_id: str, finished_before: float | None = None) -> Deletion | None:
-        if not _JOB_ID.fullmatch(job_id):
+        if not is_job_id(job_id):
             return None
         cutoff = "" if finished_before is None else repr(finished_before)
         answer = await self._delete(
@@ -256,10 +255,10 @@ class RedisJobQueue:
         except ResponseError as exc:
             if not is_missing_group(exc):
                 raise
-            await self.ensure_group()
+            await self._create_group()
             if self._grouped:  # it was there: Redis restarted without its data, or lost it
                 log.warning("job queue: consumer group %r was missing; created again", keys.JOBS_GROUP)
-            return None
+            claim = await self._take()
         self._grouped = True
         return claim
 

@@ -5,7 +5,7 @@ a full batcher) never holds up the others; replies go to the Stream of the API n
 WebSocket. Streams whose API node stopped beating are closed.
 
 An API node sends a stream at most ``lookahead + FRAMES_AHEAD`` frames ahead of their answers
-(``service.cluster.remote_feed``), so a stream's queue of operations here stays that short.
+(``tdmi.service.cluster.remote_feed``), so a stream's queue of operations here stays that short.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class _Hosted:
     def __init__(self, open_op: OpenOp):
         self.open_op = open_op
         # None: the stream is closed (its loop ends there even if its cancel was lost: see
-        # service.streaming.tasks)
+        # tdmi.service.streaming.tasks)
         self.ops: asyncio.Queue[tuple[FrameOp | EndOp, bytes] | None] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
         self.serving = False  # opened on this worker (counted in active_streams)

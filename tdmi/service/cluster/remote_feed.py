@@ -28,8 +28,9 @@ from tdmi.protocol.stream import (
     ResultMessage,
     ResumedMessage,
 )
+from tdmi.service.backoff import Backoff
 from tdmi.service.cluster import keys
-from tdmi.service.cluster.connection import TRANSIENT, Backoff, follow
+from tdmi.service.cluster.connection import TRANSIENT, follow
 from tdmi.service.cluster.messages import REPLY, CloseOp, EndOp, FeedClosed, FrameOp, OpenOp, Reply
 from tdmi.service.cluster.registry import Registry, least_loaded
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply, errors_ignored

@@ -174,7 +174,7 @@ def make_backend(
     """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``.
 
     ``threads``: ONNX Runtime's intra-op threads (torch's are set process-wide, see
-    ``service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only."""
+    ``tdmi.service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only."""
     if (compile or cuda_graphs) and kind != "torch":
         raise ValueError(f"torch_compile and cuda_graphs need backend torch, not {kind}")
     if kind == "torch":

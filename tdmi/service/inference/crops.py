@@ -1,7 +1,7 @@
 """Person crops: on a GPU each frame is uploaded once and every clip is warped from it there; on a
 CPU each crop is warped straight from the uint8 frame.
 
-The warp is the same affine the training data uses (``model.geometry.crop_affine``). On a GPU it
+The warp is the same affine the training data uses (``tdmi.model.geometry.crop_affine``). On a GPU it
 runs as ``grid_sample``, so that a batch of clips from many streams is cut out in a few kernel
 calls; sampling pixel centres with ``align_corners=False`` matches ``cv2.warpAffine``. On a CPU
 ``cv2.warpAffine`` itself is several times cheaper: it reads only the pixels a crop needs, in

@@ -2,7 +2,7 @@
 
 In exact mode every key frame crops its 2d+1 frames with its own box, so nothing is shared. In
 reuse mode a session keeps one crop box (an *anchor*) per track while the person stays inside it
-(``service.streaming.anchors``); a frame cropped with an anchor then gives the same backbone
+(``tdmi.service.streaming.anchors``); a frame cropped with an anchor then gives the same backbone
 features to every window that holds it, so the runner computes them once, keeps them in the
 stream's ``FeatureCache`` and runs only the rest of TDMI (encoder, disentanglement, heads) on the
 cached stack.

@@ -1,7 +1,7 @@
 """The feature-reuse path of ``ModelRunner``: the backbone runs only on the (anchor, frame) crops
 not yet in their stream's ``FeatureCache``; the rest of TDMI runs on the cached stacks.
 
-See ``service.inference.feature_cache`` for why the features of a frame cropped with an anchor
+See ``tdmi.service.inference.feature_cache`` for why the features of a frame cropped with an anchor
 serve every window that holds it.
 """
 
@@ -23,7 +23,9 @@ from tdmi.service.inference.work import FrameWork
 
 __all__ = ["FeatureReuse"]
 
-StageTimer = Callable[[str, float], None]
+# records a stage's time since its start: (stage, start on time.perf_counter); the runner's, which
+# waits for the device's work first
+StageLap = Callable[[str, float], None]
 
 
 class MissingCrop(NamedTuple):
@@ -77,10 +79,10 @@ class FeatureReuse:
         preset: ModelPreset,
         device: torch.device,
         buckets: Sequence[int],
-        lap: StageTimer,
+        lap: StageLap,
     ):
         self.split, self.preset, self.device, self.buckets = split, preset, device, buckets
-        self._lap = lap  # (stage, start time): records the stage's time since start
+        self._lap = lap
         self.backbone_crops = 0  # crops the backbone has run on: what reuse saves
 
     def warm_up(self, inputs: torch.Tensor) -> None:

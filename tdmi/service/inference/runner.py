@@ -9,7 +9,7 @@ features are not yet in their stream's cache go through the backbone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -26,10 +26,9 @@ from tdmi.service.inference.crops import cut_clips, input_to_image_affines
 from tdmi.service.inference.feature_cache import split_network
 from tdmi.service.inference.feature_reuse import FeatureReuse
 from tdmi.service.inference.work import FrameWork, PoseArrays
+from tdmi.service.metrics import StageTimer
 
 __all__ = ["ModelRunner", "PreparedBatch"]
-
-StageTimer = Callable[[str, float], None]
 
 
 def _forward_groups(works: Sequence[FrameWork]) -> list[list[FrameWork]]:

@@ -36,7 +36,6 @@ __all__ = [
     "ModelInfo",
     "ModelRuntime",
     "UnknownModelError",
-    "parse_model_spec",
 ]
 
 log = logging.getLogger("tdmi.inference")
@@ -87,12 +86,6 @@ class ModelCatalog(Protocol):
     def get(self, name: str | None) -> ModelInfo:
         """The named model, or the default one for None; raises ``UnknownModelError``."""
         ...
-
-
-def parse_model_spec(spec: str) -> tuple[ModelPreset, Path | None]:
-    """``NAME`` or ``NAME=CHECKPOINT`` (presets, files or pulled catalogue entries) -> (preset,
-    checkpoint), with the weights cache of this environment's settings."""
-    return resolve_model(spec, weights_store(Settings()))
 
 
 class InferenceRuntime:

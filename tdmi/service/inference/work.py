@@ -33,7 +33,7 @@ class FrameWork:
     """Everything the model runner needs for one frame; its persons always travel in one batch.
 
     ``clip`` holds, per clip position, the key of a frame in ``images`` (the key frame stands in
-    for missing neighbours, see ``model.data.clips``); ``boxes`` (N, 4) are the key frame's, the
+    for missing neighbours, see ``tdmi.model.data.clips``); ``boxes`` (N, 4) are the key frame's, the
     crop boxes of its clips. In feature-reuse mode ``features`` is set: ``boxes`` are then the
     tracks' anchors and the runner reuses cached per-frame features (frame keys are positions).
     """

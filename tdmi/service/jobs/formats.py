@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from tdmi.protocol import JobResultPublic, PersonPose
+from tdmi.protocol import JobResultPublic, PersonPose, ResultFormat
 
-__all__ = ["ResultFormat", "render_result"]
-
-ResultFormat = Literal["json", "posetrack", "coco"]
+__all__ = ["render_result"]
 
 
 def _flat(person: PersonPose) -> list[float]:

@@ -6,7 +6,7 @@ stay on the shared disk; a run given back leaves the files of its token. Each of
 whose job is unknown, or a job's file that is not one of its current files. Files younger than
 ``grace_s`` are left alone: on shared storage another node may be writing them right now (an
 upload in progress, a run's partial overlay). An embedded server sweeps with no grace at start-up,
-before it serves (it holds the data directory alone, ``service.data_dir_lock``).
+before it serves (it holds the data directory alone, ``tdmi.service.data_dir_lock``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import time
 from pathlib import Path
 
+from tdmi.protocol.jobs import JOB_ID_PATTERN
 from tdmi.service.jobs.queue import JobQueue
 
 __all__ = ["JOB_FOLDERS", "sweep_leftovers"]
@@ -26,7 +27,7 @@ log = logging.getLogger("tdmi.jobs")
 JOB_FOLDERS = ("uploads", "results", "videos")
 # every name a job's files take: <id><suffix>, <id>.<token>.json|mp4, and the temporary forms
 # .<name>.part (overlay being written) and .<name>.<random>.tmp (write_json_atomic)
-_JOB_FILE = re.compile(r"\.?([0-9a-f]{32})[.\w-]*")
+_JOB_FILE = re.compile(rf"\.?({JOB_ID_PATTERN})[.\w-]*")
 
 
 async def sweep_leftovers(queue: JobQueue, data_dir: Path, grace_s: float, now: float | None = None) -> int:

@@ -23,6 +23,7 @@ import time
 from asyncio import Future
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,20 @@ from tdmi.protocol import FramePoses, JobResultPublic, VideoPublic
 from tdmi.protocol.overlay import draw_poses
 from tdmi.service.config import Settings
 from tdmi.service.detection import TimedDetections
-from tdmi.service.inference.runtime import InferenceRuntime
+from tdmi.service.inference.runtime import InferenceRuntime, ModelRuntime
 from tdmi.service.inference.threads import named_threads
 from tdmi.service.jobs.store import JobRecord
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import StreamFrame, StreamSession
-from tdmi.service.video import DecodedFrame, OverlayWriter, VideoFrames, limits_of, probe_video
+from tdmi.service.video import (
+    DecodedFrame,
+    OverlayWriter,
+    VideoFrames,
+    VideoInfo,
+    limits_of,
+    probe_video,
+)
 
 __all__ = ["JobProcessor", "ProgressReport"]
 
@@ -64,6 +72,24 @@ class _JobThreads:
     def shutdown(self) -> None:
         self.decode.shutdown(wait=False, cancel_futures=True)
         self.encode.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(eq=False)
+class _Run:
+    """One job's run, as its steps share it."""
+
+    record: JobRecord
+    report: ProgressReport
+    info: VideoInfo
+    model: ModelRuntime
+    session: StreamSession
+    boxes: dict[int, np.ndarray]  # the client's, by frame index; empty: the detector finds people
+    writer: OverlayWriter | None  # None without an overlay, and once it is closed
+    threads: _JobThreads
+    frames: list[FramePoses] = field(default_factory=list)
+    to_encode: asyncio.Queue[tuple[np.ndarray, FramePoses, StreamFrame] | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=ENCODE_BEHIND)
+    )
 
 
 class JobProcessor:
@@ -102,17 +128,29 @@ class JobProcessor:
 
         Raises ``asyncio.CancelledError`` when ``report`` answers False.
         """
-        loop = asyncio.get_running_loop()
-        settings = self.settings
         path = record.input_path
         if path is None:
             raise RuntimeError(f"job {record.id} has no upload")
-        info = await loop.run_in_executor(
-            self.io,
-            lambda: probe_video(path, **limits_of(settings), name=record.options.get("filename")),
-        )
+        info = await self._probe(path, record)
         if not await report(0, info.num_frames):
             raise asyncio.CancelledError
+        run = self._open(record, report, info, video_path)
+        video = VideoFrames(path, **limits_of(self.settings), name=record.options.get("filename"))
+        await self._supervise(run, video)
+        await report(len(run.frames), len(run.frames))
+        self.metrics.frames.labels("job").inc(len(run.frames))
+        return _result(run, video)
+
+    async def _probe(self, path: Path, record: JobRecord) -> VideoInfo:
+        limits, name = limits_of(self.settings), record.options.get("filename")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.io, lambda: probe_video(path, **limits, name=name))
+
+    def _open(
+        self, record: JobRecord, report: ProgressReport, info: VideoInfo, video_path: Path | None
+    ) -> _Run:
+        """The run's session on the job's model (fed the client's boxes if it gave any), its
+        overlay writer and its threads."""
         model = self.runtime.get(record.model)
         options = record.options
         given = options.get("boxes") or {}
@@ -126,79 +164,63 @@ class JobProcessor:
             box_mode="client" if boxes else "auto",
         )
         writer = OverlayWriter.for_video(video_path, info) if video_path is not None else None
-        frames: list[FramePoses] = []
-        skeleton = model.preset.layout.skeleton
-        threads = self._take_threads()
-        to_encode: asyncio.Queue[tuple[np.ndarray, FramePoses, StreamFrame] | None] = asyncio.Queue(
-            maxsize=ENCODE_BEHIND
-        )
+        return _Run(record, report, info, model, session, boxes, writer, self._take_threads())
 
-        async def collect() -> None:
-            last_progress = time.monotonic()
-            async for outcome in session.outcomes():
-                if outcome.error is not None:
-                    raise RuntimeError(f"frame {outcome.frame.frame_id}: {outcome.error}")
-                assert outcome.poses is not None
-                frames.append(outcome.poses)
-                if writer is not None:
-                    await to_encode.put((outcome.frame.image, outcome.poses, outcome.frame))
-                if time.monotonic() - last_progress > PROGRESS_EVERY_S:
-                    if not await report(len(frames), info.num_frames):
-                        raise _Stopped
-                    last_progress = time.monotonic()
-            await to_encode.put(None)
-
-        async def encode() -> None:
-            while (item := await to_encode.get()) is not None and writer is not None:
-                image, poses, frame = item
-                start = time.perf_counter()
-                await loop.run_in_executor(
-                    threads.encode, _render, writer, image, poses, skeleton, frame, settings
-                )
-                self.metrics.observe_stage("encode", time.perf_counter() - start)
-
-        video = VideoFrames(path, **limits_of(settings), name=options.get("filename"))
+    async def _supervise(self, run: _Run, video: VideoFrames) -> None:
+        """Feed, collect and encode at once; whichever fails first fails the job (a feed that
+        failed may leave the session unended). The threads go back for the next job."""
         tasks = [
-            asyncio.create_task(self._feed(session, video, boxes, threads.decode)),
-            asyncio.create_task(collect()),
-            asyncio.create_task(encode()),
+            asyncio.create_task(self._feed(run.session, video, run.boxes, run.threads.decode)),
+            asyncio.create_task(self._collect(run)),
+            asyncio.create_task(self._encode(run)),
         ]
         try:
-            # whichever fails first fails the job: a feed that failed may leave the session unended
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in tasks:
                 failure = task.exception() if task.done() else None
                 if failure is not None:
                     raise failure
-            if writer is not None:
-                await loop.run_in_executor(threads.encode, writer.close)
-                writer = None
+            if run.writer is not None:
+                await asyncio.get_running_loop().run_in_executor(run.threads.encode, run.writer.close)
+                run.writer = None
         except _Stopped:
             raise asyncio.CancelledError from None
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if writer is not None:
-                writer.abort()
-            self._idle_threads.append(threads)  # a call still running ends before the next job's
-        await report(len(frames), len(frames))
-        self.metrics.frames.labels("job").inc(len(frames))
-        return JobResultPublic(
-            job_id=record.id,
-            model=model.name,
-            video=VideoPublic(
-                width=info.width,
-                height=info.height,
-                fps=float(info.fps),
-                frames=len(frames),
-                stream=info.stream,
-                rotation=info.rotation,
-                corrupt_frames=video.corrupt_frames,
-            ),
-            skeleton=model.skeleton(),
-            frames=frames,
-        )
+            if run.writer is not None:
+                run.writer.abort()
+            self._idle_threads.append(run.threads)  # a call still running ends before the next job's
+
+    async def _collect(self, run: _Run) -> None:
+        """The session's poses in order, into the result and to the encoder; progress reported
+        every ``PROGRESS_EVERY_S`` (a False answer stops the run)."""
+        last_progress = time.monotonic()
+        async for outcome in run.session.outcomes():
+            if outcome.error is not None:
+                raise RuntimeError(f"frame {outcome.frame.frame_id}: {outcome.error}")
+            assert outcome.poses is not None
+            run.frames.append(outcome.poses)
+            if run.writer is not None:
+                await run.to_encode.put((outcome.frame.image, outcome.poses, outcome.frame))
+            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                if not await run.report(len(run.frames), run.info.num_frames):
+                    raise _Stopped
+                last_progress = time.monotonic()
+        await run.to_encode.put(None)
+
+    async def _encode(self, run: _Run) -> None:
+        """Frames with their poses drawn, into the overlay, on the job's encode thread."""
+        loop = asyncio.get_running_loop()
+        skeleton = run.model.preset.layout.skeleton
+        while (item := await run.to_encode.get()) is not None and run.writer is not None:
+            image, poses, frame = item
+            start = time.perf_counter()
+            await loop.run_in_executor(
+                run.threads.encode, _render, run.writer, image, poses, skeleton, frame, self.settings
+            )
+            self.metrics.observe_stage("encode", time.perf_counter() - start)
 
     async def _feed(
         self,
@@ -262,6 +284,25 @@ class JobProcessor:
             decoder.cancel()
             await asyncio.gather(decoder, return_exceptions=True)
         await session.end()  # the session still awaits the detections of the frames it holds
+
+
+def _result(run: _Run, video: VideoFrames) -> JobResultPublic:
+    info = run.info
+    return JobResultPublic(
+        job_id=run.record.id,
+        model=run.model.name,
+        video=VideoPublic(
+            width=info.width,
+            height=info.height,
+            fps=float(info.fps),
+            frames=len(run.frames),
+            stream=info.stream,
+            rotation=info.rotation,
+            corrupt_frames=video.corrupt_frames,
+        ),
+        skeleton=run.model.skeleton(),
+        frames=run.frames,
+    )
 
 
 def _cancel(detections: list[Future[TimedDetections]]) -> None:

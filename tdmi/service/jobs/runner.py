@@ -1,7 +1,7 @@
 """The one loop that runs video jobs, in the embedded server and in every cluster worker alike.
 
 It takes runs from a ``JobQueue`` (SQLite or Redis), at most ``max_running_jobs`` at once, and
-ends each one under the same policy in both modes, by the class of its error (``service.faults``):
+ends each one under the same policy in both modes, by the class of its error (``tdmi.service.faults``):
 
 - bad input (``MediaError``) fails the job at once: running it again cannot help;
 - a transient fault of the server (descriptors, memory or disk space exhausted, Redis away, also
@@ -19,7 +19,7 @@ Errors are counted in ``tdmi_errors_total{kind="job_<kind>"}``, ``<kind>`` being
 kind (the ``MediaError`` kind, ``out_of_descriptors``, ``insufficient_storage``, ...), ``gave_up``,
 ``crashed`` or a bug's exception class name.
 
-The loop that takes runs is one of the node's loops (``service.loops``): it survives any error.
+The loop that takes runs is one of the node's loops (``tdmi.service.loops``): it survives any error.
 
 When a run has ended, the job's upload is removed (unless ``keep_uploads``), and a job that was
 deleted while it ran goes with all its files.
@@ -33,7 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tdmi.service.cluster.connection import Backoff
+from tdmi.service.backoff import Backoff
 from tdmi.service.config import Settings
 from tdmi.service.errors import public_failure
 from tdmi.service.faults import Fault, FaultClass, classify, ignore_transient, is_transient

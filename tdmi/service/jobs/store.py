@@ -15,13 +15,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from tdmi.protocol.jobs import FINISHED, JOB_ID_PATTERN, JobStatus
 
 __all__ = [
-    "FINISHED",
     "JobRecord",
-    "JobStatus",
     "checked_id",
+    "is_job_id",
     "new_job_id",
     "options_json",
     "remove_files",
@@ -29,9 +30,7 @@ __all__ = [
     "write_json_atomic",
 ]
 
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-FINISHED: frozenset[JobStatus] = frozenset({"done", "failed", "cancelled"})
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 def new_job_id() -> str:
@@ -104,8 +103,13 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
         raise
 
 
+def is_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` is one this service could have given (uuid4 hex)."""
+    return _JOB_ID.fullmatch(job_id) is not None
+
+
 def checked_id(job_id: str) -> str:
     """Job ids reach file paths; only uuid4 hex passes, so a crafted id cannot leave the data dir."""
-    if not _JOB_ID.fullmatch(job_id):
+    if not is_job_id(job_id):
         raise ValueError(f"invalid job id {job_id!r}: expected 32 lowercase hex digits")
     return job_id

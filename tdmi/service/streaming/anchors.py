@@ -2,7 +2,7 @@
 
 In reuse mode each track is cropped with one *anchor* box for as long as its person stays well
 inside it, so a frame's backbone features can serve every window that holds it (see
-``service.inference.feature_cache``). The anchor is the person's box when first seen (the crop is
+``tdmi.service.inference.feature_cache``). The anchor is the person's box when first seen (the crop is
 then grown from it exactly as in exact mode); when the person's current box drifts from it (box
 IoU below ``min_iou``) the track is re-anchored on the current box, and the new anchor's frames
 are computed afresh.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -27,6 +26,7 @@ from tdmi.service.detection import (
     TimedDetections,
     boxes_from_keypoints,
 )
+from tdmi.service.metrics import StageTimer
 from tdmi.service.streaming.session import StreamFrame
 
 __all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detect_timed", "detections_array"]
@@ -46,7 +46,7 @@ class SessionBoxes:
         detector: Detector | None,
         detect_every: int,
         executor: Executor,
-        on_stage: Callable[[str, float], None] = lambda stage, seconds: None,
+        on_stage: StageTimer = lambda stage, seconds: None,
     ):
         self.mode = mode
         self.detector = detector

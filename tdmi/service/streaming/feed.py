@@ -1,7 +1,7 @@
 """Live feeds: where a WebSocket's frames go and its replies come from.
 
 ``LocalFeed`` serves the feed in this process (embedded mode, and inside a scale-out worker);
-``service.cluster.remote_feed.RemoteFeed`` forwards it to a worker over Redis. The WebSocket
+``tdmi.service.cluster.remote_feed.RemoteFeed`` forwards it to a worker over Redis. The WebSocket
 handler speaks the protocol (acks, rates, errors) and does not know which one it has.
 """
 

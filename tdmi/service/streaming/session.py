@@ -2,7 +2,7 @@
 
 Frames enter a rolling buffer. Frame t is *ready* when frame t + lookahead has arrived (or the
 stream has ended); it then gets its person boxes and track ids and goes to the batcher as one
-``FrameWork`` whose clip comes from ``model.data.clips.clip_indices``, the same rule training
+``FrameWork`` whose clip comes from ``tdmi.model.data.clips.clip_indices``, the same rule training
 uses. Results come back out of order from batches; ``outcomes()`` yields them in frame order.
 
 Boxes between detector runs are propagated from earlier keypoints, by one of two rules:
@@ -15,8 +15,8 @@ Boxes between detector runs are propagated from earlier keypoints, by one of two
   back when it is ready, so its boxes depend on timing.
 
 With ``feature_reuse`` each track is cropped with an anchor box that stays put while its person
-stays inside it (``service.streaming.anchors``), and the frame carries the stream's feature cache,
-so the worker runs the backbone once per frame and track instead of once per clip position.
+stays inside it (``tdmi.service.streaming.anchors``), and the frame carries the stream's feature cache,
+so the model runner runs the backbone once per frame and track instead of once per clip position.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class StreamSession:
                 outcome = await pending.future
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # one frame failed in the worker; the stream goes on
+            except Exception as exc:  # one frame failed in the model runner; the stream goes on
                 failure = public_failure(exc, f"inference of frame {pending.frame.frame_id}")
                 yield FrameOutcome(pending.frame, error=f"inference failed: {failure}")
                 continue
@@ -200,7 +200,7 @@ class StreamSession:
                 yield FrameOutcome(pending.frame, dropped=outcome.reason)
             else:
                 yield FrameOutcome(pending.frame, poses=self._poses(pending, outcome.keypoints))
-        if self.feature_cache is not None:  # every frame is answered: no worker touches it any more
+        if self.feature_cache is not None:  # every frame is answered: the model runner touches it no more
             self.feature_cache.clear()
 
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
@@ -277,7 +277,7 @@ class StreamSession:
             outcome = await asyncio.shield(future)  # the consumer awaits it too
         except asyncio.CancelledError:
             raise
-        except Exception:  # that frame failed in the worker, and fails the job: nothing to follow
+        except Exception:  # that frame failed in the model runner, and fails the job: nothing to follow
             outcome = Dropped("inference failed")
         keypoints = outcome.keypoints if isinstance(outcome, PoseArrays) else np.zeros((0, 0, 3))
         self._observe(track_ids if len(keypoints) else track_ids[:0], keypoints)

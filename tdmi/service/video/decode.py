@@ -27,7 +27,7 @@ Media as people record it:
 * **edit lists**: a file's frame count is taken from its index after the edit list (an MP4 that
   hides leading frames), so hidden frames are not mistaken for a truncated file.
 
-What counts as broken (each a :class:`~service.media.MediaError` with a ``kind``):
+What counts as broken (each a :class:`~tdmi.service.media.MediaError` with a ``kind``):
 
 * the container cannot be opened: ``unsupported_media`` (junk, a cut MP4 whose index is missing:
   these are indistinguishable to the demuxer); a still image (PNG, JPEG, WebP, BMP, TIFF) is

@@ -29,7 +29,7 @@ Each annotation file holds:
   or ``defocus_px >= render.DEFOCUS_FLAG_PX`` (1). Frames neither occluded nor blurred are clean.
 - ``annotations``: one per person with at least one joint inside the frame: ``id`` =
   ``image_id * 100 + track_id``, ``image_id``, ``track_id`` (stable across the video),
-  ``category_id`` 1, ``keypoints`` (17 x (x, y, v) in ``model.joints.POSETRACK_17`` order: ears
+  ``category_id`` 1, ``keypoints`` (17 x (x, y, v) in ``tdmi.model.joints.POSETRACK_17`` order: ears
   always 0,0,0; v = 1 for every other joint inside the frame, hidden or not; 0,0,0 outside),
   ``num_keypoints``, ``bbox`` [x, y, w, h] (labelled joints' extent grown 1.3x), ``bbox_head``,
   ``scores`` [], ``iscrowd`` false and ``occluded_joints`` (indices of hidden labelled joints).

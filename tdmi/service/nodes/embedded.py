@@ -1,8 +1,4 @@
-"""``tdmi serve`` without Redis: the embedded node, its own worker.
-
-``LocalInference`` (models on this process's device, and the sessions and live feeds that use
-them) is also what a cluster's ``WorkerNode`` runs.
-"""
+"""``tdmi serve`` without Redis: the embedded node, its own worker."""
 
 from __future__ import annotations
 
@@ -14,54 +10,20 @@ from tdmi.protocol import WorkersPublic
 from tdmi.service.cluster.registry import snapshot
 from tdmi.service.config import Settings
 from tdmi.service.data_dir_lock import hold_data_dir, release_data_dir
-from tdmi.service.inference.runtime import InferenceRuntime, ModelCatalog
+from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.sqlite import SqliteJobQueue
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.node import LiveConnections, Readiness
-from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.nodes.local_inference import LocalInference
+from tdmi.service.nodes.node import LiveConnections, Readiness
 from tdmi.service.streaming.feed import ErrorSink, LocalFeed
 
-__all__ = ["EmbeddedNode", "LocalInference"]
+__all__ = ["EmbeddedNode"]
 
 log = logging.getLogger("tdmi.service")
-
-
-class LocalInference:
-    """The models loaded here, and the sessions and live feeds that run on them."""
-
-    def __init__(self, settings: Settings, metrics: ServiceMetrics):
-        self.settings, self.metrics = settings, metrics
-        self.runtime = InferenceRuntime(settings, metrics)
-        self._sessions: SessionFactory | None = None
-
-    async def start(self) -> None:
-        await self.runtime.start()
-        self._sessions = SessionFactory(self.settings, self.metrics)
-
-    @property
-    def sessions(self) -> SessionFactory:
-        if self._sessions is None:
-            raise RuntimeError("the models are not loaded yet")
-        return self._sessions
-
-    def open_feed(self, stream_id: str, on_error: ErrorSink) -> LocalFeed:
-        return LocalFeed(
-            stream_id,
-            on_error,
-            runtime=self.runtime,
-            sessions=self.sessions,
-            settings=self.settings,
-            metrics=self.metrics,
-        )
-
-    async def stop(self) -> None:
-        if self._sessions is not None:
-            self._sessions.close()
-        await self.runtime.stop()
 
 
 class EmbeddedNode:
@@ -83,7 +45,7 @@ class EmbeddedNode:
         queue = SqliteJobQueue(self.settings.data_dir)
         await sweep_leftovers(queue, self.settings.data_dir, grace_s=0)  # nothing else writes there
         runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
-        self._jobs = JobService(queue, self.settings, self.metrics, runner)
+        self._jobs = JobService(queue, self.settings, self.metrics, self.local.runtime, runner)
         await self._jobs.start(Loops(self.readiness.loop_trouble, self.settings.loop_stall_s))
         self.readiness.set(None)
         log.info("ready: %s", ", ".join(self.local.runtime.models))

@@ -1,7 +1,7 @@
 """An API node of a cluster (``tdmi serve --redis``): no models, no device.
 
 Video jobs go to the Redis job queue, live streams to a worker each; ready while Redis answers
-and its loops (Redis watch, heartbeat, live replies, retention sweep) run (``service.loops``).
+and its loops (Redis watch, heartbeat, live replies, retention sweep) run (``tdmi.service.loops``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.node import LiveConnections, Readiness
+from tdmi.service.nodes.node import LiveConnections, Readiness
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 from tdmi.service.weights.resolve import weights_store
 
@@ -49,15 +49,15 @@ class ApiNode:
         self.redis = connect(settings.redis_url)
         self.registry = Registry(self.redis, settings.node_ttl_s)
         self.queue = RedisJobQueue(self.redis, settings.data_dir, self.node_id, settings.job_claim_idle_s)
-        self._jobs = JobService(self.queue, settings, self.metrics)
         self._catalog = ClusterCatalog(settings.models, weights_store(settings))
-        self.link = LiveLink(self.redis, self.node_id, self.registry, settings.heartbeat_interval_s)
+        self._jobs = JobService(self.queue, settings, self.metrics, self._catalog)
+        self.link = LiveLink(self.redis, self.node_id, self.registry, settings.node_heartbeat_s)
         self.watch = RedisWatch(self.redis, self.readiness.set)
         self.loops = Loops(self.readiness.loop_trouble, settings.loop_stall_s)
 
     async def start(self) -> None:
         await self.watch.check()
-        every_s = self.settings.heartbeat_interval_s
+        every_s = self.settings.node_heartbeat_s
         self.loops.start("redis watch", self.watch.check, every_s)
         self.loops.start("live replies", self.link.run)
         self.loops.start("api heartbeat", self._beat, every_s)

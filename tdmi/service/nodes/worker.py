@@ -3,7 +3,7 @@
 It loads the models onto its device, takes video jobs from the queue, hosts the live streams
 pinned to it, and reports its load every heartbeat. It also serves ``/healthz``, ``/readyz`` and
 ``/metrics`` over HTTP, for container health checks and Prometheus. Its loops (Redis watch,
-heartbeat, job consumer, live inbox) survive any error (``service.loops``): after a Redis
+heartbeat, job consumer, live inbox) survive any error (``tdmi.service.loops``): after a Redis
 outage, even one that lost every key, the next heartbeat registers the worker again and the job
 consumer creates the consumer group again.
 """
@@ -20,11 +20,11 @@ from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
 from tdmi.service.config import Settings
-from tdmi.service.embedded import LocalInference
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.node import Readiness
+from tdmi.service.nodes.local_inference import LocalInference
+from tdmi.service.nodes.node import Readiness
 
 __all__ = ["WorkerNode"]
 
@@ -63,7 +63,7 @@ class WorkerNode:
         self.live = LiveHost(self.redis, self.worker_id, self.local.open_feed, self.metrics)
         self.loaded = True
         self.readiness.set(self.watch.reason)
-        every_s = settings.heartbeat_interval_s
+        every_s = settings.node_heartbeat_s
         self.loops.start("redis watch", self.watch.check, every_s)
         self.loops.start("worker heartbeat", self._beat, every_s)
         self.jobs.start(self.loops)

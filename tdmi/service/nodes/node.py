@@ -1,10 +1,7 @@
 """One typed node: what the lifespan and the routes need of a running process, whatever its role.
 
-Three roles implement it: ``EmbeddedNode`` (``tdmi serve``: models, jobs and live feeds in this
-process), ``ApiNode`` (``tdmi serve --redis``: requests go to the workers over Redis) and
-``WorkerNode`` (``tdmi worker``: models on one device, work taken from Redis). The role is chosen
-once, at start-up (``service.main``); routes get the node through ``service.deps`` and never ask
-which one they have.
+The role is chosen once, at start-up (``tdmi.service.main``); routes get the node through
+``tdmi.service.deps`` and never ask which one they have (the roles: ``tdmi.service.nodes``).
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ class Readiness:
     """Why the node cannot serve now (``reason``; None when ready), and whether it still takes work.
 
     Two sources: the node's state (loading, Redis lost, shutting down), and its long-lived loops,
-    each of which says while it cannot run (``service.loops``).
+    each of which says while it cannot run (``tdmi.service.loops``).
     """
 
     def __init__(self, reason: str) -> None:
