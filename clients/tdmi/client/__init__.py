@@ -2,7 +2,8 @@
 
 They speak only the HTTP and WebSocket protocol (``protocol``), never the server's internals.
 Jobs, models and status need only the base install; live sources, ``--render``/``--show`` and
-overlay drawing need OpenCV and PyAV (``pip install 'tdmi-client[media]'``), imported on first use.
+overlay drawing need OpenCV and PyAV, imported on first use: the SDK's ``media`` extra
+(``pip install './clients[media]'`` in a checkout, ``'tdmi-client[media]'`` from an index).
 
     from tdmi.client import PoseClient
 

@@ -7,8 +7,8 @@
         async for event in client.stream("clip.mp4"):
             ...
 
-Requests and answers are described once in ``clients.calls``; the stream engine is
-``clients.streaming``, which the sync client runs on a background loop.
+Requests and answers are described once in ``tdmi.client.calls``; the stream engine is
+``tdmi.client.streaming``, which the sync client runs on a background loop.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tdmi.client.events import StreamEvent
 from tdmi.client.sources import FrameSource, Source, open_source
 from tdmi.client.streaming import StreamOptions, stream_events
 from tdmi.client.waiting import JobWaiter
-from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic, ResultFormat
 from tdmi.protocol.stream import BoxMode
 
 __all__ = ["AsyncJob", "AsyncPoseClient"]
@@ -149,7 +149,7 @@ class AsyncJob:
     async def result(self, format: Literal["json"] = "json") -> JobResultPublic: ...
     @overload
     async def result(self, format: Literal["posetrack", "coco"]) -> Any: ...
-    async def result(self, format: calls.ResultFormat = "json") -> Any:
+    async def result(self, format: ResultFormat = "json") -> Any:
         return await self.client.call(calls.get_result(self.id, format))
 
     async def download_video(self, path: str | Path) -> Path:

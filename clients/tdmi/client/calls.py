@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -25,12 +25,17 @@ from tdmi.client.errors import (
     ServerUnreachable,
     SourceError,
 )
-from tdmi.protocol import ErrorPublic, JobCreatedPublic, JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol import (
+    ErrorPublic,
+    JobCreatedPublic,
+    JobPublic,
+    JobResultPublic,
+    ModelsPublic,
+    ResultFormat,
+)
 
 __all__ = [
-    "FINISHED",
     "Call",
-    "ResultFormat",
     "auth_headers",
     "cancel_job",
     "check_outcome",
@@ -47,8 +52,6 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-ResultFormat = Literal["json", "posetrack", "coco"]
-FINISHED = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

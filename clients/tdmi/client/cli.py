@@ -3,7 +3,8 @@
 Exit codes: 0 done; 1 other server or stream error; 2 bad usage or bad input (a missing or
 unwritable file, a video the server refuses, an unknown job, a live source, --render or --show
 without the SDK's ``media`` extra); 3 server unreachable; 4 missing or wrong API key; 5 the job
-failed or was cancelled; 130 interrupted while waiting for a job. Errors are one line
+failed or was cancelled; 130 interrupted while waiting for a job; 141 stdout closed by its
+reader (``| head``), quietly, as a shell reports a tool that SIGPIPE ended. Errors are one line
 on stderr; results go to ``--out`` or stdout.
 """
 
@@ -49,11 +50,26 @@ EXIT_CODES = {
     "auth": 4,
     "job_failed": 5,
     "interrupted": 130,
+    "stdout_closed": 141,  # 128 + SIGPIPE
 }
 
 
 def _say(message: str) -> None:
     print(f"tdmi-client: {message}", file=sys.stderr)
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (``tdmi-client models --json | head``): the end of the
+    output, not an error to report."""
+
+
+def _out(text: str) -> None:
+    """``text`` and a newline to stdout, written through, so that a closed pipe is met here."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _StdoutClosed from None
 
 
 def _client(args: argparse.Namespace) -> PoseClient:
@@ -63,7 +79,7 @@ def _client(args: argparse.Namespace) -> PoseClient:
 def _write_json(data: Any, out: Path | None) -> None:
     text = json.dumps(data, indent=None if out is None else 1)
     if out is None:
-        print(text)
+        _out(text)
     else:
         out.write_text(text + "\n")
 
@@ -188,9 +204,13 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         _write_json([m.model_dump(mode="json") for m in listed], None)
         return 0
-    for m in listed:
-        size = "x".join(str(v) for v in m.input_size)
-        print(f"{m.name}\t{m.num_frames} frames\t{size}\t{m.checkpoint or 'untrained'}\t{m.description}")
+    rows = [
+        f"{m.name}\t{m.num_frames} frames\t{'x'.join(str(v) for v in m.input_size)}\t"
+        f"{m.checkpoint or 'untrained'}{' (synthetic demo)' if m.synthetic_demo else ''}\t{m.description}"
+        for m in listed
+    ]
+    if rows:
+        _out("\n".join(rows))
     return 0
 
 
@@ -285,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = "error", str(exc) or type(exc).__name__
     except KeyboardInterrupt:
         code, message = "interrupted", "interrupted"
+    except _StdoutClosed:  # the Python docs' "Note on SIGPIPE": no flush into the closed pipe at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CODES["stdout_closed"]
     _say(message)
     return EXIT_CODES[code]
 

@@ -9,7 +9,7 @@
         for event in client.stream(0):  # webcam 0
             ...
 
-Requests and answers are described once in ``clients.calls``; this module only sends them.
+Requests and answers are described once in ``tdmi.client.calls``; this module only sends them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tdmi.client.events import StreamEvent
 from tdmi.client.sources import FrameSource, Source, open_source
 from tdmi.client.streaming import StreamOptions, stream_events
 from tdmi.client.waiting import JobWaiter
-from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic
+from tdmi.protocol import JobPublic, JobResultPublic, ModelsPublic, ResultFormat
 from tdmi.protocol.stream import BoxMode
 
 __all__ = ["Job", "PoseClient"]
@@ -54,7 +54,7 @@ class PoseClient:
         self._http.close()
 
     def call(self, call: calls.Call[T]) -> T:
-        """Send one request of ``clients.calls`` and parse its answer (raising the server's error)."""
+        """Send one request of ``tdmi.client.calls`` and parse its answer (raising the server's error)."""
         files = calls.open_upload(call)
         try:
             response = self._http.request(
@@ -112,7 +112,7 @@ class PoseClient:
         keep_images: bool | None = None,
         options: StreamOptions | None = None,
     ) -> Generator[StreamEvent, None, None]:
-        """Stream a live source and yield events in frame order (see ``clients.streaming``).
+        """Stream a live source and yield events in frame order (see ``tdmi.client.streaming``).
 
         Args:
             source: webcam index, video file, RTSP/HTTP URL, or an iterable of RGB images.
@@ -166,7 +166,7 @@ class Job:
     def result(self, format: Literal["json"] = "json") -> JobResultPublic: ...
     @overload
     def result(self, format: Literal["posetrack", "coco"]) -> Any: ...
-    def result(self, format: calls.ResultFormat = "json") -> Any:
+    def result(self, format: ResultFormat = "json") -> Any:
         """``json``: ``JobResultPublic``; ``posetrack``: a PoseTrack 2018 dict; ``coco``: a list."""
         return self.client.call(calls.get_result(self.id, format))
 

@@ -1,5 +1,5 @@
 """Where the command line puts drawn frames: an MP4 file and a window. The drawing itself is
-``protocol.overlay.draw_poses``, the function the server's overlay videos use. PyAV and OpenCV
+``tdmi.protocol.overlay.draw_poses``, the function the server's overlay videos use. PyAV and OpenCV
 (the ``media`` extra) are imported when a file or window opens."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The live-stream engine (asyncio): frames out, typed events in, acks, flow control, reconnection.
 
 One engine serves both clients: ``AsyncPoseClient.stream`` iterates it directly and
-``PoseClient.stream`` runs it on a background event loop (``clients.bridge``).
+``PoseClient.stream`` runs it on a background event loop (``tdmi.client.bridge``).
 
 Per connection: send a ``config``, read ``ready``, then a sender task reads the source, encodes
 JPEG and sends frames (``pack_frame`` with the frame id and capture timestamp) while the receive

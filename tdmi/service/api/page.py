@@ -8,7 +8,7 @@ The page is public (it holds no data); the API calls it makes carry the key the 
 A strict Content-Security-Policy allows nothing but this origin: no CDN, no inline script. The
 referrer policy is ``same-origin``: under ``no-referrer`` the Fetch standard has a browser send
 ``Origin: null`` with the page's own uploads (Chromium sends the origin anyway), and the
-cross-site check (``service.request_guard``) refuses a null origin.
+cross-site check (``tdmi.service.request_guard``) refuses a null origin.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from tdmi.service.weights.catalogue import (
     load_catalogue,
 )
 from tdmi.service.weights.download import PullError, mirrored_url, pull
-from tdmi.service.weights.resolve import resolve_detector, resolve_model, weights_store
+from tdmi.service.weights.resolve import check_pulled, resolve_detector, resolve_model, weights_store
 
 __all__ = [
     "Catalogue",
@@ -17,6 +17,7 @@ __all__ = [
     "NotPulledError",
     "PullError",
     "WeightsStore",
+    "check_pulled",
     "load_catalogue",
     "mirrored_url",
     "pull",

@@ -53,10 +53,12 @@ class CatalogueEntry(BaseModel):
     input_size: tuple[int, int] = Field(description="(height, width) the network takes")
     layout: str = Field(
         description="pose: the checkpoint format (official, mmpose-0.x, mmpose-1.x); detector: the "
-        "ONNX output layout as service.detection names it (yolox: raw head outputs decoded with "
+        "ONNX output layout as tdmi.service.detection names it (yolox: raw head outputs decoded with "
         "their grids; mmdeploy: dets (1,N,5) and labels (1,N), NMS inside)"
     )
-    accuracy: str | None = Field(default=None, description="the publisher's number, with what it measures")
+    accuracy: str | None = Field(
+        default=None, description="the publisher's number, with what it measures (AP and mAP in percent)"
+    )
 
     @field_validator("joints")
     @classmethod
@@ -122,7 +124,11 @@ def load_catalogue(extra: Path | None = None) -> Catalogue:
 
 
 class NotPulledError(FileNotFoundError):
-    """A catalogue entry named as a model or detector whose file is not in the cache."""
+    """Catalogue entries named as models or detectors whose files are not in the cache."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
 
 
 class WeightsStore:
@@ -145,8 +151,23 @@ class WeightsStore:
     def require(self, name: str) -> tuple[CatalogueEntry, Path]:
         """The entry and its pulled file; ``NotPulledError`` with the command that fetches it."""
         entry = self.catalogue.get(name)
-        path = self.path(entry)
-        if not path.is_file():
-            how = f"run `tdmi weights pull {name}`" if entry.url else f"{entry.manual} and place it at {path}"
-            raise NotPulledError(f"{name} is not pulled into {self.directory}: {how}")
-        return entry, path
+        if not self.is_pulled(entry):
+            raise self.not_pulled([name])
+        return entry, self.path(entry)
+
+    def not_pulled(self, names: list[str]) -> NotPulledError:
+        """The error naming every entry of ``names`` at once: one ``tdmi weights pull`` for those
+        with a URL, where to place each of the others (a start-up fails once, not once per name)."""
+        entries = [self.catalogue.get(name) for name in dict.fromkeys(names)]
+        fetched = [entry.name for entry in entries if entry.url]
+        steps = [f"run `tdmi weights pull {' '.join(fetched)}`"] if fetched else []
+        for entry in entries:
+            if not entry.url:
+                whose = f"{entry.name}: " if len(entries) > 1 else ""
+                steps.append(f"{whose}{entry.manual} and place it at {self.path(entry)}")
+        listed = ", ".join(entry.name for entry in entries)
+        verb = "is" if len(entries) == 1 else "are"
+        return NotPulledError(
+            f"{listed} {verb} not pulled into {self.directory}: {'; '.join(steps)}",
+            [entry.name for entry in entries],
+        )

@@ -38,9 +38,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
+    """Every name is tried, whatever became of the ones before; a summary ends a pull of several."""
     settings = Settings()
     store = weights_store(settings)
-    entries = [store.catalogue.get(name) for name in args.names]  # unknown names fail before any fetch
+    entries = [store.catalogue.get(name) for name in dict.fromkeys(args.names)]  # unknown: before any fetch
+    failed: list[tuple[str, PullError]] = []
     for entry in entries:
         try:
             path = pull(
@@ -52,15 +54,55 @@ def _pull(args: argparse.Namespace) -> int:
             )
         except PullError as exc:
             print(f"tdmi: error: {exc}", file=sys.stderr)
-            return 1
+            failed.append((entry.name, exc))
+            continue
         print(f"{entry.name}: {path}")
-    return 0
+    unreachable = [name for name, exc in failed if exc.unreachable]
+    if unreachable:
+        for line in _offline_hints(unreachable, settings.weights_mirror):
+            print(f"tdmi: hint: {line}", file=sys.stderr)
+    if len(entries) > 1:
+        names = ", ".join(name for name, _ in failed)
+        print(
+            f"tdmi: pulled {len(entries) - len(failed)} of {len(entries)}"
+            + (f"; failed: {names}" if failed else ""),
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _offline_hints(names: list[str], mirror: str | None) -> list[str]:
+    """What to do without a connection to the publisher: a mirror, or the file placed by hand."""
+    if mirror:
+        first = f"the mirror TDMI_WEIGHTS_MIRROR={mirror} could not be reached: check it, or unset it"
+    else:
+        first = (
+            "offline? TDMI_WEIGHTS_MIRROR=http://HOST/PATH fetches the same files from a mirror "
+            "(each publisher's path below it)"
+        )
+    return [
+        first,
+        "or download a file on another machine (its URL: `tdmi weights list`) and place it where "
+        f"`tdmi weights path NAME` says: {', '.join(names)}",
+    ]
 
 
 def _path(args: argparse.Namespace) -> int:
-    """The pulled file, for scripts (``--set model.init=$(tdmi weights path NAME)``)."""
-    print(weights_store(Settings()).require(args.name)[1])
-    return 0
+    """Where the entry's file is, or goes when placed by hand; for scripts
+    (``--set model.init=$(tdmi weights path NAME)``) it fails while the file is not there."""
+    store = weights_store(Settings())
+    entry = store.catalogue.get(args.name)
+    print(store.path(entry))
+    if store.is_pulled(entry):
+        return 0
+    inside = f" (the member {entry.archive_member} of the zip download)" if entry.archive_member else ""
+    how = (
+        f"`tdmi weights pull {entry.name}` fetches it, or place the file{inside} there by hand"
+        if entry.url
+        else f"{entry.manual} and place it{inside} there"
+    )
+    print(f"tdmi: {entry.name} is not there yet: {how}", file=sys.stderr)
+    return 1
 
 
 def add_weights_command(commands: argparse._SubParsersAction) -> None:
@@ -78,6 +120,8 @@ def add_weights_command(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalogue names (`tdmi weights list`)")
     fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(run=_pull)
-    where = verbs.add_parser("path", help="the file of a pulled entry (fails if it is not pulled)")
+    where = verbs.add_parser(
+        "path", help="where an entry's file is or goes (placed by hand); fails while it is not there"
+    )
     where.add_argument("name", metavar="NAME")
     where.set_defaults(run=_path)

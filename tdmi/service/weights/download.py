@@ -5,7 +5,8 @@ next pull asks for the rest with an HTTP Range request. Only a download whose si
 match the catalogue is moved (or, for a zip, its one member extracted) under its final name,
 by an atomic rename; a mismatch deletes the part. Two pulls of one file (two shells, two
 containers on one cache) take turns on a lock of the part's directory: the second waits, then
-finds the file in place. The service itself never calls this.
+finds the file in place. A pull that kept no bytes (offline, a refused download) leaves no
+``.partial`` behind, nor the cache directory when it made it. The service itself never calls this.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import hashlib
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,7 +33,12 @@ TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 class PullError(RuntimeError):
-    """A pull that did not give a verified file (offline, HTTP error, wrong hash, bad archive)."""
+    """A pull that did not give a verified file (offline, HTTP error, wrong hash, bad archive);
+    ``unreachable`` when no connection to the host could be made (offline, no such host)."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def mirrored_url(url: str, mirror: str | None) -> str:
@@ -58,17 +65,11 @@ def pull(
     if entry.url is None:
         raise PullError(f"{entry.name}: {entry.manual} and place it at {final}")
     url = mirrored_url(entry.url, mirror)
-    part = store.directory / ".partial" / f"{entry.name}.part"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(part.parent, os.O_RDONLY)  # released when closed, also by a killed process
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            warn(f"{entry.name}: another pull is running in this cache; waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    waiting = f"{entry.name}: another pull is running in this cache; waiting for it"
+    with _partial_directory(store.directory, lambda: warn(waiting)) as partial:
         if final.is_file():  # the other pull fetched it
             return final
+        part = partial / f"{entry.name}.part"
         _fetch(url, part, entry.name, progress)
         digest = _check(part, entry)
         if entry.sha256 is None:
@@ -78,9 +79,50 @@ def pull(
         else:
             _extract(part, entry, final)
             part.unlink()
-    finally:
-        os.close(lock)
     return final
+
+
+@contextmanager
+def _partial_directory(cache: Path, on_wait: Callable[[], None]) -> Iterator[Path]:
+    """``cache/.partial``, made if need be and held under an exclusive lock (flock on the
+    directory: released when closed, also by a killed process). On the way out, still locked,
+    it is removed when empty, and so is ``cache`` when this pull made it and nothing is in it.
+    A pull that waited and finds its directory so removed locks the one now in its place."""
+    made_cache = not cache.is_dir()
+    partial = cache / ".partial"
+    while True:
+        partial.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = os.open(partial, os.O_RDONLY)
+        except FileNotFoundError:  # removed by a pull ending between the two calls
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_at(lock, partial):
+            break
+        os.close(lock)
+    try:
+        yield partial
+    finally:
+        for directory in (partial, cache) if made_cache else (partial,):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty: a part kept for the next pull, or pulled files
+                break
+        os.close(lock)
+
+
+def _is_at(descriptor: int, path: Path) -> bool:
+    """Whether the open ``descriptor`` is still the file at ``path`` (not removed, not replaced)."""
+    try:
+        here = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _fetch(url: str, part: Path, name: str, progress: bool) -> None:
@@ -97,7 +139,6 @@ def _fetch(url: str, part: Path, name: str, progress: bool) -> None:
                 raise PullError(f"{name}: {url} answered HTTP {response.status_code}")
             resumed = response.status_code == 206
             total = _total_size(response, have if resumed else 0)
-            part.parent.mkdir(parents=True, exist_ok=True)
             with (
                 part.open("ab" if resumed else "wb") as out,
                 tqdm(
@@ -115,7 +156,10 @@ def _fetch(url: str, part: Path, name: str, progress: bool) -> None:
                     bar.update(len(chunk))
     except httpx.HTTPError as exc:
         kept = f"; {part.stat().st_size} bytes kept, the next pull resumes" if part.is_file() else ""
-        raise PullError(f"{name}: cannot fetch {url} ({type(exc).__name__}: {exc}){kept}") from None
+        raise PullError(
+            f"{name}: cannot fetch {url} ({type(exc).__name__}: {exc}){kept}",
+            unreachable=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+        ) from None
 
 
 def _total_size(response: httpx.Response, offset: int) -> int | None:

@@ -5,21 +5,24 @@ joint layout; ``--model tdmi-w48-384x288=hrnet-w48-384x288-posetrack18`` starts 
 from it. ``--detector yolox-m-humanart`` runs that pulled ONNX file, and with no detector
 configured the first pulled catalogue detector is used, else HOG; the entry's ``layout`` (yolox:
 raw head outputs, mmdeploy: ``dets`` and ``labels``) is passed on as ``onnx-LAYOUT:PATH``.
-Nothing here downloads: a name that is not pulled fails with the one command that would fetch it.
+Nothing here downloads: a name that is not pulled fails with the one command that would fetch it,
+and a node's start-up check names every entry it lacks at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tdmi.model.joints import get_layout
 from tdmi.model.presets import PRESETS, ModelPreset, UnknownPresetError, get_preset
 from tdmi.service.config import Settings
 from tdmi.service.detection.base import onnx_spec
-from tdmi.service.weights.catalogue import CatalogueEntry, WeightsStore
+from tdmi.service.weights.catalogue import CatalogueEntry, NotPulledError, WeightsStore
 
-__all__ = ["resolve_detector", "resolve_model", "weights_store"]
+__all__ = ["check_pulled", "resolve_detector", "resolve_model", "weights_store"]
 
 _PASS_THROUGH = ("hog", "none")
 
@@ -84,3 +87,23 @@ def resolve_detector(spec: str | None, store: WeightsStore) -> str:
     if spec.strip() in _PASS_THROUGH or entry is None or entry.kind != "detector":
         return spec
     return onnx_spec(store.require(entry.name)[1], entry.layout)
+
+
+def check_pulled(settings: Settings, loads_models: bool) -> None:
+    """Every model and the detector of a node resolved before it starts; the catalogue entries
+    not pulled are named together in one ``NotPulledError``, so that one pull fixes the start-up
+    (``loads_models=False``: an API node of a cluster only describes its models)."""
+    store = weights_store(settings)
+    checks: list[Callable[[], object]] = [
+        partial(resolve_model, spec, store, need_file=loads_models) for spec in settings.models
+    ]
+    if loads_models:
+        checks.append(partial(resolve_detector, settings.detector, store))
+    missing: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except NotPulledError as exc:
+            missing += exc.names
+    if missing:
+        raise store.not_pulled(missing)

@@ -6,6 +6,7 @@ const SCORE_THRESHOLD = 0.3;
 const GOLDEN_RATIO = (Math.sqrt(5) - 1) / 2;
 const NO_TRACK_COLOR = "rgb(200, 200, 200)";
 const EXTRA_IN_FLIGHT = 4; // frames sent ahead of the server beyond its lookahead
+const RETRY_MS = 1000; // asking again for the models while the server starts or is out of reach
 
 const $ = (id) => document.getElementById(id);
 const models = new Map(); // name -> ModelPublic
@@ -31,28 +32,69 @@ async function api(path, options = {}) {
     } catch (_) {
       // not an ErrorPublic body: keep the status line
     }
-    throw new Error(detail);
+    throw Object.assign(new Error(detail), { status: response.status });
   }
   return response;
 }
 
+// The models are asked for as the page loads, each answer shown as it comes (the list does not
+// wait for the readiness check, nor for a camera or a socket), and again every RETRY_MS while the
+// server is unreachable or still loading them; a missing key waits for the key field.
+let retry = null;
+
 async function loadModels() {
+  clearTimeout(retry);
+  const [listed, ready] = await Promise.all([listModels(), showReadiness()]);
+  if (!listed || !ready) retry = setTimeout(loadModels, RETRY_MS);
+}
+
+async function listModels() {
+  const notice = $("model-notice");
+  try {
+    const body = await (await api("/v1/models")).json();
+    const select = $("model");
+    const chosen = select.value;
+    select.replaceChildren(...body.models.map((model) => new Option(model.name, model.name)));
+    models.clear();
+    body.models.forEach((model) => models.set(model.name, model));
+    if (models.has(chosen)) select.value = chosen;
+    showModelNotice();
+    return body.models.length > 0;
+  } catch (error) {
+    const keyed = error.status === 401 || error.status === 403;
+    notice.textContent = keyed ? `models: ${error.message} (type the API key above)` : `models: ${error.message}`;
+    notice.className = "notice";
+    return keyed;
+  }
+}
+
+async function showReadiness() {
   const badge = $("server-status");
   try {
     const ready = await fetch("/readyz").then((r) => r.json());
-    const body = await (await api("/v1/models")).json();
-    const select = $("model");
-    select.replaceChildren();
-    models.clear();
-    for (const model of body.models) {
-      models.set(model.name, model);
-      select.append(new Option(model.name, model.name));
-    }
     badge.textContent = ready.status === "ok" ? "ready" : `not ready: ${ready.reason}`;
     badge.className = ready.status === "ok" ? "badge ok" : "badge bad";
+    return ready.status === "ok";
   } catch (error) {
     badge.textContent = `server: ${error.message}`;
     badge.className = "badge bad";
+    return false;
+  }
+}
+
+function showModelNotice() {
+  const notice = $("model-notice");
+  const model = models.get($("model").value);
+  notice.className = model?.synthetic_demo ? "notice demo" : "notice";
+  if (!model) {
+    notice.textContent = "the server has loaded no model yet";
+  } else if (model.synthetic_demo) {
+    notice.textContent = `Model ${model.name}: demo weights trained on synthetic figures only; it will ` +
+      "not find real people (for real video: published weights, `tdmi weights pull`).";
+  } else if (!model.checkpoint) {
+    notice.textContent = `Model ${model.name}: untrained weights: its keypoints are noise.`;
+  } else {
+    notice.textContent = `Model ${model.name}: ${model.description} (weights ${model.checkpoint}).`;
   }
 }
 
@@ -119,7 +161,7 @@ function drawPoses(ctx, persons, edges) {
 // ---------------------------------------------------------------- the live stream
 
 function packFrame(frameId, timestampSeconds) {
-  // protocol.stream.pack_frame: "TDMI", u64 frame id, f64 capture timestamp, little endian
+  // tdmi.protocol.stream.pack_frame: "TDMI", u64 frame id, f64 capture timestamp, little endian
   const header = new ArrayBuffer(20);
   const view = new DataView(header);
   [..."TDMI"].forEach((c, i) => view.setUint8(i, c.charCodeAt(0)));
@@ -441,6 +483,7 @@ $("quality").addEventListener("input", () => {
   $("quality-value").textContent = Number($("quality").value).toFixed(2);
 });
 $("api-key").addEventListener("change", loadModels);
+$("model").addEventListener("change", showModelNotice);
 $("job-form").addEventListener("submit", submitJob);
 
 loadModels();
