@@ -1,8 +1,13 @@
-"""Fixtures of the client tests: a real server with an API key, the synthetic video, helpers."""
+"""Fixtures of the client tests: the service around a fake node on a loopback port (the SDK and
+its command line talk to it over real HTTP and WebSocket, quickly: no model), a real server for
+the browser page, the person video, helpers.
+
+The SDK's end-to-end test against a real server uses the shared one (``server``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,12 +17,15 @@ import pytest
 
 from tdmi.model.data.synth.render import render_frame
 from tdmi.model.data.synth.scene import SceneSpec, sample_scene
-from tests.helpers.server import ServerProcess, free_port
-from tests.integration.conftest import SynthVideo, synth_video
+from tests.helpers.fake_node import FakeNode
+from tests.helpers.in_process import ServedApp, fake_settings, serving
+from tests.helpers.server import ServerFactory, ServerProcess, free_port
+from tests.helpers.synth import SynthVideo
 
-__all__ = ["API_KEY", "SynthVideo", "person_frames", "person_video", "synth_video"]
+__all__ = ["API_KEY", "SynthVideo"]
 
 API_KEY = "client-test-key"
+MAX_UPLOAD_BYTES = 2_000_000
 # A synthetic scene whose one figure OpenCV's HOG people detector (the server's default, made
 # for photographs of pedestrians) finds in every frame, measured: most synthetic figures it
 # misses, and a live stream without client boxes relies on it.
@@ -48,23 +56,41 @@ def person_video(tmp_path_factory: pytest.TempPathFactory, person_frames: list[n
     return path
 
 
+@contextmanager
+def _fake_service(data_dir: Path, jobs_run: bool) -> Iterator[ServedApp]:
+    settings = fake_settings(data_dir, api_keys=[API_KEY], max_upload_bytes=MAX_UPLOAD_BYTES)
+    with serving(FakeNode(settings, jobs_run=jobs_run)) as served:
+        yield served
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    """The service behind an API key, around a fake node whose jobs run as they come."""
+    with _fake_service(tmp_path_factory.mktemp("service"), jobs_run=True) as served:
+        yield served
+
+
+@pytest.fixture
+def holding_service(tmp_path: Path) -> Iterator[ServedApp]:
+    """The same, whose jobs stay queued until ``holding_service.node.run_jobs()``."""
+    with _fake_service(tmp_path, jobs_run=False) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def demo_server(server_factory: ServerFactory) -> ServerProcess:
     """``tdmi serve`` as a user starts it (the demo tdmi-tiny checkpoint, HOG detector, CPU) behind
     an API key; the detector runs on every frame (no propagation between detections, so every
-    frame of ``person_frames`` shows its figure); one job at a time, so a second job stays queued
-    long enough to be cancelled."""
+    frame of ``person_frames`` shows its figure)."""
     env = {
         "TDMI_API_KEYS": f'["{API_KEY}"]',
+        "TDMI_DETECTOR": "hog",
         "TDMI_DETECT_EVERY": "1",
         "TDMI_MAX_RUNNING_JOBS": "1",
-        "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
+        "TDMI_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "TDMI_STALENESS_MS": "60000",  # a 2-core CI machine is slow: no live drops in these tests
     }
-    proc = ServerProcess(tmp_path_factory.mktemp("data"), env=env)
-    proc.wait_ready()
-    yield proc
-    proc.stop()
+    return server_factory.get(env=env)
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Page, WebSocket, sync_playwright
+from playwright.sync_api import Page, Route, WebSocket, sync_playwright
 
 from tdmi.protocol.overlay import track_color
 from tests.clients.conftest import API_KEY, SynthVideo
@@ -58,7 +58,7 @@ def track_pixels(image: np.ndarray, track_ids: set[int]) -> int:
 
 @pytest.fixture(scope="module")
 def page(
-    server: ServerProcess, person_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
+    demo_server: ServerProcess, person_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Page]:
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "Debian's chromium is installed by .ci/run"
     camera = write_y4m(person_frames, tmp_path_factory.mktemp("camera") / "camera.y4m")
@@ -74,21 +74,21 @@ def page(
         browser.close()
 
 
-def test_the_page_and_its_files_are_served_with_a_strict_policy(server: ServerProcess) -> None:
-    index = httpx.get(f"{server.base}/")
+def test_the_page_and_its_files_are_served_with_a_strict_policy(demo_server: ServerProcess) -> None:
+    index = httpx.get(f"{demo_server.base}/")
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
     policy = index.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "default-src 'self'" in policy
     assert "http" not in index.text.replace('href="data:', "")  # no CDN, nothing external
-    script = httpx.get(f"{server.base}/web/app.js")
+    script = httpx.get(f"{demo_server.base}/web/app.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
-    assert httpx.get(f"{server.base}/web/style.css").headers["content-type"].startswith("text/css")
+    assert httpx.get(f"{demo_server.base}/web/style.css").headers["content-type"].startswith("text/css")
     for name in ("missing.js", "..%2Fcli.py", ".hidden.js"):
-        assert httpx.get(f"{server.base}/web/{name}").status_code == 404
+        assert httpx.get(f"{demo_server.base}/web/{name}").status_code == 404
 
 
 def test_the_live_camera_streams_and_skeletons_are_drawn_on_the_canvas(
-    page: Page, server: ServerProcess, tmp_path: Path
+    page: Page, demo_server: ServerProcess, tmp_path: Path
 ) -> None:
     errors: list[str] = []
     results: list[dict] = []
@@ -102,7 +102,7 @@ def test_the_live_camera_streams_and_skeletons_are_drawn_on_the_canvas(
         )
 
     page.on("websocket", on_socket)
-    page.goto(f"{server.base}/")
+    page.goto(f"{demo_server.base}/")
     page.fill("#api-key", API_KEY)
     page.dispatch_event("#api-key", "change")
     wait_until(lambda: page.locator("#model option").count() > 0, 20, "models listed")
@@ -141,9 +141,9 @@ def test_the_live_camera_streams_and_skeletons_are_drawn_on_the_canvas(
 
 
 def test_a_video_uploaded_as_a_job_shows_progress_and_its_result(
-    page: Page, server: ServerProcess, synth_video: SynthVideo
+    page: Page, demo_server: ServerProcess, synth_video: SynthVideo
 ) -> None:
-    page.goto(f"{server.base}/")
+    page.goto(f"{demo_server.base}/")
     page.fill("#api-key", API_KEY)
     page.dispatch_event("#api-key", "change")
     wait_until(lambda: page.locator("#model option").count() > 0, 20, "models listed")
@@ -156,8 +156,59 @@ def test_a_video_uploaded_as_a_job_shows_progress_and_its_result(
     assert page.locator("#job-video").is_visible()  # the overlay video, fetched with the key
 
 
-def test_a_wrong_key_is_reported_on_the_page(page: Page, server: ServerProcess) -> None:
-    page.goto(f"{server.base}/")
+def test_the_models_are_listed_as_the_page_loads_with_what_the_model_knows(
+    page: Page, demo_server: ServerProcess
+) -> None:
+    """The first answer is an empty list (a server still loading its models): the page asks again
+    and fills the list without a click or a camera; the key field shows its whole placeholder."""
+    asked: list[str] = []
+
+    def loading_at_first(route: Route) -> None:
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(json={"models": []})
+        else:
+            route.continue_()
+
+    page.route("**/v1/models", loading_at_first)
+    page.set_extra_http_headers({"Authorization": f"Bearer {API_KEY}"})  # the key without typing it
+    try:
+        page.goto(f"{demo_server.base}/")
+        wait_until(lambda: page.locator("#model option").count() > 0, 15, "models listed after load")
+        notice = page.text_content("#model-notice") or ""
+        assert len(asked) >= 2 and page.input_value("#model") == "tdmi-tiny"
+        assert notice.startswith("Model tdmi-tiny: demo weights trained on synthetic figures only")
+        assert "will not find real people" in notice and "tdmi weights pull" in notice
+        lines = page.evaluate(
+            """() => {
+              const range = document.createRange();
+              range.selectNodeContents(document.querySelector("#model-notice"));
+              return range.getClientRects().length;
+            }"""
+        )
+        assert lines == 1  # one line at 1280 px
+        assert page.text_content("#server-status") == "ready"
+        text, room = page.evaluate(
+            """() => {
+              const input = document.querySelector("#api-key");
+              const style = getComputedStyle(input);
+              const context = document.createElement("canvas").getContext("2d");
+              context.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+              const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+              return [context.measureText(input.placeholder).width, room];
+            }"""
+        )
+        assert 0 < text <= room, f"the placeholder needs {text} px, the field has {room}"
+    finally:
+        page.unroute("**/v1/models")
+        page.set_extra_http_headers({})
+    page.goto(f"{demo_server.base}/")  # no key: the notice asks for it
+    wait_until(lambda: "API key" in (page.text_content("#model-notice") or ""), 15, "the key asked for")
+    assert page.locator("#model option").count() == 0
+
+
+def test_a_wrong_key_is_reported_on_the_page(page: Page, demo_server: ServerProcess) -> None:
+    page.goto(f"{demo_server.base}/")
     page.fill("#api-key", "wrong")
     page.click("#start")
     wait_until(lambda: "1008" in (page.text_content("#live-message") or ""), 20, "close 1008 shown")

@@ -1,5 +1,6 @@
-"""The Python SDK against a real server: jobs (progress, every format, video, cancel), live streams
-from a file and from images, sync and async, and the error paths."""
+"""The Python SDK against the service (around a fake node: the answers are the service's, the poses
+made up): jobs (progress, every format, video, cancel), live streams from a file and from images,
+sync and async, and the error paths; and once end to end against a real server."""
 
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ from tdmi.client import (
 )
 from tdmi.protocol import JobResultPublic
 from tests.clients.conftest import API_KEY, SynthVideo
+from tests.helpers.in_process import ServedApp
 from tests.helpers.server import ServerProcess
 
 
 @pytest.fixture()
-def client(server: ServerProcess):
-    with PoseClient(server.base, api_key=API_KEY) as c:
+def client(service: ServedApp):
+    with PoseClient(service.base, api_key=API_KEY) as c:
         yield c
 
 
@@ -63,20 +65,22 @@ def test_a_job_with_progress_then_every_result_format_and_the_video(
 
 
 def test_a_queued_job_is_cancelled_and_deleted_and_waiting_on_it_raises(
-    client: PoseClient, synth_video: SynthVideo
+    holding_service: ServedApp, synth_video: SynthVideo
 ) -> None:
-    first = client.submit(synth_video.path)  # the server runs one job at a time
-    second = client.submit(synth_video.path)
-    cancelled = second.cancel()
-    assert cancelled.status == "cancelled"
-    with pytest.raises(BadRequest) as gone:
-        second.wait(poll_s=0.1)
-    assert gone.value.status == 404 and gone.value.kind == "not_found"
-    assert first.wait(poll_s=0.1).status == "done"
-    assert first.cancel().status == "done"  # a finished job is deleted as it was
-    with pytest.raises(BadRequest) as deleted:
-        first.result()
-    assert deleted.value.status == 404
+    with PoseClient(holding_service.base, api_key=API_KEY) as client:
+        first = client.submit(synth_video.path)  # the service runs no job until told
+        second = client.submit(synth_video.path)
+        cancelled = second.cancel()
+        assert cancelled.status == "cancelled"
+        with pytest.raises(BadRequest) as gone:
+            second.wait(poll_s=0.1)
+        assert gone.value.status == 404 and gone.value.kind == "not_found"
+        holding_service.node.run_jobs()
+        assert first.wait(poll_s=0.1).status == "done"
+        assert first.cancel().status == "done"  # a finished job is deleted as it was
+        with pytest.raises(BadRequest) as deleted:
+            first.result()
+        assert deleted.value.status == 404
 
 
 def test_a_live_stream_from_a_video_file_yields_results_in_frame_order(
@@ -118,9 +122,9 @@ def test_a_live_stream_of_numpy_images_with_a_small_in_flight_limit(
     assert isinstance(events[-1], StreamEnded)
 
 
-def test_the_async_client_runs_a_job_and_a_stream(server: ServerProcess, synth_video: SynthVideo) -> None:
+def test_the_async_client_runs_a_job_and_a_stream(service: ServedApp, synth_video: SynthVideo) -> None:
     async def run() -> tuple[JobResultPublic, list[int]]:
-        async with AsyncPoseClient(server.base, api_key=API_KEY) as client:
+        async with AsyncPoseClient(service.base, api_key=API_KEY) as client:
             assert [m.name for m in (await client.models()).models] == ["tdmi-tiny"]
             job = await client.submit(synth_video.path)
             assert (await job.wait(poll_s=0.1)).status == "done"
@@ -142,9 +146,9 @@ def test_a_server_that_is_down_raises_server_unreachable(dead_url: str, synth_vi
 
 
 def test_a_wrong_key_raises_auth_error_with_the_servers_message(
-    server: ServerProcess, synth_video: SynthVideo
+    service: ServedApp, synth_video: SynthVideo
 ) -> None:
-    with PoseClient(server.base, api_key="wrong") as client:
+    with PoseClient(service.base, api_key="wrong") as client:
         with pytest.raises(AuthError) as http_error:
             client.submit(synth_video.path)
         assert http_error.value.status == 401 and "API key" in http_error.value.detail
@@ -168,3 +172,18 @@ def test_bad_inputs_raise_with_the_servers_message(
     assert bad_config.value.kind == "invalid_config"
     with pytest.raises(SourceError, match="RGB uint8"):
         list(client.stream(iter([np.zeros((8, 8), dtype=np.uint8)])))
+
+
+def test_a_job_and_a_live_stream_end_to_end_on_a_real_server(
+    server: ServerProcess, synth_video: SynthVideo
+) -> None:
+    """The shared real server (no keys): the real models answer what the SDK sends."""
+    with PoseClient(server.base) as client:
+        job = client.submit(synth_video.path, boxes=synth_video.boxes())
+        assert job.wait(poll_s=0.2).status == "done"
+        result = job.result()
+        assert [len(f.persons) for f in result.frames] == [len(b) for b in synth_video.boxes().values()]
+        events = list(client.stream(synth_video.path, lookahead=0))
+    results = [e for e in events if isinstance(e, FrameResult)]
+    assert [r.frame_id for r in results] == list(range(synth_video.frames))
+    assert isinstance(events[-1], StreamEnded) and events[-1].message.dropped == 0

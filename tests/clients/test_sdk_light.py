@@ -1,4 +1,4 @@
-"""The SDK without its ``media`` extra: jobs, models and status work against a real server, and
+"""The SDK without its ``media`` extra: jobs, models and status work against the service, and
 every video, camera and drawing feature fails with one line that names the extra to install.
 
 The client runs in a subprocess where OpenCV, PyAV and torch cannot be imported (``None`` in
@@ -17,9 +17,9 @@ import pytest
 
 from tdmi.client.cli import EXIT_CODES
 from tests.clients.conftest import API_KEY, SynthVideo
-from tests.helpers.server import ServerProcess
+from tests.helpers.in_process import ServedApp
 
-HINT = "pip install 'tdmi-client[media]'"
+HINT = "pip install 'tdmi-client[media]' (in a checkout of the project: pip install './clients[media]')"
 _WITHOUT_MEDIA = "import sys\nfor name in ('cv2', 'av', 'torch'):\n    sys.modules[name] = None\n"
 
 
@@ -29,23 +29,23 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(service: ServedApp, *args: str) -> subprocess.CompletedProcess[str]:
     code = "from tdmi.client.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return _python(code, "--url", server.base, "--api-key", API_KEY, *args)
+    return _python(code, "--url", service.base, "--api-key", API_KEY, *args)
 
 
 def test_models_a_job_and_its_status_need_no_media(
-    server: ServerProcess, synth_video: SynthVideo, tmp_path: Path
+    service: ServedApp, synth_video: SynthVideo, tmp_path: Path
 ) -> None:
-    models = _cli(server, "models", "--json")
+    models = _cli(service, "models", "--json")
     assert models.returncode == 0, models.stderr
     assert [m["name"] for m in json.loads(models.stdout)] == ["tdmi-tiny"]
     out = tmp_path / "result.json"
-    pose = _cli(server, "pose", str(synth_video.path), "--out", str(out), "--quiet")
+    pose = _cli(service, "pose", str(synth_video.path), "--out", str(out), "--quiet")
     assert pose.returncode == 0, pose.stderr
     result = json.loads(out.read_text())
     assert [f["index"] for f in result["frames"]] == list(range(synth_video.frames))
-    status = _cli(server, "status", result["job_id"])
+    status = _cli(service, "status", result["job_id"])
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["status"] == "done"
 
@@ -60,10 +60,10 @@ def test_models_a_job_and_its_status_need_no_media(
     ],
 )
 def test_media_features_of_the_command_name_the_extra(
-    server: ServerProcess, synth_video: SynthVideo, tmp_path: Path, extra_args: list[str], needs: str
+    service: ServedApp, synth_video: SynthVideo, tmp_path: Path, extra_args: list[str], needs: str
 ) -> None:
     names = {"VIDEO": str(synth_video.path), "OUT": str(tmp_path / "live.mp4")}
-    done = _cli(server, "stream", *(names.get(a, a) for a in extra_args))
+    done = _cli(service, "stream", *(names.get(a, a) for a in extra_args))
     assert done.returncode == EXIT_CODES["bad_input"]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -72,7 +72,7 @@ def test_media_features_of_the_command_name_the_extra(
     )
 
 
-def test_media_features_of_the_sdk_raise_media_unavailable(server: ServerProcess) -> None:
+def test_media_features_of_the_sdk_raise_media_unavailable(service: ServedApp) -> None:
     code = """
 import numpy as np
 from tdmi.client import MediaUnavailable, PoseClient
@@ -89,7 +89,7 @@ try:
 except MediaUnavailable as exc:
     print(exc)
 """
-    done = _python(code, server.base, API_KEY)
+    done = _python(code, service.base, API_KEY)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"a live stream (frames travel as JPEG) needs OpenCV, which is not installed: {HINT}",

@@ -1,5 +1,6 @@
-"""The two distributions as a user gets them: both wheels are built from a copy of the sources,
-the server runs from its installed wheels (not the checkout), and the SDK wheel goes into a clean
+"""The two distributions as a user gets them: each sdist is built from a copy of the checkout and
+each wheel from its sdist alone (so an sdist that misses a file makes a wheel that misses it), the
+server runs from its installed wheels (not the checkout), and the SDK wheel goes into a clean
 virtual environment with its dependencies from the package index: no torch, no OpenCV, no PyAV
 come in, and the SDK there lists models, runs a job and names the extra for what needs media.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,9 @@ from tests.helpers.server import ServerProcess
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ["pyproject.toml", "README.md", "tdmi", "clients"]
-HINT = "pip install 'tdmi-client[media]'"
+HINT = "pip install 'tdmi-client[media]' (in a checkout of the project: pip install './clients[media]')"
+# what may stand at the top of an sdist: the project files, its packages and setuptools' own files
+SDIST_TOP = {"PKG-INFO", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "tdmi"}
 
 
 def _run(
@@ -44,19 +46,49 @@ def _in_venv(venv: Path, program: str, *args: str | Path) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``pip wheel --no-deps ./clients .`` on a copy of the sources (the build leaves files)."""
-    source = tmp_path_factory.mktemp("source")
-    for name in SOURCES:
-        if (REPO / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-            shutil.copytree(REPO / name, source / name, symlinks=True, ignore=ignore)
-        else:
-            shutil.copy2(REPO / name, source / name)
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout's files (tracked, and new ones git does not ignore), with what a
+    developer's checkout also holds beside them: a virtual environment and training runs. Builds
+    write into the folder they build (egg-info), so they run here and not in the checkout."""
+    listed = _run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    assert listed.returncode == 0, listed.stderr
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a file deleted or moved away but still in the index is skipped
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            (copy / name).write_bytes(source.read_bytes())
+    for name in (".venv/pyvenv.cfg", "runs/tdmi-tiny/last.pt"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text("not for the sdist\n")
+    return copy
+
+
+@pytest.fixture(scope="module")
+def sdists(tmp_path_factory: pytest.TempPathFactory, checkout: Path) -> dict[str, Path]:
+    """Both sdists, made by setuptools' build backend (what ``python -m build --sdist`` calls)."""
+    out = tmp_path_factory.mktemp("sdists")
+    build = f"from setuptools import build_meta; build_meta.build_sdist({str(out)!r})"
+    for project in (checkout / "clients", checkout):
+        done = _run(sys.executable, "-c", build, cwd=project)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (sdk,) = out.glob("tdmi_client-*.tar.gz")
+    (server,) = out.glob("tdmi_pose-*.tar.gz")
+    return {"sdk": sdk, "server": server}
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory, sdists: dict[str, Path]) -> dict[str, Path]:
+    """Each wheel built from its unpacked sdist alone, as pip builds one that an index serves."""
+    unpacked = tmp_path_factory.mktemp("unpacked")
+    folders = []
+    for sdist in sdists.values():
+        with tarfile.open(sdist) as archive:
+            archive.extractall(unpacked, filter="data")
+        folders.append(unpacked / sdist.name.removesuffix(".tar.gz"))
     out = tmp_path_factory.mktemp("wheels")
-    done = _run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", out, "./clients", ".", cwd=source
-    )
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", out]
+    done = _run(*pip, *folders)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (sdk,) = out.glob("tdmi_client-*.whl")
     (server,) = out.glob("tdmi_pose-*.whl")
@@ -104,12 +136,71 @@ def _names(wheel: Path) -> list[str]:
         return archive.namelist()
 
 
+def _members(sdist: Path) -> set[str]:
+    """The sdist's files, named from inside its one top folder (``tdmi_pose-0.1.0/``)."""
+    with tarfile.open(sdist) as archive:
+        return {m.name.split("/", 1)[1] for m in archive.getmembers() if m.isfile()}
+
+
+def _sources(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in (folder / "tdmi").rglob("*.py")}
+
+
+def _requires(wheel: Path) -> list[str]:
+    """The wheel's Requires-Dist values."""
+    names = _names(wheel)
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+    return [line.removeprefix("Requires-Dist: ") for line in lines if line.startswith("Requires-Dist: ")]
+
+
+def test_each_sdist_holds_its_packages_and_their_data_and_nothing_of_the_checkout_besides(
+    sdists: dict[str, Path], checkout: Path
+) -> None:
+    sdk, server = _members(sdists["sdk"]), _members(sdists["server"])
+    sdk_code, server_code = _sources(checkout / "clients"), _sources(checkout)
+    assert {n for n in sdk if n.endswith(".py")} == sdk_code
+    assert {"tdmi/protocol/messages.py", "tdmi/client/cli.py"} <= sdk_code
+    assert {f"tdmi/client/web/{f}" for f in ("index.html", "app.js", "style.css")} <= sdk
+    assert {n for n in server if n.endswith(".py")} == server_code
+    assert {"tdmi/model/weights/tdmi_tiny_synth.pt", "tdmi/service/weights/catalogue.json"} <= server
+    assert "README.md" in server  # the project's readme, its long description
+    # setuptools adds tests/test*.py by default (MANIFEST.in prunes tests); .venv, runs, bench,
+    # docs and deploy never belong in an sdist
+    for members in (sdk, server):
+        assert {top for n in members if not (top := n.split("/")[0]).endswith(".egg-info")} <= SDIST_TOP
+    assert not [n for n in sdk if n.startswith(("tdmi/model/", "tdmi/service/"))]
+    assert not [n for n in server if n.startswith(("tdmi/client/", "tdmi/protocol/"))]
+
+
 def test_the_server_wheel_holds_the_demo_checkpoint_and_none_of_the_sdk(wheels: dict[str, Path]) -> None:
     names = _names(wheels["server"])
     # package data: the demo checkpoint (the default model) and the weights catalogue
     assert {"tdmi/model/weights/tdmi_tiny_synth.pt", "tdmi/service/weights/catalogue.json"} <= set(names)
     assert "tdmi/service/cli.py" in names
     assert not [n for n in names if n.startswith(("tdmi/client/", "tdmi/protocol/", "tests/", "bench/"))]
+    # published, it needs the SDK from the index: a version, never a path or URL of this checkout
+    assert [r for r in _requires(wheels["server"]) if r.startswith("tdmi-client")] == [
+        "tdmi-client[media]==0.1.0"
+    ]
+
+
+def test_pip_installs_the_server_from_a_checkout_with_the_sdk_beside_it(
+    checkout: Path, tmp_path: Path
+) -> None:
+    """The README's ``pip install ./clients .``: pip takes the SDK the server requires from
+    ./clients (no index has it), and every other dependency resolves; dry run, nothing installed."""
+    report = tmp_path / "report.json"
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+    done = _run(*pip, "--report", report, "./clients", ".", cwd=checkout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sources = {
+        i["metadata"]["name"]: i["download_info"]["url"] for i in json.loads(report.read_text())["install"]
+    }
+    assert sources["tdmi-client"] == (checkout / "clients").as_uri()
+    assert sources["tdmi-pose"] == checkout.as_uri()
+    assert {"torch", "fastapi", "httpx", "av"} <= sources.keys()
 
 
 def test_the_sdk_wheel_holds_the_protocol_and_the_page_and_asks_for_no_torch(wheels: dict[str, Path]) -> None:
@@ -117,13 +208,8 @@ def test_the_sdk_wheel_holds_the_protocol_and_the_page_and_asks_for_no_torch(whe
     assert {"tdmi/protocol/__init__.py", "tdmi/protocol/media.py", "tdmi/client/cli.py"} <= set(names)
     assert {f"tdmi/client/web/{f}" for f in ("index.html", "app.js", "style.css")} <= set(names)
     assert not [n for n in names if n.startswith(("tdmi/model/", "tdmi/service/"))]
-    with zipfile.ZipFile(wheels["sdk"]) as archive:
-        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
-        requires = [
-            line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist")
-        ]
-    base = [r for r in requires if "extra ==" not in r]
-    assert {r.split()[1].split(">")[0] for r in base} == {"httpx", "websockets", "pydantic", "numpy", "tqdm"}
+    base = [r for r in _requires(wheels["sdk"]) if "extra ==" not in r]
+    assert {r.split(">")[0] for r in base} == {"httpx", "websockets", "pydantic", "numpy", "tqdm"}
 
 
 def test_the_installed_server_serves_the_page_from_the_sdk_wheel(

@@ -1,6 +1,6 @@
 """Media files made in memory for tests: videos with PyAV (rotated, with junk frames, several
-streams, a container header that understates the size), and still images with their quirks
-(MPO, JPEGs that do not fully decode)."""
+streams, a container header that understates the size, a size that changes midway, no picture,
+no video at all), and still images with their quirks (MPO, JPEGs that do not fully decode)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from av.stream import Disposition
 from PIL import Image
 
 __all__ = [
+    "audio_only",
     "claim_size",
     "display_matrix",
     "encode_video",
@@ -23,7 +24,10 @@ __all__ = [
     "jpeg_cut_short",
     "jpeg_without_scan_data",
     "mpo",
+    "no_pictures",
     "picture",
+    "png",
+    "size_switch",
     "video_streams",
     "with_junk_frames",
 ]
@@ -171,3 +175,56 @@ def video_streams(container_format: str, sizes: list[tuple[int, int]], default: 
         for stream in streams:
             container.mux(stream.encode(None))
     return buffer.getvalue()
+
+
+def audio_only() -> bytes:
+    """An MP4 with an AAC track and no video."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def no_pictures() -> bytes:
+    """A Matroska file with a video track whose only packet holds no picture."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+        packet = av.Packet(b"\x00\x00\x00\x02\x09\xf0")  # one access-unit delimiter NAL
+        packet.stream, packet.pts, packet.dts, packet.time_base = stream, 0, 0, Fraction(1, 25)
+        container.mux(packet)
+    return buffer.getvalue()
+
+
+def _mpegts(width: int, height: int, frames: int, start: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 120, np.uint8), format="rgb24")
+            frame.pts = start + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def size_switch(first: tuple[int, int], then: tuple[int, int], frames: int = 3) -> bytes:
+    """An MPEG-TS stream whose resolution changes midway (two streams back to back, as a broadcast)."""
+    return _mpegts(*first, frames) + _mpegts(*then, frames, start=frames)
+
+
+def png(width: int = 64, height: int = 48) -> bytes:
+    """A black still image as a PNG."""
+    return cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))[1].tobytes()

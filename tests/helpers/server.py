@@ -1,4 +1,8 @@
-"""A real ``tdmi serve`` process on a free loopback port, for integration tests."""
+"""Real ``tdmi serve`` processes on free loopback ports, for end-to-end tests.
+
+``ServerFactory`` shares them: one process per set of arguments and environment for the whole
+test session (``server_factory``, tests/helpers/shared_fixtures.py). A test that stops, kills or
+restarts its server starts its own ``ServerProcess`` (or ``running_server``) instead."""
 
 from __future__ import annotations
 
@@ -14,7 +18,17 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ServerProcess", "free_port", "running_server"]
+__all__ = ["SMALL_LIMITS", "ServerFactory", "ServerProcess", "free_port", "running_server"]
+
+# small limits so that the limit tests stay small
+SMALL_LIMITS = {
+    "TDMI_MAX_UPLOAD_BYTES": str(2_000_000),
+    "TDMI_MAX_VIDEO_PIXELS": str(640 * 480),
+    "TDMI_WAIT_MAX_FRAMES": "40",
+    "TDMI_DETECT_EVERY": "4",
+    "TDMI_MAX_STREAMS": "4",
+    "TDMI_STALENESS_MS": "60000",  # a 2-core CI machine is slow: no live drops in these tests
+}
 
 
 def free_port() -> int:
@@ -104,3 +118,33 @@ def running_server(data_dir: Path, *args: str, env: dict[str, str] | None = None
         yield proc
     finally:
         proc.stop()
+
+
+class ServerFactory:
+    """Ready servers shared by a test session: ``get`` starts one per set of arguments and
+    environment the first time it is asked for; ``stop_all`` ends them with the session. Tests
+    that share a server must leave it running (and may find the jobs and streams of others)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._servers: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ServerProcess] = {}
+
+    def get(self, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        key = (args, tuple(sorted((env or {}).items())))
+        if key not in self._servers:
+            proc = self._servers[key] = ServerProcess(
+                self.root / f"server-{len(self._servers)}", *args, env=env
+            )
+            try:
+                proc.wait_ready()
+            except BaseException:
+                proc.stop()  # later asks fail at once (below) instead of waiting for it again
+                raise
+        server = self._servers[key]
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the shared server exited with {server.proc.returncode}:\n{server.log()}")
+        return server
+
+    def stop_all(self) -> None:
+        for server in self._servers.values():
+            server.stop()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tdmi.service.config import Settings
-from tests.helpers.server import ServerProcess
+from tests.helpers.server import ServerFactory
 from tests.integration.determinism import submit_clip, wait_result
 
 
@@ -34,16 +34,14 @@ def test_auto_picks_onnxruntime_on_a_cpu_unless_a_setting_needs_torch(
 
 
 @pytest.mark.slow
-def test_a_server_with_the_default_backend_runs_onnxruntime_and_serves_a_job(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, env={"TDMI_BACKEND": "auto", "TDMI_DETECTOR": "hog"})
-    try:
-        server.wait_ready(timeout=300)
-        (worker,) = httpx.get(f"{server.base}/v1/workers", timeout=10).json()["workers"]
-        assert worker["backend"] == "onnxruntime"
-        assert list((tmp_path / "onnx").glob("tdmi-tiny-*.onnx"))  # exported once, cached
-        result = wait_result(server.base, submit_clip(server.base))
-        persons = [p for frame in result["frames"] for p in frame["persons"]]
-        assert persons, "the pedestrians clip has people on every frame"
-        assert np.isfinite(np.array([p["keypoints"] for p in persons], dtype=float)).all()
-    finally:
-        server.stop()
+def test_a_server_with_the_default_backend_runs_onnxruntime_and_serves_a_job(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.get(env={"TDMI_BACKEND": "auto", "TDMI_DETECTOR": "hog"})
+    (worker,) = httpx.get(f"{server.base}/v1/workers", timeout=10).json()["workers"]
+    assert worker["backend"] == "onnxruntime"
+    assert list((server.data_dir / "onnx").glob("tdmi-tiny-*.onnx"))  # exported once, cached
+    result = wait_result(server.base, submit_clip(server.base))
+    persons = [p for frame in result["frames"] for p in frame["persons"]]
+    assert persons, "the pedestrians clip has people on every frame"
+    assert np.isfinite(np.array([p["keypoints"] for p in persons], dtype=float)).all()

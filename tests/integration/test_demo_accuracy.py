@@ -71,37 +71,33 @@ def test_predict_then_eval_with_the_demo_checkpoints(
 
 
 def test_the_service_scores_on_synthetic_video_with_ground_truth_boxes(
-    held_out: Path, tmp_path: Path
+    held_out: Path, server: ServerProcess
 ) -> None:
-    server = ServerProcess(tmp_path / "data")  # the default model is the demo checkpoint
-    try:
-        server.wait_ready()
-        models = httpx.get(f"{server.base}/v1/models").json()["models"]
-        assert [(m["name"], m["checkpoint"]) for m in models] == [("tdmi-tiny", DEMO_CHECKPOINT.name)]
-        gt, pred = {}, {}
-        for annotation in sorted((held_out / "annotations/val").glob("*.json")):
-            sequence = json.loads(annotation.read_text())
-            index = {image["id"]: i for i, image in enumerate(sequence["images"])}
-            boxes: dict[str, list] = {str(i): [] for i in range(len(sequence["images"]))}
-            for person in sequence["annotations"]:
-                x, y, w, h = person["bbox"]
-                boxes[str(index[person["image_id"]])].append(
-                    [max(x, 0), max(y, 0), min(x + w, 320), min(y + h, 240)]
-                )
-            video = held_out / "videos/val" / f"{annotation.stem}.mp4"
-            with video.open("rb") as f:
-                reply = httpx.post(
-                    f"{server.base}/v1/pose",
-                    params={"wait": "true"},
-                    files={"file": (video.name, f)},
-                    data={"boxes": json.dumps(boxes)},
-                    timeout=300,
-                )
-            assert reply.status_code == 200, reply.text
-            job = reply.json()["job_id"]
-            result = httpx.get(f"{server.base}/v1/pose/{job}/result", params={"format": "posetrack"}).json()
-            gt[annotation.stem], pred[annotation.stem] = sequence, result
-    finally:
-        server.stop()
+    """On the shared real server, whose default model is the demo checkpoint."""
+    models = httpx.get(f"{server.base}/v1/models").json()["models"]
+    assert [(m["name"], m["checkpoint"]) for m in models] == [("tdmi-tiny", DEMO_CHECKPOINT.name)]
+    gt, pred = {}, {}
+    for annotation in sorted((held_out / "annotations/val").glob("*.json")):
+        sequence = json.loads(annotation.read_text())
+        index = {image["id"]: i for i, image in enumerate(sequence["images"])}
+        boxes: dict[str, list] = {str(i): [] for i in range(len(sequence["images"]))}
+        for person in sequence["annotations"]:
+            x, y, w, h = person["bbox"]
+            boxes[str(index[person["image_id"]])].append(
+                [max(x, 0), max(y, 0), min(x + w, 320), min(y + h, 240)]
+            )
+        video = held_out / "videos/val" / f"{annotation.stem}.mp4"
+        with video.open("rb") as f:
+            reply = httpx.post(
+                f"{server.base}/v1/pose",
+                params={"wait": "true"},
+                files={"file": (video.name, f)},
+                data={"boxes": json.dumps(boxes)},
+                timeout=300,
+            )
+        assert reply.status_code == 200, reply.text
+        job = reply.json()["job_id"]
+        result = httpx.get(f"{server.base}/v1/pose/{job}/result", params={"format": "posetrack"}).json()
+        gt[annotation.stem], pred[annotation.stem] = sequence, result
     metrics = evaluate_posetrack_sequences(gt, pred)
     assert metrics.ap.total > SERVICE_MIN_MAP

@@ -6,13 +6,12 @@ are propagated from keypoints, the path whose timing used to leak into results.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.server import ServerProcess
+from tests.helpers.server import ServerFactory, ServerProcess
 from tests.integration.determinism import (
     HOG,
     PEDESTRIAN_FRAMES,
@@ -26,12 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def hog_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def hog_server(server_factory: ServerFactory) -> ServerProcess:
     """The demo model, the default HOG detector every 5 frames, two jobs at a time."""
-    proc = ServerProcess(tmp_path_factory.mktemp("determinism"), env={**HOG, "TDMI_MAX_RUNNING_JOBS": "2"})
-    proc.wait_ready(timeout=300)
-    yield proc
-    proc.stop()
+    return server_factory.get(env={**HOG, "TDMI_MAX_RUNNING_JOBS": "2"})
 
 
 def test_the_same_clip_three_times_two_at_once_gives_one_result(hog_server: ServerProcess) -> None:

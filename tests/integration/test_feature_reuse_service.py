@@ -9,9 +9,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
-from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo
+from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.shared_fixtures import SERVER_ENV
+from tests.helpers.synth import SynthVideo
+
+pytestmark = pytest.mark.slow  # real servers, the model's work on a video
 
 # measured 2026-11-21 on this video (demo checkpoint, default drift IoU 0.85): median shift 0.0 px
 # (most crops are the exact ones), 98.6 % of 493 joints within 4 px of exact mode, 90th percentile
@@ -34,18 +38,12 @@ def _job_keypoints(server: ServerProcess, video: SynthVideo) -> list[dict]:
     return httpx.get(f"{server.base}/v1/pose/{job}/result", timeout=30).json()["frames"]
 
 
-def _served(tmp_path: Path, video: SynthVideo, env: dict[str, str]) -> list[dict]:
-    server = ServerProcess(tmp_path, env=env)  # the default model: the demo checkpoint
-    try:
-        server.wait_ready()
-        return _job_keypoints(server, video)
-    finally:
-        server.stop()
-
-
-def test_reuse_mode_stays_close_to_exact_mode(tmp_path: Path, synth_video: SynthVideo) -> None:
-    exact = _served(tmp_path / "exact", synth_video, {})
-    reuse = _served(tmp_path / "reuse", synth_video, {"TDMI_FEATURE_REUSE": "true"})
+def test_reuse_mode_stays_close_to_exact_mode(
+    server: ServerProcess, server_factory: ServerFactory, synth_video: SynthVideo
+) -> None:
+    """The shared server (exact mode) and its configuration with feature reuse: the demo model."""
+    exact = _job_keypoints(server, synth_video)
+    reuse = _job_keypoints(server_factory.get(env={**SERVER_ENV, "TDMI_FEATURE_REUSE": "true"}), synth_video)
     assert [f["index"] for f in reuse] == list(range(synth_video.frames))  # every frame, in order
     shifts = []
     for a, b in zip(exact, reuse, strict=True):

@@ -21,8 +21,8 @@ import pytest
 
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess
+from tests.helpers.synth import SynthVideo, make_synth_video
 from tests.integration.cluster.conftest import Cluster
-from tests.integration.conftest import SynthVideo, make_synth_video
 
 pytestmark = pytest.mark.slow
 _databases = itertools.count(9)  # cluster tests count up from 1, the queue suite uses 15

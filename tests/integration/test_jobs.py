@@ -1,4 +1,7 @@
-"""Video jobs end to end on a real server: upload, progress, results in every format, overlay."""
+"""Video jobs end to end on a real server: upload, progress, results in every format, overlay.
+
+The HTTP side of jobs (errors, ownership, deletion, limits) is tested in-process
+(tests/integration/http_layer); here the real runner and models do the work."""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+import pytest
 
-from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo
+from tests.helpers.server import SMALL_LIMITS, ServerFactory, ServerProcess
+from tests.helpers.synth import SynthVideo
 
 
 def submit(server: ServerProcess, video: SynthVideo, **fields: str) -> httpx.Response:
@@ -98,6 +102,7 @@ def test_a_video_job_end_to_end(server: ServerProcess, synth_video: SynthVideo) 
         assert (stream.width, stream.height) == (192, 144)
 
 
+@pytest.mark.slow
 def test_wait_answers_with_the_result_and_the_detector_runs_without_client_boxes(
     server: ServerProcess, synth_video: SynthVideo
 ) -> None:
@@ -119,16 +124,13 @@ def test_wait_answers_with_the_result_and_the_detector_runs_without_client_boxes
     assert detect and float(detect[0].split()[-1]) >= synth_video.frames / 4
 
 
-def test_delete_and_unknown_jobs(server: ServerProcess, synth_video: SynthVideo) -> None:
-    job = submit(server, synth_video).json()["job_id"]
-    reply = httpx.delete(f"{server.base}/v1/pose/{job}")
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["status"] in ("cancelled", "done")  # cancelled, unless it finished first
-    assert httpx.get(f"{server.base}/v1/pose/{job}").status_code == 404
-    assert httpx.delete(f"{server.base}/v1/pose/{job}").status_code == 404
-    missing = httpx.get(f"{server.base}/v1/pose/{'0' * 32}")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
-    assert httpx.get(f"{server.base}/v1/pose/not-an-id").status_code == 404
+def test_the_server_lists_itself_as_its_one_worker(server: ServerProcess) -> None:
+    listing = httpx.get(f"{server.base}/v1/workers").json()
+    assert listing["mode"] == "embedded"
+    (worker,) = listing["workers"]
+    assert worker["worker_id"] == "embedded" and worker["device"] == "cpu"
+    assert [m["name"] for m in worker["models"]] == ["tdmi-tiny"]
+    assert worker["max_streams"] == 4  # the shared server's small limits
 
 
 def test_metrics_count_the_work(server: ServerProcess) -> None:
@@ -147,6 +149,7 @@ def _job_threads(server: ServerProcess) -> dict[int, str]:
     return {tid: name for tid, name in names.items() if name.startswith(("tdmi-decode", "tdmi-encode"))}
 
 
+@pytest.mark.slow
 def test_jobs_one_after_another_reuse_the_same_threads(
     server: ServerProcess, synth_video: SynthVideo
 ) -> None:
@@ -159,9 +162,25 @@ def test_jobs_one_after_another_reuse_the_same_threads(
     assert seen[0] and seen[0] == seen[1] == seen[2]
 
 
+@pytest.fixture(scope="module")
+def two_models(
+    server_factory: ServerFactory, tiny_checkpoint: Path, official_hrnet_checkpoint: Path
+) -> ServerProcess:
+    """tdmi-tiny (random weights) and the single-frame HRNet-W32 (an official file) in one server."""
+    models = [
+        "--model",
+        f"tdmi-tiny={tiny_checkpoint}",
+        "--model",
+        f"hrnet-w32-256x192={official_hrnet_checkpoint}",
+    ]
+    return server_factory.get(*models, env=SMALL_LIMITS)
+
+
+@pytest.mark.slow
 def test_several_models_at_once_including_an_official_hrnet_file(
-    server: ServerProcess, synth_video: SynthVideo
+    two_models: ServerProcess, synth_video: SynthVideo
 ) -> None:
+    server = two_models
     models = {m["name"]: m for m in httpx.get(f"{server.base}/v1/models").json()["models"]}
     assert set(models) == {"tdmi-tiny", "hrnet-w32-256x192"}
     assert models["hrnet-w32-256x192"]["num_frames"] == 1
@@ -177,6 +196,7 @@ def test_several_models_at_once_including_an_official_hrnet_file(
     assert all(not f["persons"] for f in result["frames"][3:])  # frames without given boxes have nobody
 
 
+@pytest.mark.slow
 def test_frames_the_client_marks_empty_are_answered_with_nobody(
     server: ServerProcess, synth_video: SynthVideo
 ) -> None:

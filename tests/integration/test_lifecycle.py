@@ -1,4 +1,5 @@
-"""Restart with a job in flight, graceful shutdown during work, API keys and the bind guard."""
+"""Restart with a job in flight, graceful shutdown during work (each test stops its own real
+servers), and the bind guard. API keys are tested in-process (tests/integration/http_layer)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo
+from tests.helpers.synth import SynthVideo
 
 # slow the worker down (one clip per batch) so that a job is surely still running when we stop
 SLOW = {"TDMI_MAX_BATCH": "1", "TDMI_MAX_RUNNING_JOBS": "1"}
 
 
-def _submit(server: ServerProcess, video: SynthVideo, headers: dict | None = None) -> httpx.Response:
+def _submit(server: ServerProcess, video: SynthVideo) -> httpx.Response:
     with video.path.open("rb") as f:
         return httpx.post(
             f"{server.base}/v1/pose",
             files={"file": ("v.mp4", f)},
             data={"boxes": json.dumps(video.boxes())},
-            headers=headers or {},
             timeout=60,
         )
 
@@ -43,6 +43,7 @@ def _wait_for(predicate, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "killed"])
 def test_a_job_in_flight_runs_again_after_a_restart(
     tmp_path: Path, tiny_checkpoint: Path, synth_video: SynthVideo, stop_signal: int
@@ -73,6 +74,7 @@ def test_a_job_in_flight_runs_again_after_a_restart(
         second.stop()
 
 
+@pytest.mark.slow
 def test_shutdown_during_work_closes_streams_with_1012_and_exits_cleanly(
     tmp_path: Path, tiny_checkpoint: Path, synth_video: SynthVideo
 ) -> None:
@@ -97,33 +99,6 @@ def test_shutdown_during_work_closes_streams_with_1012_and_exits_cleanly(
         _wait_for(lambda: _status(again, job)["status"] == "done", timeout=120)
     finally:
         again.stop()
-
-
-def test_api_keys_guard_http_and_websocket(
-    tmp_path: Path, tiny_checkpoint: Path, synth_video: SynthVideo
-) -> None:
-    server = ServerProcess(
-        tmp_path, "--model", f"tdmi-tiny={tiny_checkpoint}", env={"TDMI_API_KEYS": '["s3cret"]'}
-    )
-    try:
-        server.wait_ready()
-        refused = _submit(server, synth_video)
-        assert refused.status_code == 401 and refused.json()["error"] == "unauthorised"
-        assert _submit(server, synth_video, {"Authorization": "Bearer wrong"}).status_code == 401
-        assert _submit(server, synth_video, {"Authorization": "Bearer s3cret"}).status_code == 202
-        assert _submit(server, synth_video, {"X-API-Key": "s3cret"}).status_code == 202
-        assert httpx.get(f"{server.base}/healthz").status_code == 200  # probes stay open
-        with connect(f"{server.ws_base}/v1/stream") as ws:
-            with pytest.raises(ConnectionClosed):
-                ws.recv(timeout=10)
-            assert ws.close_code == 1008
-        with connect(f"{server.ws_base}/v1/stream?api_key=s3cret") as ws:
-            ws.send(json.dumps({"type": "config"}))
-            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-        settings_line = next(line for line in server.log().splitlines() if "settings:" in line)
-        assert "s3cret" not in settings_line and "1 configured" in settings_line
-    finally:
-        server.stop()
 
 
 def test_listening_beyond_loopback_without_keys_is_refused() -> None:

@@ -1,4 +1,6 @@
-"""Live feeds over a real WebSocket: concurrent streams, client boxes, bad messages, a slow client."""
+"""Live feeds over a real WebSocket on a real server: concurrent streams, client boxes, the real
+feed's errors, a slow client. The protocol itself is tested in-process
+(tests/integration/http_layer/test_ws_protocol.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import av
 import cv2
@@ -15,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tdmi.protocol.stream import pack_frame
-from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo
+from tests.helpers.server import ServerFactory, ServerProcess
+from tests.helpers.synth import SynthVideo
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +91,10 @@ def test_several_live_streams_at_once_each_in_order_with_own_track_ids(
     assert not (track_sets[0] & track_sets[1]) and not (track_sets[1] & track_sets[2])  # never shared
 
 
-def test_bad_messages_get_errors_and_the_stream_goes_on(server: ServerProcess, jpegs: list[bytes]) -> None:
+@pytest.mark.slow
+def test_the_feeds_errors_leave_the_stream_going(server: ServerProcess, jpegs: list[bytes]) -> None:
+    """A corrupt frame and bad boxes, as the real feed (decoder, crops, engine) meets them."""
     with connect(f"{server.ws_base}/v1/stream") as ws:
-        ws.send("{this is not json")
-        assert json.loads(ws.recv(timeout=10))["error"] == "invalid_json"
-        ws.send(json.dumps({"type": "config", "lookahead": "soon"}))
-        assert json.loads(ws.recv(timeout=10))["error"] == "invalid_message"
-        ws.send(json.dumps({"type": "teleport"}))
-        assert json.loads(ws.recv(timeout=10))["error"] == "invalid_message"
-        ws.send(json.dumps({"type": "config", "model": "nope"}))
-        assert json.loads(ws.recv(timeout=10))["error"] == "invalid_config"
         ws.send(json.dumps({"type": "config", "lookahead": 0, "detector": "client"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         ws.send(pack_frame(jpegs[0][: len(jpegs[0]) // 3], 1, 0.0))  # corrupt JPEG
@@ -121,40 +118,36 @@ def test_oversize_message_closes_with_1009(server: ServerProcess) -> None:
         assert _wait_close(ws) == 1009
 
 
+@pytest.mark.slow
 def test_a_client_that_never_acks_is_closed_and_others_are_not_disturbed(
-    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint, jpegs: list[bytes], synth_video: SynthVideo
+    server_factory: ServerFactory, tiny_checkpoint: Path, jpegs: list[bytes], synth_video: SynthVideo
 ) -> None:
     env = {"TDMI_ACK_TIMEOUT_S": "2", "TDMI_REQUIRE_CONFIG": "true", "TDMI_STALENESS_MS": "100"}
-    slow_server = ServerProcess(
-        tmp_path_factory.mktemp("slow"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env
-    )
-    slow_server.wait_ready()
-    try:
-        with connect(f"{slow_server.ws_base}/v1/stream") as slow:
-            slow.send(pack_frame(jpegs[0], 0, 0.0))
-            assert json.loads(slow.recv(timeout=10))["error"] == "config_required"
-            slow.send(json.dumps({"type": "config", "detector": "client", "lookahead": 0, "ack_window": 2}))
-            assert json.loads(slow.recv(timeout=10))["type"] == "ready"
-            for i, jpeg in enumerate(jpegs[:8]):
-                slow.send(json.dumps({"type": "boxes", "frame_id": i, "boxes": [[10, 10, 80, 120]]}))
-                slow.send(pack_frame(jpeg, i, 0.0))
-            got = [json.loads(slow.recv(timeout=10)) for _ in range(2)]
-            assert [m["frame_id"] for m in got] == [0, 1]
-            out: dict = {}
-            _run_stream(slow_server, jpegs, synth_video.boxes(), out, "other")  # meanwhile, a good client
-            answers = [m for m in out["other"] if m["type"] in ("result", "dropped")]
-            # with a 100 ms staleness budget some frames of the burst may be dropped, but every frame
-            # is answered exactly once and in order
-            assert [m["frame_id"] for m in answers] == [1000 + k for k in range(len(jpegs))]
-            dropped = [m for m in answers if m["type"] == "dropped"]
-            assert all(m["reason"].startswith("stale") for m in dropped)
-            assert out["other"][-1] == {"type": "ended", "frames": len(jpegs), "dropped": len(dropped)}
-            assert out["other:close"] == 1000
-            assert _wait_close(slow) == 4008  # the window stayed full past the ack timeout
-    finally:
-        slow_server.stop()
+    slow_server = server_factory.get("--model", f"tdmi-tiny={tiny_checkpoint}", env=env)
+    with connect(f"{slow_server.ws_base}/v1/stream") as slow:
+        slow.send(pack_frame(jpegs[0], 0, 0.0))
+        assert json.loads(slow.recv(timeout=10))["error"] == "config_required"
+        slow.send(json.dumps({"type": "config", "detector": "client", "lookahead": 0, "ack_window": 2}))
+        assert json.loads(slow.recv(timeout=10))["type"] == "ready"
+        for i, jpeg in enumerate(jpegs[:8]):
+            slow.send(json.dumps({"type": "boxes", "frame_id": i, "boxes": [[10, 10, 80, 120]]}))
+            slow.send(pack_frame(jpeg, i, 0.0))
+        got = [json.loads(slow.recv(timeout=10)) for _ in range(2)]
+        assert [m["frame_id"] for m in got] == [0, 1]
+        out: dict = {}
+        _run_stream(slow_server, jpegs, synth_video.boxes(), out, "other")  # meanwhile, a good client
+        answers = [m for m in out["other"] if m["type"] in ("result", "dropped")]
+        # with a 100 ms staleness budget some frames of the burst may be dropped, but every frame
+        # is answered exactly once and in order
+        assert [m["frame_id"] for m in answers] == [1000 + k for k in range(len(jpegs))]
+        dropped = [m for m in answers if m["type"] == "dropped"]
+        assert all(m["reason"].startswith("stale") for m in dropped)
+        assert out["other"][-1] == {"type": "ended", "frames": len(jpegs), "dropped": len(dropped)}
+        assert out["other:close"] == 1000
+        assert _wait_close(slow) == 4008  # the window stayed full past the ack timeout
 
 
+@pytest.mark.slow
 def test_clients_that_close_right_after_ended_leave_no_error_in_the_log(
     server: ServerProcess, jpegs: list[bytes], synth_video: SynthVideo
 ) -> None:
@@ -162,6 +155,7 @@ def test_clients_that_close_right_after_ended_leave_no_error_in_the_log(
     (which lost under load and logged an ASGI traceback for a stream that ended well)."""
     boxes = synth_video.boxes()
     ended: list[dict] = []
+    logged_before = len(server.log())  # the server is shared: only this test's lines count
 
     def stream_and_leave() -> None:
         with connect(f"{server.ws_base}/v1/stream") as ws:
@@ -181,5 +175,5 @@ def test_clients_that_close_right_after_ended_leave_no_error_in_the_log(
             t.join(timeout=120)
     assert [m["type"] for m in ended] == ["ended"] * 12
     time.sleep(1.0)  # the server's side of the last closes
-    log = server.log()
+    log = server.log()[logged_before:]
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]

@@ -26,8 +26,8 @@ from tdmi.service.weights.download import pull
 from tests.helpers.mirror import Mirror, serve_mirror
 from tests.helpers.mmpose import write_mmpose_checkpoint
 from tests.helpers.server import ServerProcess, free_port
+from tests.helpers.synth import SynthVideo
 from tests.helpers.weights import randomize
-from tests.integration.conftest import SynthVideo
 
 PUBLISHER = "https://download.example.org"
 
@@ -147,8 +147,13 @@ def test_pull_fetches_from_the_mirror_checks_the_hash_and_places_the_file(
     assert f"pulled: {tmp_path / 'cache' / name}" in capsys.readouterr().out
     assert main(["weights", "path", "hrnet-tiny-coco"]) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'cache' / name}\n"
-    assert main(["weights", "path", "full-hash"]) == 2  # not pulled: the hint, one line
-    assert "tdmi weights pull full-hash" in _one_error_line(capsys.readouterr().err)
+    assert main(["weights", "path", "full-hash"]) == 1  # not pulled: where it goes, and how
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path / 'cache' / 'hrnet_tiny_full.pth'}\n"
+    assert err.strip().splitlines() == [
+        "tdmi: full-hash is not there yet: `tdmi weights pull full-hash` fetches it, "
+        "or place the file there by hand"
+    ]
 
 
 def test_a_cut_download_resumes_with_a_range_request(
@@ -164,6 +169,7 @@ def test_a_cut_download_resumes_with_a_range_request(
     assert main(["weights", "pull", "--quiet", "full-hash"]) == 0
     assert mirror.requests[-1] == ("/full/hrnet_tiny_full.pth", f"bytes={half}-")
     assert _cache_files(tmp_path) == ["hrnet_tiny_full.pth"]
+    assert not (tmp_path / "cache" / ".partial").exists()  # emptied, then removed
     assert (tmp_path / "cache" / "hrnet_tiny_full.pth").read_bytes() == site["pose"]
 
 
@@ -207,17 +213,56 @@ def test_a_hash_mismatch_keeps_nothing_and_touches_nothing_else(
     assert {name: (tmp_path / "cache" / name).read_bytes() for name in _cache_files(tmp_path)} == before
 
 
-def test_offline_is_one_line_and_leaves_no_file(
+@pytest.mark.parametrize("host", ["closed-port", "http://tdmi-nowhere.invalid"])
+def test_offline_every_name_is_tried_with_the_ways_round_and_no_directory_is_left(
+    host: str,
+    site: dict[str, bytes],
+    mirror: Mirror,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A closed loopback port and a name that never resolves (RFC 6761's ``.invalid``)."""
+    nowhere = f"http://127.0.0.1:{free_port()}" if host == "closed-port" else host  # nothing listens
+    monkeypatch.setenv("TDMI_WEIGHTS_MIRROR", nowhere)
+    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco", "drive-only", "zipped-detector"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    fetched, manual, zipped = lines[:3]
+    assert fetched.startswith("tdmi: error: hrnet-tiny-coco: cannot fetch") and "ConnectError" in fetched
+    assert manual.startswith("tdmi: error: drive-only: download it from the authors' drive folder")
+    assert zipped.startswith("tdmi: error: zipped-detector: cannot fetch") and "ConnectError" in zipped
+    assert lines[3:] == [
+        f"tdmi: hint: the mirror TDMI_WEIGHTS_MIRROR={nowhere} could not be reached: check it, or unset it",
+        "tdmi: hint: or download a file on another machine (its URL: `tdmi weights list`) and place it "
+        "where `tdmi weights path NAME` says: hrnet-tiny-coco, zipped-detector",
+        "tdmi: pulled 0 of 3; failed: hrnet-tiny-coco, drive-only, zipped-detector",
+    ]
+    assert not (tmp_path / "cache").exists()  # no empty cache, no empty .partial
+    monkeypatch.setenv("TDMI_WEIGHTS_MIRROR", mirror.base)  # the way round: a mirror that answers
+    assert main(["weights", "pull", "--quiet", "full-hash", "hrnet-tiny-coco"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "tdmi: pulled 2 of 2"
+
+
+def test_offline_without_a_mirror_names_the_setting(
     site: dict[str, bytes],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TDMI_WEIGHTS_MIRROR", f"http://127.0.0.1:{free_port()}")  # nothing listens
-    assert main(["weights", "pull", "--quiet", "hrnet-tiny-coco"]) == 1
-    line = _one_error_line(capsys.readouterr().err)
-    assert "cannot fetch" in line and "ConnectError" in line
-    assert _cache_files(tmp_path) == []
+    catalogue = json.loads((tmp_path / "site-catalogue.json").read_text())
+    for entry in catalogue["entries"]:  # the publisher itself unreachable
+        entry["url"] = entry["url"] and entry["url"].replace(PUBLISHER, f"http://127.0.0.1:{free_port()}")
+    (tmp_path / "site-catalogue.json").write_text(json.dumps(catalogue))
+    monkeypatch.delenv("TDMI_WEIGHTS_MIRROR")
+    assert main(["weights", "pull", "--quiet", "full-hash"]) == 1
+    error, *hints = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith("tdmi: error: full-hash: cannot fetch") and "ConnectError" in error
+    assert hints[0].startswith("tdmi: hint: offline? TDMI_WEIGHTS_MIRROR=http://HOST/PATH")
+    assert (
+        hints[1].endswith("`tdmi weights path NAME` says: full-hash") and len(hints) == 2
+    )  # one name: no summary
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_zip_download_gives_its_one_member_and_an_unhashed_file_is_reported(
@@ -237,18 +282,24 @@ def test_an_entry_without_a_direct_url_says_where_to_get_it(
     assert "authors' drive folder" in line and str(tmp_path / "cache" / "drive.pth") in line
 
 
-def test_serve_names_the_pull_command_for_a_model_not_pulled(site: dict[str, bytes], tmp_path: Path) -> None:
+def test_serve_names_every_entry_not_pulled_and_one_command(site: dict[str, bytes], tmp_path: Path) -> None:
+    models = ["--model", "hrnet-tiny-coco", "--model", "tdmi-tiny=full-hash", "--model", "drive-only"]
     done = subprocess.run(
-        [sys.executable, "-m", "tdmi.service.cli", "serve", "--model", "hrnet-tiny-coco"],
+        [sys.executable, "-m", "tdmi.service.cli", "serve", *models],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 2
     line = _one_error_line(done.stderr)
-    assert "run `tdmi weights pull hrnet-tiny-coco`" in line
+    assert line.startswith("tdmi: error: hrnet-tiny-coco, full-hash, drive-only are not pulled into ")
+    assert "run `tdmi weights pull hrnet-tiny-coco full-hash`" in line
+    assert (
+        f"drive-only: download it from the authors' drive folder and place it at {tmp_path / 'cache'}" in line
+    )
 
 
+@pytest.mark.slow  # a server of its own, on the pulled files
 def test_serve_runs_what_was_pulled_with_the_catalogue_joints(
     site: dict[str, bytes], tmp_path: Path, synth_video: SynthVideo
 ) -> None:
@@ -262,6 +313,7 @@ def test_serve_runs_what_was_pulled_with_the_catalogue_joints(
         for model in listed.values():  # both output the file's joints, in COCO order
             assert model["skeleton"]["layout"] == "coco-17"
             assert model["skeleton"]["joints"][1:3] == ["left_eye", "right_eye"]
+            assert model["synthetic_demo"] is False  # published weights: the page says so
         assert listed["hrnet-tiny-coco"]["checkpoint"].startswith("hrnet_tiny_coco-")
         with synth_video.path.open("rb") as f:
             reply = httpx.post(

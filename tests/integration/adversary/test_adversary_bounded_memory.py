@@ -349,7 +349,7 @@ def cluster(
     """An API node and one worker on their own redis-server: the stream's frames cross Redis."""
     redis = RedisServer(tmp_path_factory.mktemp("redis"))
     redis.start()
-    env = {**ENV, "TDMI_REDIS_URL": redis.url(), "TDMI_HEARTBEAT_INTERVAL_S": "0.25"}
+    env = {**ENV, "TDMI_REDIS_URL": redis.url(), "TDMI_NODE_HEARTBEAT_S": "0.25"}
     data, model = tmp_path_factory.mktemp("cluster"), f"tdmi-tiny={tiny_checkpoint}"
     nodes = {
         "worker": ServerProcess(data, "--model", model, "--worker-id", "w1", env=env, command="worker"),

@@ -16,12 +16,12 @@ import pytest
 
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.server import ServerProcess
-from tests.integration.conftest import SynthVideo, make_synth_video
+from tests.helpers.synth import SynthVideo, make_synth_video
 
 _databases = itertools.count(1)
 
 CLUSTER_ENV = {
-    "TDMI_HEARTBEAT_INTERVAL_S": "0.25",
+    "TDMI_NODE_HEARTBEAT_S": "0.25",
     "TDMI_NODE_TTL_S": "2",
     "TDMI_JOB_CLAIM_IDLE_S": "3",
     "TDMI_MAX_RUNNING_JOBS": "1",  # one job per worker at a time: queued jobs spread over workers

@@ -15,8 +15,8 @@ from websockets.sync.client import connect
 
 from tdmi.protocol.stream import pack_frame
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.synth import SynthVideo
 from tests.integration.cluster.conftest import result, submit, wait_finished
-from tests.integration.conftest import SynthVideo
 
 pytestmark = pytest.mark.redis
 

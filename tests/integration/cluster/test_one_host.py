@@ -10,11 +10,14 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import redis as redis_client
 
 from tdmi.service.cluster import keys
 from tests.helpers.server import ServerProcess, free_port
 from tests.integration.cluster.conftest import Cluster
+
+pytestmark = pytest.mark.redis
 
 
 def _free_run(length: int) -> int:

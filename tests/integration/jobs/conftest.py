@@ -35,16 +35,11 @@ class Backend:
         self.opened.append(queue)
         return queue
 
-    async def ready(self, queue: JobQueue) -> JobQueue:
-        if isinstance(queue, RedisJobQueue):
-            await queue.ensure_group()
-        return queue
-
     async def after_crash(self, queue: JobQueue) -> JobQueue:
         """The queue as the next process sees it after this one died without ending its runs:
         SQLite is opened again; in Redis another worker claims the silent runs at once."""
         await self.close(queue)
-        return await self.ready(self.open(consumer="rescuer", claim_idle_s=0.0))
+        return self.open(consumer="rescuer", claim_idle_s=0.0)
 
     async def close(self, queue: JobQueue) -> None:
         queue.close()

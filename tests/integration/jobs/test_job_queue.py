@@ -20,7 +20,7 @@ def _run(scenario: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _queue_with_job(backend: Backend, owner: str | None = "key-a") -> JobQueue:
-    queue = await backend.ready(backend.open())
+    queue = backend.open()
     upload = queue.data_dir / "uploads" / f"{JOB}.mp4"
     upload.write_bytes(b"video")
     await queue.create(NewJob(JOB, "tdmi-tiny", {"render": False}, upload, 10, owner))
@@ -251,7 +251,7 @@ def test_retention_takes_only_jobs_that_finished_before_the_cutoff(backend: Back
 
 def test_job_ids_that_could_leave_the_data_dir_are_refused(backend: Backend, tmp_path: Path) -> None:
     async def scenario() -> None:
-        queue = await backend.ready(backend.open())
+        queue = backend.open()
         for bad in ("../../etc/passwd", "AB" * 16, "a" * 31):
             try:
                 await queue.create(NewJob(bad, "tdmi-tiny", {}, queue.data_dir / "uploads" / "x", 1, None))

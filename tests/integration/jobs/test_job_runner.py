@@ -23,7 +23,7 @@ from tdmi.service.jobs.store import JobRecord, new_job_id
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
-from tests.integration.conftest import SynthVideo
+from tests.helpers.synth import SynthVideo
 from tests.integration.jobs.conftest import Backend
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ async def _runner(
     runtime = InferenceRuntime(settings, metrics)
     await runtime.start()
     sessions = SessionFactory(settings, metrics)
-    queue = await backend.ready(backend.open(consumer="runner-test"))
+    queue = backend.open(consumer="runner-test")
     runner = JobRunner(queue, runtime, sessions, settings, metrics)
     runner.start(Loops(lambda loop, reason: None, settings.loop_stall_s))
     try:

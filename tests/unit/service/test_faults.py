@@ -1,5 +1,5 @@
-"""The one classifier of errors (``service.faults``): input, transient state of the server, or bug;
-and the HTTP answer of each class (``service.errors``)."""
+"""The one classifier of errors (``tdmi.service.faults``): input, transient state of the server, or bug;
+and the HTTP answer of each class (``tdmi.service.errors``)."""
 
 from __future__ import annotations
 

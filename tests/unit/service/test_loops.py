@@ -1,4 +1,4 @@
-"""A node's loops (``service.loops``): they survive any error, log a streak once, and tell readiness."""
+"""A node's loops (``tdmi.service.loops``): they survive any error, log a streak once, and tell readiness."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tdmi.service.loops import Loops
-from tdmi.service.node import Readiness
+from tdmi.service.nodes.node import Readiness
 
 
 class _Dies(BaseException):

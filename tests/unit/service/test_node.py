@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tdmi.service.node import Readiness
+from tdmi.service.nodes.node import Readiness
 
 SERVICE = Path(__file__).parents[3] / "tdmi" / "service"
 
@@ -24,7 +24,7 @@ def test_readiness_reports_failures_and_stays_shut_down() -> None:
 
 
 def test_only_start_up_and_deps_touch_the_apps_state() -> None:
-    """Routes get the typed node through ``service.deps``; nothing else reads ``app.state``."""
+    """Routes get the typed node through ``tdmi.service.deps``; nothing else reads ``app.state``."""
     touching = {
         str(path.relative_to(SERVICE))
         for path in SERVICE.rglob("*.py")

@@ -32,7 +32,7 @@ from tdmi.model.data.synth.skeleton import BodyShape, body_points
 from tdmi.model.data.synth.writer import SynthOptions, generate_dataset, video_codec
 from tdmi.service.cli import main
 
-OFFICIAL = Path(__file__).parents[2] / "data" / "posetrack18_sample" / "val" / "009473_mpii_test.json"
+OFFICIAL = Path(__file__).parents[3] / "data" / "posetrack18_sample" / "val" / "009473_mpii_test.json"
 SMALL = {"videos": 2, "frames": 6, "width": 96, "height": 64}
 BACKDROP = (255.0, 0.0, 255.0)  # magenta: no skin, hair or cloth colour comes close in these tests
 W, H, FPS = 160, 120, 25.0

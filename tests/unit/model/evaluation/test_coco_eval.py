@@ -12,7 +12,7 @@ from tdmi.model.evaluation import evaluate_coco
 from tdmi.model.evaluation.coco import evaluate_coco_results
 from tdmi.service.cli import main
 
-DATA = Path(__file__).parents[2] / "data" / "coco_sample"
+DATA = Path(__file__).parents[3] / "data" / "coco_sample"
 GT = DATA / "test_coco.json"
 DETECTIONS = DATA / "test_coco_det_AP_H_56.json"
 

@@ -1,5 +1,6 @@
 """The model runner: device crops match training's warp, keypoints land back in image pixels,
-padding to buckets changes nothing, and every backend gives the same keypoints."""
+padding to buckets changes nothing, and every backend gives the same keypoints. On a GPU: the crops
+cut there (frames uploaded, ``grid_sample``) match the CPU's, and keypoints land the same."""
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine
 from tdmi.model.presets import build_model, get_preset
 from tdmi.service.inference.backends import make_backend
 from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
-from tdmi.service.inference.crops import crop_clips, crop_clips_cpu, input_to_image_affines, upload_frame
+from tdmi.service.inference.crops import (
+    crop_clips,
+    crop_clips_cpu,
+    cut_clips,
+    input_to_image_affines,
+    upload_frame,
+)
 from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.inference.work import FrameWork
 
 PRESET = get_preset("tdmi-tiny")
 CPU = torch.device("cpu")
+CUDA = torch.device("cuda")
 
 
 def _image(seed: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
@@ -57,23 +65,47 @@ def test_device_crops_match_the_training_warp() -> None:
     assert np.abs(ours - reference).max() < 0.05
 
 
-def test_cpu_crops_match_the_device_path() -> None:
-    """cv2 on the uint8 frames (the CPU path) against grid_sample (the GPU path, run here on the
-    CPU): boxes inside, across and beyond the frame's edges, one frame shared by two clips."""
+def _crop_case() -> tuple[dict[str, np.ndarray], list[list[str]], np.ndarray]:
+    """Two frames; boxes inside, across and beyond the frame's edges; one frame shared by two clips."""
     images = {"a": _image(1), "b": _image(2)}
     boxes = np.array([[30.0, 20.0, 90.0, 110.0], [-40.0, -10.0, 50.0, 90.0], [100.0, 60.0, 260.0, 200.0]])
-    h, w = PRESET.input_size
-    affines = input_to_image_affines(boxes, (h, w))
-    clips = [["a", "b"], ["b", "a"], ["a", "a"]]
-    cpu = crop_clips_cpu(images, clips, affines, (h, w))
-    device = crop_clips(
-        {k: upload_frame(v, CPU) for k, v in images.items()}, clips, torch.from_numpy(affines), (h, w)
-    )
-    assert cpu.shape == device.shape == (3, 2, 3, h, w) and cpu.dtype == torch.float32
-    difference = (cpu - device).abs()
+    return images, [["a", "b"], ["b", "a"], ["a", "a"]], input_to_image_affines(boxes, PRESET.input_size)
+
+
+def _grid_sample_on_cpu(
+    images: dict[str, np.ndarray], clips: list[list[str]], affines: np.ndarray
+) -> torch.Tensor:
+    """The GPU path's crops, computed on the CPU."""
+    frames = {k: upload_frame(v, CPU) for k, v in images.items()}
+    return crop_clips(frames, clips, torch.from_numpy(affines), PRESET.input_size)
+
+
+def _assert_near_cv2(crops: torch.Tensor, cv2_crops: torch.Tensor) -> None:
+    difference = (crops - cv2_crops).abs()
     assert difference.mean() < 0.01  # cv2 rounds its interpolation weights to 1/32
     assert difference.max() < 0.1
+
+
+def test_cpu_crops_match_the_device_path() -> None:
+    """cv2 on the uint8 frames (the CPU path) against grid_sample (the GPU path, run here on the CPU)."""
+    images, clips, affines = _crop_case()
+    h, w = PRESET.input_size
+    cpu = crop_clips_cpu(images, clips, affines, (h, w))
+    device = _grid_sample_on_cpu(images, clips, affines)
+    assert cpu.shape == device.shape == (3, 2, 3, h, w) and cpu.dtype == torch.float32
+    _assert_near_cv2(device, cpu)
     assert cpu[1, 0, :, :5, :5].abs().max() == 0  # outside the frame: black, as in training
+
+
+@pytest.mark.gpu
+def test_gpu_crops_match_the_cpu_crops() -> None:
+    """The whole GPU path (pinned upload, grid_sample on the device) against cv2 within the bounds
+    above, and against the same grid_sample on the CPU to float32 rounding (1e-3 of a [0, 1] pixel)."""
+    images, clips, affines = _crop_case()
+    gpu = cut_clips(images, clips, affines, PRESET.input_size, CUDA)
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
+    _assert_near_cv2(gpu.cpu(), crop_clips_cpu(images, clips, affines, PRESET.input_size))
+    torch.testing.assert_close(gpu.cpu(), _grid_sample_on_cpu(images, clips, affines), rtol=0, atol=1e-3)
 
 
 class _PeakAt:
@@ -87,17 +119,20 @@ class _PeakAt:
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         h, w = PRESET.heatmap_size
-        ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-        out = torch.zeros(len(inputs), PRESET.layout.num_joints, h, w)
+        grid = (torch.arange(h, device=inputs.device).float(), torch.arange(w, device=inputs.device).float())
+        ys, xs = torch.meshgrid(*grid, indexing="ij")
+        out = torch.zeros(len(inputs), PRESET.layout.num_joints, h, w, device=inputs.device)
         for i, (px, py) in enumerate(self.peaks[: len(inputs)]):
             out[i] = torch.exp(-((xs - px) ** 2 + (ys - py) ** 2) / 2.0)
         return out
 
 
-def test_keypoints_come_back_in_image_pixels() -> None:
+@pytest.mark.parametrize("device", [CPU, pytest.param(CUDA, marks=pytest.mark.gpu)], ids=str)
+def test_keypoints_come_back_in_image_pixels(device: torch.device) -> None:
+    """On a GPU the crops, decoding and the way back to image pixels run on the device's streams."""
     point = np.array([61.3, 57.8])
     boxes = np.array([[30.0, 20.0, 90.0, 110.0], [40.0, 30.0, 100.0, 100.0], [20.0, 10.0, 120.0, 115.0]])
-    runner = ModelRunner(PRESET, _PeakAt(point, boxes), CPU, max_batch=4)
+    runner = ModelRunner(PRESET, _PeakAt(point, boxes), device, max_batch=4)
     (poses,) = runner.run(_works([boxes]))
     assert poses.keypoints.shape == (3, PRESET.layout.num_joints, 3)
     # a heatmap pixel covers about 4 input pixels; the quarter-pixel refinement keeps us well inside one

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tdmi.client.waiting import JobWaiter
-from tdmi.protocol import JobLinks, JobProgress, JobPublic
-from tdmi.service.api.progress_rate import ProgressRates
+from tdmi.service.jobs.progress_rate import ProgressRates
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,21 +39,3 @@ def test_a_job_run_again_or_finished_starts_over_and_the_memory_is_bounded() -> 
     for job in ("b", "c", "d"):
         rates.progress(job, True, 0, 10, T0)
     assert rates.progress("b", True, 10, 10, T0 + timedelta(seconds=1)).frames_per_second is None  # forgotten
-
-
-def test_the_sdk_progress_bar_shows_the_servers_speed_and_time_left() -> None:
-    job = JobPublic(
-        job_id="j1",
-        status="running",
-        model="tdmi-tiny",
-        progress=JobProgress(frames_done=60, frames_total=795, frames_per_second=1.0, eta_seconds=735.0),
-        created_at=T0,
-        updated_at=T0,
-        links=JobLinks(self="http://x/v1/pose/j1", result="http://x/v1/pose/j1/result", video=None),
-    )
-    waiter = JobWaiter(progress=True)
-    assert waiter._bar is not None
-    waiter._bar.fp = io.StringIO()
-    assert waiter.step(job) is None
-    assert waiter._bar.postfix == "1.0 frames/s, 12:15 left"
-    waiter.close()

@@ -40,7 +40,7 @@ from tdmi.service.streaming.boxes import SessionBoxes, clip_to_frame
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.session import StreamFrame
 
-DATA = Path(__file__).parents[2] / "data" / "detection"
+DATA = Path(__file__).parents[3] / "data" / "detection"
 
 # A 128x64 (w x h) image letterboxed into a 64x64 input: scale 0.5, 16 px of padding above and below.
 IMAGE_W, IMAGE_H = 128, 64

@@ -3,6 +3,7 @@ names resolve to pulled files only (models with the catalogue's joints, detector
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,10 +11,12 @@ import pytest
 
 from tdmi.model.joints import COCO_17, POSETRACK_17
 from tdmi.model.presets import get_preset
+from tdmi.service.config import Settings
 from tdmi.service.weights import (
     CatalogueEntry,
     NotPulledError,
     WeightsStore,
+    check_pulled,
     load_catalogue,
     mirrored_url,
     resolve_detector,
@@ -36,6 +39,16 @@ def test_each_shipped_entry_fits_its_preset_and_its_publishers_naming(entry: Cat
     if "openmmlab.com" in entry.url and entry.sha256 is not None:
         # MMPose file names carry the first 8 hex digits of the file's SHA-256
         assert f"-{entry.sha256}" in name and len(entry.sha256) == 8
+
+
+def test_every_published_accuracy_is_in_percent_as_the_readme_gives_it() -> None:
+    numbers = [
+        float(number)
+        for entry in CATALOGUE.entries.values()
+        for number in re.findall(r"\bm?AP ([0-9.]+)", entry.accuracy or "")
+    ]
+    assert len(numbers) >= 10 and all(1.0 < number < 100.0 for number in numbers)
+    assert "COCO val2017 AP 74.9 " in (CATALOGUE.get("hrnet-w32-256x192-coco").accuracy or "")
 
 
 def test_the_paper_start_point_is_in_the_catalogue_in_posetrack_order() -> None:
@@ -61,6 +74,26 @@ def test_a_catalogue_model_not_pulled_names_the_command(store: WeightsStore) -> 
     # an API node of a cluster describes it without the file
     preset, checkpoint = resolve_model("hrnet-w32-256x192-posetrack18", store, need_file=False)
     assert (preset.name, checkpoint) == ("hrnet-w32-256x192-posetrack18", None)
+
+
+def test_a_start_up_names_every_entry_not_pulled_at_once(store: WeightsStore) -> None:
+    _place(store, "hrnet-w32-256x192-coco")
+    settings = Settings(
+        weights_dir=store.directory,
+        models=[
+            "hrnet-w32-256x192-coco",
+            "hrnet-w48-384x288-coco",
+            "tdmi-tiny=hrnet-w48-384x288-posetrack18",
+        ],
+        detector="yolox-s",
+    )
+    with pytest.raises(NotPulledError) as raised:
+        check_pulled(settings, loads_models=True)
+    assert raised.value.names == ["hrnet-w48-384x288-coco", "hrnet-w48-384x288-posetrack18", "yolox-s"]
+    assert str(raised.value).endswith(
+        "run `tdmi weights pull hrnet-w48-384x288-coco hrnet-w48-384x288-posetrack18 yolox-s`"
+    )
+    check_pulled(settings, loads_models=False)  # an API node: no files needed, the detector not run
 
 
 def test_a_pulled_catalogue_model_is_served_under_its_name_with_its_joints(store: WeightsStore) -> None:

@@ -19,7 +19,7 @@ from tdmi.model.geometry import apply_affine, invert_affine
 from tdmi.model.inputs import IMAGENET_MEAN, IMAGENET_STD
 from tdmi.model.joints import COCO_17, POSETRACK_17
 
-DATA = Path(__file__).parents[2] / "data"
+DATA = Path(__file__).parents[3] / "data"
 PT18 = DATA / "posetrack18_sample"
 LEFT_WRIST, RIGHT_WRIST = POSETRACK_17.joints.index("left_wrist"), POSETRACK_17.joints.index("right_wrist")
 

@@ -15,7 +15,7 @@ from tdmi.model.evaluation.posetrack_io import inside_polygon
 from tdmi.model.joints import POSETRACK_17
 from tdmi.service.cli import main
 
-REFERENCE = Path(__file__).parents[2] / "data" / "poseval_reference"
+REFERENCE = Path(__file__).parents[3] / "data" / "poseval_reference"
 PRED_SETS = ("exact", "noise3", "noise10_drop_randscore", "missing_fp")
 HEAD = [0.0, 0.0, 30.0, 40.0]  # diagonal 50: head size 30, a joint is right within 15 px
 

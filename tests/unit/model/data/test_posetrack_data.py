@@ -14,7 +14,7 @@ from tdmi.model.data.posetrack17 import POSETRACK17_JOINTS, PT17_TO_SLOT, conver
 from tdmi.model.joints import POSETRACK_17
 from tdmi.service.cli import main
 
-SAMPLE = Path(__file__).parents[2] / "data" / "posetrack18_sample"
+SAMPLE = Path(__file__).parents[3] / "data" / "posetrack18_sample"
 DETECTIONS = SAMPLE / "test_posetrack18_human_detections.json"
 
 

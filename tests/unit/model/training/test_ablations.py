@@ -18,7 +18,7 @@ from tdmi.model.training.metrics_log import read_metrics
 from tdmi.model.training.trainer import build_network, train
 from tests.helpers.weights import randomize
 
-ABLATIONS = sorted((Path(__file__).resolve().parents[3] / "configs" / "ablations").glob("*.yaml"))
+ABLATIONS = sorted((Path(__file__).resolve().parents[4] / "configs" / "ablations").glob("*.yaml"))
 MI_TERMS = {"mi_useful_noisy", "mi_motion_useful", "mi_useful_label", "mi_feature_label"}
 
 
