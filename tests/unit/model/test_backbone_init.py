@@ -41,7 +41,12 @@ def test_a_checkpoint_of_another_preset_is_still_refused(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "name",
     # TDMI-ST's F is a fusion of the whole clip, not the key frame's feature: it has no such start
-    [n for n, p in PRESETS.items() if isinstance(p.config, TDMIConfig) and not p.config.spatiotemporal],
+    [
+        # W48 takes about 12 s on 2 cores: the full suite only
+        pytest.param(n, marks=pytest.mark.slow) if "w48" in n else n
+        for n, p in PRESETS.items()
+        if isinstance(p.config, TDMIConfig) and not p.config.spatiotemporal
+    ],
 )
 def test_every_tdmi_preset_starts_as_its_single_frame_hrnet(name: str, tmp_path: Path) -> None:
     """An official-format HRNet file of the preset's backbone (e.g. HRNet-W48 for tdmi-w48) makes

@@ -34,7 +34,7 @@ def test_state_dict_names_and_shapes_match_official(width: int) -> None:
     assert sum(p.numel() for p in net.parameters()) == OFFICIAL_PARAMS[width]
 
 
-@pytest.mark.parametrize("width", [32, 48])
+@pytest.mark.parametrize("width", [32, pytest.param(48, marks=pytest.mark.slow)])  # W48: 12 s
 def test_reproduces_official_outputs(width: int) -> None:
     reference = np.load(DATA / f"pose_hrnet_w{width}_output.npz")
     net = PoseHighResolutionNet(HRNetConfig(width=width)).eval()
