@@ -58,6 +58,7 @@ SECTIONS = {
     "host": "where and what",
     "max_batch": "batching",
     "detector": "boxes and tracking",
+    "smoothing": "keypoint smoothing along tracks (live streams and video jobs; a stream's config overrides)",
     "lookahead": "live streams",
     "max_upload_bytes": "video jobs",
     "redis_url": "scale-out over Redis (README, Deployment); without redis_url the service runs embedded",
@@ -151,6 +152,11 @@ class Settings(BaseSettings):
         description="job database, uploads, results, caches ($XDG_DATA_HOME/tdmi or ~/.local/share/tdmi)",
     )
     log_format: Literal["text", "json"] = Field(default="text", description="json: one object per line")
+    log_level: Literal["debug", "info", "warning"] = Field(
+        default="info",
+        description="the service's and its HTTP server's log lines from this level up; other libraries "
+        "(ONNX exporter, PIL, httpx, ...) log warnings and errors only, unless debug",
+    )
 
     max_batch: int = Field(default=16, ge=1, description="clips (persons) per batch")
     max_delay_ms: float = Field(
@@ -205,6 +211,21 @@ class Settings(BaseSettings):
         "track to continue it",
     )
     track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
+
+    smoothing: Literal["none", "one_euro"] = Field(
+        default="none",
+        description="one_euro: an adaptive low-pass filter per track and joint (steadier, a little lag); "
+        "the tracker still follows the raw keypoints",
+    )
+    smoothing_min_cutoff: float = Field(
+        default=8.0, gt=0, le=100, description="One Euro cutoff (Hz) of a still joint: lower is steadier"
+    )
+    smoothing_beta: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="One Euro speed coefficient (1/pixel): higher follows fast motion with less lag",
+    )
 
     lookahead: int | None = Field(default=None, ge=0, description="live default (None: the model's d)")
     staleness_ms: float = Field(default=1000.0, gt=0, description="live frames older than this are dropped")
@@ -339,6 +360,12 @@ class Settings(BaseSettings):
         description="Host header values accepted (names, optionally with :port; '*' any); unset: "
         "the loopback names when bound to loopback, any host otherwise",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, level: Any) -> Any:
+        """TDMI_LOG_LEVEL=DEBUG as well as debug: the names are written both ways."""
+        return level.lower() if isinstance(level, str) else level
 
     @field_validator("api_keys", "admin_api_keys")
     @classmethod

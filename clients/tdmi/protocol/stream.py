@@ -88,6 +88,16 @@ class ConfigMessage(BaseModel):
     ack_window: int | None = Field(
         default=None, ge=1, le=MAX_ACK_WINDOW, description="max unacknowledged results"
     )
+    smoothing: Literal["none", "one_euro"] | None = Field(
+        default=None,
+        description="one_euro: smooth each track's keypoints (One Euro filter); default: the server's",
+    )
+    smoothing_min_cutoff: float | None = Field(
+        default=None, gt=0, le=100, description="One Euro cutoff (Hz) of a still joint; default: the server's"
+    )
+    smoothing_beta: float | None = Field(
+        default=None, ge=0, le=10, description="One Euro speed coefficient (1/pixel); default: the server's"
+    )
 
 
 class BoxesMessage(BaseModel):

@@ -2,12 +2,13 @@
 
     from tdmi.model.evaluation import evaluate_posetrack
     metrics = evaluate_posetrack(Path("annotations/val"), Path("predictions"))
-    print(metrics.table()); metrics.ap.total; metrics.tracking.mota.total
+    print(metrics.table()); metrics.ap.total; metrics.tracking.mota.total; metrics.jitter.mean
 
 Inputs are official PoseTrack 2018/21 per-sequence files (or the same dicts in memory). The
 numbers reproduce poseval (github leonid-pishchulin/poseval, commit 4258a15, Python 3) on
 the same files; see ``posetrack_io`` for its reading rules, ``posetrack_match`` for the PCKh
-matching, ``posetrack_ap`` and ``posetrack_mota`` for the metrics. Where poseval crashes we
+matching, ``posetrack_ap`` and ``posetrack_mota`` for the metrics, ``jitter`` for temporal
+stability. Where poseval crashes we
 raise ValueError instead, or (tracking on sequences of one frame) leave those sequences out.
 
 ``image_filter(gt_image) -> bool`` receives each ground-truth ``images`` entry (the JSON object,
@@ -23,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tdmi.model.evaluation.jitter import Jitter, sequence_jitter
 from tdmi.model.evaluation.posetrack_ap import joint_ap, nan_mean
 from tdmi.model.evaluation.posetrack_io import (
     EvalSequence,
@@ -92,8 +94,10 @@ def evaluate_posetrack_sequences(
         for s in sequences
     }
     counts = {name: _sequence_counts(frames) for name, frames in matches.items()}
-    per_sequence = {name: _summarise([matches[name]], [counts[name]]) for name in matches}
-    return replace(_summarise(list(matches.values()), list(counts.values())), per_sequence=per_sequence)
+    jitter = {s.name: sequence_jitter(s.frames, matches[s.name]) for s in sequences}
+    per_sequence = {name: _summarise([matches[name]], [counts[name]], [jitter[name]]) for name in matches}
+    overall = _summarise(list(matches.values()), list(counts.values()), list(jitter.values()))
+    return replace(overall, per_sequence=per_sequence)
 
 
 def _require_gt_tracks(sequences: list[EvalSequence]) -> None:
@@ -109,8 +113,10 @@ def _sequence_counts(frames: list[FrameMatch]) -> MotCounts | None:
     return mot_counts(pairs) if len(pairs) >= 2 else None
 
 
-def _summarise(sequences: list[list[FrameMatch]], counts: list[MotCounts | None]) -> PoseTrackMetrics:
-    """AP over all frames of the sequences; MOT over those that have counts."""
+def _summarise(
+    sequences: list[list[FrameMatch]], counts: list[MotCounts | None], jitter: list[Jitter]
+) -> PoseTrackMetrics:
+    """AP over all frames of the sequences; MOT over those that have counts; jitter summed."""
     frames = [m for sequence in sequences for m in sequence]
     ap, precision, recall = joint_ap(frames)
     tracked = [c for c in counts if c is not None]
@@ -121,6 +127,7 @@ def _summarise(sequences: list[list[FrameMatch]], counts: list[MotCounts | None]
         num_frames=len(frames),
         num_sequences=len(sequences),
         tracking=_tracking(tracked) if tracked else None,
+        jitter=sum(jitter, Jitter.zero()),
     )
 
 

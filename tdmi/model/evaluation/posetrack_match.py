@@ -36,6 +36,7 @@ class FrameMatch:
     scores: tuple[np.ndarray, ...]  # per joint: the scores of the predicted joints, in person order
     labels: tuple[np.ndarray, ...]  # per joint: True where that prediction is correct
     num_gt: np.ndarray  # (15,) annotated ground-truth joints
+    pred_of_gt: np.ndarray  # (G,) the prediction assigned to each ground-truth person, -1 for none
     pairs: tuple[JointPairs, ...] | None  # per joint; None when tracks are not evaluated
 
 
@@ -76,6 +77,7 @@ def match_frame(frame: EvalFrame, with_tracks: bool, where: str) -> FrameMatch:
     gt, pred = frame.gt, frame.pred
     labels = np.zeros((len(pred), NUM_JOINTS), dtype=bool)
     pairs: tuple[JointPairs, ...] | None = (_LONE_PAIR,) * NUM_JOINTS if with_tracks else None
+    pred_of_gt = np.full(len(gt), -1, dtype=np.intp)
     if len(pred) and len(gt):
         if (gt.present.any(axis=1) & np.isnan(gt.head_sizes)).any():
             raise ValueError(f"{where}: a ground-truth person has no 'bbox_head' (needed for the head size)")
@@ -92,6 +94,7 @@ def match_frame(frame: EvalFrame, with_tracks: bool, where: str) -> FrameMatch:
         scores=tuple(pred.scores[has, j] for j, has in enumerate(per_joint)),
         labels=tuple(labels[has, j] for j, has in enumerate(per_joint)),
         num_gt=gt.present.sum(axis=0),
+        pred_of_gt=pred_of_gt,
         pairs=pairs,
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tdmi.model.evaluation.jitter import Jitter
 from tdmi.model.evaluation.posetrack_io import POSEVAL_JOINTS
 
 __all__ = ["COLUMNS", "JointValues", "PoseTrackMetrics", "TrackingMetrics"]
@@ -90,6 +91,7 @@ class PoseTrackMetrics:
     num_frames: int  # evaluated (labelled, kept by the filter) frames
     num_sequences: int
     tracking: TrackingMetrics | None  # None without track ids or without a sequence of >= 2 frames
+    jitter: Jitter  # acceleration error over box height, along ground-truth tracks
     per_sequence: Mapping[str, PoseTrackMetrics] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class PoseTrackMetrics:
             "num_frames": self.num_frames,
             "num_sequences": self.num_sequences,
             "tracking": None if self.tracking is None else self.tracking.to_dict(),
+            "jitter": self.jitter.to_dict(),
             "per_sequence": {name: m.to_dict() for name, m in self.per_sequence.items()},
         }
 
@@ -120,6 +123,15 @@ class PoseTrackMetrics:
                 _row([*t.mota.columns().values(), t.motp.total, t.precision.total, t.recall.total]),
             ]
         return "\n".join(lines)
+
+    def jitter_line(self) -> str:
+        """Jitter in words (not part of ``table``, which stays poseval's printout)."""
+        j = self.jitter
+        value = "n/a" if math.isnan(j.mean) else f"{j.mean:.4f}"
+        return (
+            f"Jitter (acceleration error / GT keypoint-box height, lower is steadier): {value}"
+            f" over {j.triples} of {j.gt_triples} ground-truth joint triples (matched in all 3 frames)"
+        )
 
 
 def _cell(value: float) -> str:

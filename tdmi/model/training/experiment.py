@@ -39,6 +39,7 @@ import torch
 
 from tdmi.model.data.datasets import PoseTrackClips
 from tdmi.model.data.synth import SynthOptions, generate_dataset
+from tdmi.model.evaluation.posetrack import evaluate_posetrack_sequences
 from tdmi.model.evaluation.predict import posetrack_results, predict_people
 from tdmi.model.evaluation.subsets import SUBSETS, mean_ap, paired_bootstrap, subset_matches
 from tdmi.model.jsonfile import read_json
@@ -245,14 +246,16 @@ def evaluate(plan: ExperimentPlan) -> dict[str, Any]:
     """mAP per arm and subset, and the paired bootstrap differences; written as JSON and markdown."""
     gt_dir = plan.data / "annotations" / "heldout"
     gt = {p.stem: read_json(p) for p in sorted(gt_dir.glob("*.json"))}
-    matches = {}
+    matches, jitter = {}, {}
     for name in plan.arms:
         pred = _evaluate_arm(plan, name)
         matches[name] = {subset: subset_matches(gt, pred, subset) for subset in SUBSETS}
+        jitter[name] = evaluate_posetrack_sequences(gt, pred).jitter.to_dict()
     results: dict[str, Any] = {
         "plan": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()},
         "videos": len(gt),
         "map": {name: {s: mean_ap(matches[name][s]) for s in SUBSETS} for name in plan.arms},
+        "jitter": jitter,
         "differences": {},
     }
     for a, b in COMPARISONS:
@@ -268,11 +271,15 @@ def evaluate(plan: ExperimentPlan) -> dict[str, Any]:
 
 def results_table(results: dict[str, Any]) -> str:
     """The markdown tables of ``results.json``."""
-    head = "| | " + " | ".join(SUBSETS) + " |\n| --- |" + " --- |" * len(SUBSETS) + "\n"
-    lines = ["mAP on held-out videos (ground-truth boxes)\n", head]
+    jitter = results.get("jitter", {})  # results of runs before the jitter column lack it
+    lines = [
+        "mAP on held-out videos (ground-truth boxes); jitter: mean acceleration error / box height\n",
+        _head([*SUBSETS, "jitter"]),
+    ]
     for name, row in results["map"].items():
-        lines.append(f"| {name} | " + " | ".join(_num(row[s]) for s in SUBSETS) + " |\n")
-    lines += ["\nDifferences, paired bootstrap 95 % interval over videos\n", head]
+        cells = [_num(row[s]) for s in SUBSETS] + [_jitter(jitter.get(name))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |\n")
+    lines += ["\nDifferences, paired bootstrap 95 % interval over videos\n", _head(SUBSETS)]
     for name, row in results["differences"].items():
         cells = [
             f"{_num(row[s]['value'], True)} [{_num(row[s]['low'], True)}, {_num(row[s]['high'], True)}]"
@@ -280,6 +287,16 @@ def results_table(results: dict[str, Any]) -> str:
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |\n")
     return "".join(lines)
+
+
+def _head(columns: Sequence[str]) -> str:
+    return "| | " + " | ".join(columns) + " |\n| --- |" + " --- |" * len(columns) + "\n"
+
+
+def _jitter(value: dict[str, Any] | None) -> str:
+    if value is None or value["mean"] is None:
+        return "n/a"
+    return f"{value['mean']:.4f}"
 
 
 def _num(value: float, signed: bool = False) -> str:

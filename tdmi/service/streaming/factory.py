@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import Literal
 
 import numpy as np
 
+from tdmi.model.smoothing import OneEuroParams, PoseSmoother
 from tdmi.model.tracking import PoseTracker, TrackerConfig
 from tdmi.service.config import Settings
 from tdmi.service.detection import DetectionSchedule, TimedDetections, make_detector
@@ -52,7 +54,11 @@ class SessionFactory:
         lookahead: int | None = None,
         box_mode: BoxMode = "auto",
         detect_every: int | None = None,
+        smoothing: Literal["none", "one_euro"] | None = None,
+        smoothing_min_cutoff: float | None = None,
+        smoothing_beta: float | None = None,
     ) -> StreamSession:
+        """A session; ``smoothing*`` given (a live stream's config) override the server's settings."""
         radius = model.preset.num_frames // 2
         if lookahead is None:  # the server's default, capped by what this model can use
             default = self.settings.lookahead if live and self.settings.lookahead is not None else radius
@@ -79,7 +85,20 @@ class SessionFactory:
         # a job numbers its own tracks from 1, so its result is the same in any process; live
         # streams draw from the process-wide sequence, so two streams never share an id
         tracker = PoseTracker(config) if live else PoseTracker(config, itertools.count(1).__next__)
-        return StreamSession(stream_id, model.engine, options, boxes, tracker)
+        smoother = self._smoother(smoothing, smoothing_min_cutoff, smoothing_beta)
+        return StreamSession(stream_id, model.engine, options, boxes, tracker, smoother=smoother)
+
+    def _smoother(
+        self, choice: Literal["none", "one_euro"] | None, min_cutoff: float | None, beta: float | None
+    ) -> PoseSmoother | None:
+        if (choice or self.settings.smoothing) == "none":
+            return None
+        return PoseSmoother(
+            OneEuroParams(
+                min_cutoff=self.settings.smoothing_min_cutoff if min_cutoff is None else min_cutoff,
+                beta=self.settings.smoothing_beta if beta is None else beta,
+            )
+        )
 
     def close(self) -> None:
         self.detect_thread.shutdown(wait=False, cancel_futures=True)

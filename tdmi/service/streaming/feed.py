@@ -106,6 +106,9 @@ class LocalFeed:
                 lookahead=config.lookahead,
                 box_mode=config.detector,
                 detect_every=config.detect_every,
+                smoothing=config.smoothing,
+                smoothing_min_cutoff=config.smoothing_min_cutoff,
+                smoothing_beta=config.smoothing_beta,
             )
         except (UnknownModelError, ValueError) as exc:
             raise FeedConfigError("invalid_config", str(exc)) from None

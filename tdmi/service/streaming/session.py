@@ -17,6 +17,11 @@ Boxes between detector runs are propagated from earlier keypoints, by one of two
 With ``feature_reuse`` each track is cropped with an anchor box that stays put while its person
 stays inside it (``tdmi.service.streaming.anchors``), and the frame carries the stream's feature cache,
 so the model runner runs the backbone once per frame and track instead of once per clip position.
+
+With a ``smoother`` (``smoothing=one_euro``) the poses a frame is answered with are filtered along
+their tracks in frame order, in ``outcomes()``, the one place live streams and jobs share; the
+tracker and the box propagation keep the raw keypoints, so smoothing never feeds back into which
+boxes are cropped or how tracks continue (a lagging box would crop a fast person short).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from tdmi.model.data.clips import clip_indices
+from tdmi.model.smoothing import PoseSmoother
 from tdmi.protocol.poses import FramePoses, PersonPose
 from tdmi.service.errors import public_failure
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
@@ -128,6 +134,8 @@ class StreamSession:
         options: SessionOptions,
         boxes: BoxProvider,
         tracker: Tracker,
+        *,
+        smoother: PoseSmoother | None = None,
     ):
         if not 0 <= options.lookahead <= options.radius:
             raise ValueError(f"lookahead must be between 0 and {options.radius}, got {options.lookahead}")
@@ -136,6 +144,7 @@ class StreamSession:
         self.options = options
         self.boxes = boxes
         self.tracker = tracker
+        self.smoother = smoother
         self._buffer: dict[int, StreamFrame] = {}  # by arrival position
         self._arrived = 0  # frames pushed so far
         self._submitted = 0  # frames handed to the batcher (in order)
@@ -206,6 +215,8 @@ class StreamSession:
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
         if self.options.box_lag is None:  # latency first: the latest keypoints back lead
             self._observe(pending.track_ids, keypoints)
+        if self.smoother is not None:  # on what the client gets only: boxes and tracks follow the raw
+            keypoints = self.smoother(pending.track_ids, keypoints, _seconds(pending.frame))
         persons = [
             PersonPose(
                 track_id=int(track_id),
@@ -313,3 +324,16 @@ class StreamSession:
     def _forget_before(self, position: int) -> None:
         for old in [p for p in self._buffer if p < position]:
             del self._buffer[old]
+
+
+NOMINAL_FPS = 30.0  # the smoother's clock for live frames sent without a capture timestamp
+
+
+def _seconds(frame: StreamFrame) -> float:
+    """The smoother's clock: a job's PTS (deterministic), else the live client's capture time,
+    else the frame id at a nominal 30 fps."""
+    if frame.pts is not None:
+        return frame.pts
+    if frame.timestamp is not None:
+        return frame.timestamp
+    return frame.frame_id / NOMINAL_FPS

@@ -154,6 +154,27 @@ def test_config_values_are_bounded(client: TestClient, config: dict[str, Any]) -
         assert _config(ws, ack_window=1024)["ack_window"] == 1024  # the bound itself is fine
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"smoothing": "kalman"},
+        {"smoothing": "one_euro", "smoothing_min_cutoff": 0},
+        {"smoothing_min_cutoff": 1000},
+        {"smoothing_beta": -0.1},
+    ],
+    ids=["unknown filter", "cutoff 0", "cutoff above 100 Hz", "negative beta"],
+)
+def test_smoothing_in_the_config_is_accepted_within_its_bounds(
+    client: TestClient, config: dict[str, Any]
+) -> None:
+    with client.websocket_connect(STREAM_URL) as ws:
+        _send(ws, {"type": "config", **config})
+        error = ws.receive_json()
+        assert error["error"] == "invalid_message" and error["detail"].startswith("config.smoothing")
+        ready = _config(ws, smoothing="one_euro", smoothing_min_cutoff=2.5, smoothing_beta=0.05)
+        assert ready["type"] == "ready"
+
+
 def test_too_many_bad_messages_close_the_stream_with_4000(client: TestClient) -> None:
     with client.websocket_connect(STREAM_URL) as ws:
         for _ in range(21):

@@ -12,7 +12,7 @@ from tdmi.model.data.datasets import PoseTrackClips
 from tdmi.model.data.synth import SynthOptions, write_video
 from tdmi.model.training.config import validate_config
 from tdmi.model.training.distributed import init_distributed
-from tdmi.model.training.experiment import ARMS, ExperimentPlan, arm_config, pretrain_config
+from tdmi.model.training.experiment import ARMS, ExperimentPlan, arm_config, pretrain_config, results_table
 from tdmi.model.training.trainer import Trainer
 
 
@@ -87,3 +87,20 @@ def test_static_clips_repeat_the_key_frame(tmp_path: Path) -> None:
     for t in range(5):
         assert torch.equal(still[t], clip[2])
     assert torch.equal(moving[index]["target"], static[index]["target"])
+
+
+def test_the_results_table_has_a_jitter_column_for_every_arm() -> None:
+    subsets = {"all": 35.3, "occluded_joints": 4.8, "blurred_frames": 32.1, "clean_frames": 46.9}
+    results = {
+        "map": {"single": subsets, "tdmi_alpha0": subsets},
+        "jitter": {
+            "single": {"mean": 0.0886, "triples": 10, "gt_triples": 12},
+            "tdmi_alpha0": {"mean": None, "triples": 0, "gt_triples": 12},
+        },
+        "differences": {},
+    }
+    table = results_table(results)
+    assert "| | all | occluded_joints | blurred_frames | clean_frames | jitter |" in table
+    assert "| single | 35.3 | 4.8 | 32.1 | 46.9 | 0.0886 |" in table
+    assert "| tdmi_alpha0 | 35.3 | 4.8 | 32.1 | 46.9 | n/a |" in table
+    assert "| | all | occluded_joints | blurred_frames | clean_frames |\n" in table  # differences: no jitter
