@@ -23,13 +23,33 @@ def _check_weights(settings: Settings, loads_models: bool) -> None:
     check_pulled(settings, loads_models)
 
 
-def _run_server(
-    app_factory: Callable[[Settings], Any], settings: Settings, role: Literal["serve", "worker"]
-) -> int:
-    """Bind first, then build and start the node: a node that cannot listen never joins a cluster."""
+def _log_settings(settings: Settings, role: Literal["serve", "worker"]) -> None:
+    """JSON logs get every setting in one object (for machines); text logs the few a person
+    changed, one a line, and where to see the rest."""
     import json
     import logging
 
+    from tdmi.service.settings_report import changed_settings
+
+    log = logging.getLogger("tdmi.service")
+    if settings.log_format == "json":
+        log.info("settings: %s", json.dumps(settings.public()))
+        return
+    changed = changed_settings(settings)
+    log.info(
+        "settings: %s (every setting: tdmi %s --print-settings)",
+        "these differ from their defaults" if changed else "all defaults",
+        role,
+    )
+    for line in changed:
+        log.info("  %s", line)
+
+
+def _run_server(
+    app_factory: Callable[[Settings], Any], settings: Settings, role: Literal["serve", "worker"]
+) -> int:
+    """Bind first, then build and start the node: a node that cannot listen never joins a cluster.
+    The node is given the port bound (``--port 0`` picks one), so the URL it logs is the real one."""
     from tdmi.service.auth import check_bind
     from tdmi.service.http_server import run_http_server
     from tdmi.service.listen import bind_listener
@@ -37,10 +57,20 @@ def _run_server(
 
     check_bind(settings)
     listener = bind_listener(settings, role)
-    configure_logging(settings.log_format)
-    logging.getLogger("tdmi.service").info("settings: %s", json.dumps(settings.public()))
+    configure_logging(settings.log_format, settings.log_level)
+    _log_settings(settings, role)
+    bound = settings.model_copy(update={"port": listener.getsockname()[1]})
     with listener:
-        run_http_server(app_factory(settings), settings, listener)
+        run_http_server(app_factory(bound), bound, listener)
+    return 0
+
+
+def _print_settings(args: argparse.Namespace) -> int:
+    """``--print-settings``: every setting as the flags, environment, file and defaults make it;
+    starts nothing."""
+    from tdmi.service.settings_report import all_settings
+
+    print("\n".join(all_settings(settings_from_flags(args))))
     return 0
 
 
@@ -80,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         role = commands.add_parser(
             name, help=about, description=f"{about}. {SETTINGS_HELP}", usage="%(prog)s [SETTING FLAGS]"
         )
+        role.add_argument(
+            "--print-settings",
+            action="store_true",
+            help="print every setting (from the flags, the environment, the file and the defaults) and exit",
+        )
         add_settings_flags(role)
         role.set_defaults(run=run)
     return parser
@@ -88,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args))
+        run = _print_settings if getattr(args, "print_settings", False) else args.run
+        return int(run(args))
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError, UnknownPresetError among them
         print(f"tdmi: error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Literal
 
 from tdmi.service.config import Settings
 
-__all__ = ["PortUnavailableError", "Role", "bind_listener", "device_index", "listen_port"]
+__all__ = ["PortUnavailableError", "Role", "bind_listener", "device_index", "listen_port", "node_url"]
 
 Role = Literal["serve", "worker"]
 
@@ -41,6 +41,13 @@ def listen_port(settings: Settings, role: Role) -> int:
     if port > 65535:
         raise PortUnavailableError(f"port {port} (from --base-port {settings.base_port}) is above 65535")
     return port
+
+
+def node_url(settings: Settings, role: Role) -> str:
+    """``http://HOST:PORT`` to open on this host: a wildcard address (all interfaces) is reached at
+    loopback; ``tdmi serve`` passes the port it bound, so ``--port 0`` shows the one picked."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{listen_port(settings, role)}"
 
 
 def _how_to_move(settings: Settings, role: Role) -> str:

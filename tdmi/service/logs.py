@@ -233,12 +233,21 @@ async def records_written(timeout_s: float = 0.5) -> None:
             await handler.written(timeout_s)
 
 
-def configure_logging(fmt: str, level: str = "INFO") -> None:
+# the loggers of this service and of its HTTP server; every other logger is a library's
+OWN_LOGGERS = ("tdmi", "uvicorn")
+
+
+def configure_logging(fmt: str, level: str = "info") -> None:
     """Send every record to one :class:`BackgroundHandler` on the root logger (uvicorn's loggers
-    propagate there: run uvicorn with ``log_config=None``, as its dictConfig would close it)."""
+    propagate there: run uvicorn with ``log_config=None``, as its dictConfig would close it).
+
+    ``level`` applies to ``OWN_LOGGERS``; the libraries' loggers (at a first start the ONNX
+    exporter's ``onnxscript`` and ``onnx_ir`` log some 170 INFO lines) stay at WARNING through
+    the root logger, unless ``level`` is debug."""
     stream = logging.StreamHandler()
     stream.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [BackgroundHandler(stream)]
-    root.setLevel(level)
-    logging.getLogger("uvicorn").setLevel(level)
+    root.setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())

@@ -46,6 +46,7 @@ def _pose(name: str, path: str, data: bytes, **fields: object) -> dict[str, obje
         "url": PUBLISHER + path,
         "file": path.rsplit("/", 1)[-1],
         "licence": "test",
+        "weights_terms": "test",
         "source": "made by the test",
         "preset": "hrnet-tiny",
         "joints": "coco-17",  # hrnet-tiny's own layout is PoseTrack's: outputs must be relabelled
@@ -90,6 +91,7 @@ def site(tmp_path: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> dic
             "file": "det.onnx",
             "archive_member": "end2end.onnx",
             "licence": "test",
+            "weights_terms": "test",
             "source": "made by the test",
             "input_size": [640, 640],
             "layout": "mmdeploy",
@@ -102,6 +104,7 @@ def site(tmp_path: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> dic
             "manual": "download it from the authors' drive folder",
             "file": "drive.pth",
             "licence": "test",
+            "weights_terms": "test",
             "source": "made by the test",
             "preset": "hrnet-tiny",
             "joints": "coco-17",

@@ -90,9 +90,22 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarra
     return np.array(keep, dtype=np.int64)
 
 
-def onnx_spec(path: Path | str, layout: str | None = None) -> str:
-    """The detector spec of an ONNX file: ``onnx:PATH``, or ``onnx-LAYOUT:PATH`` when its layout is known."""
-    return f"onnx:{path}" if layout is None else f"onnx-{layout}:{path}"
+def onnx_spec(path: Path | str, layout: str | None = None, input_size: tuple[int, int] | None = None) -> str:
+    """The detector spec of an ONNX file: ``onnx:PATH``; ``onnx-LAYOUT:PATH`` when its layout is
+    known; ``@HxW`` after the kind when the size it was published for is (``onnx-yolox@416x416:PATH``)."""
+    kind = "onnx" if layout is None else f"onnx-{layout}"
+    size = "" if input_size is None else f"@{input_size[0]}x{input_size[1]}"
+    return f"{kind}{size}:{path}"
+
+
+def _input_size(text: str, spec: str) -> tuple[int, int] | None:
+    """``416x416`` -> (416, 416); "" -> None."""
+    if not text:
+        return None
+    height, _, width = text.partition("x")
+    if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise ValueError(f"detector spec {spec!r}: the size after '@' is HEIGHTxWIDTH, e.g. @416x416")
+    return int(height), int(width)
 
 
 def make_detector(
@@ -104,7 +117,9 @@ def make_detector(
 ) -> Detector | None:
     """Build the detector named by ``spec``: ``"hog"``, ``"onnx:PATH"``, ``"onnx-LAYOUT:PATH"`` or ``"none"``.
 
-    ``"none"`` gives None: the caller must then take boxes from the client or from propagation.
+    An ONNX spec may carry the input size the file was published for, ``onnx-yolox@416x416:PATH``:
+    a file with dynamic height and width runs at it (else at 640); a file with a fixed size keeps
+    its own. ``"none"`` gives None: the caller must then take boxes from the client or from propagation.
     ``score_threshold`` left as None keeps each detector's own default (their scores differ in
     meaning); ``providers`` applies to ONNX, ``min_person_height`` (pixels) to HOG.
     """
@@ -117,6 +132,7 @@ def make_detector(
 
         threshold = HogPeopleDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return HogPeopleDetector(min_person_height=min_person_height, score_threshold=threshold)
+    kind, _, size = kind.partition("@")
     if kind == "onnx" or kind.startswith("onnx-"):
         if not argument:
             raise ValueError(
@@ -126,7 +142,13 @@ def make_detector(
 
         threshold = OnnxYoloDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         layout = kind.removeprefix("onnx-") if kind != "onnx" else None
-        return OnnxYoloDetector(Path(argument), providers=providers, score_threshold=threshold, layout=layout)
+        return OnnxYoloDetector(
+            Path(argument),
+            providers=providers,
+            score_threshold=threshold,
+            layout=layout,
+            input_size=_input_size(size, spec),
+        )
     raise ValueError(
         f"unknown detector spec {spec!r}; use 'hog', 'onnx:/path/model.onnx', "
         "'onnx-LAYOUT:/path/model.onnx' or 'none'"

@@ -3,12 +3,15 @@
 The image is letterboxed to the model's input size (kept ratio, grey 114 padding) in the form its
 family expects, and the outputs are decoded in one of the layouts of ``onnx_layouts``: detected
 from the outputs when the model is loaded, or named (``layout=``, or ``onnx-yolox:PATH`` in a
-detector spec). The input size is read from the model, or 640 when its height and width are
-dynamic. Persons are class ``person_class`` (0 in COCO and in the one-class person detectors).
+detector spec). The input size is read from the model; where its height and width are dynamic,
+it is the size the file was published for when the caller knows it (a catalogue entry's
+``input_size``: ``yolox-tiny-humanart`` was trained at 416x416), else 640. Persons are class
+``person_class`` (0 in COCO and in the one-class person detectors).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from tdmi.service.detection.base import Detections, DetectorUnavailableError, ch
 from tdmi.service.detection.onnx_layouts import DetectorLayout, InputFormat, decode_outputs, detect_layout
 
 __all__ = ["Letterbox", "OnnxYoloDetector", "letterbox"]
+
+log = logging.getLogger("tdmi.service")
 
 DEFAULT_INPUT_SIZE = 640
 PAD_VALUE = 114
@@ -90,6 +95,7 @@ class OnnxYoloDetector:
         person_class: int = 0,
         max_detections: int = 100,
         layout: DetectorLayout | str | None = None,
+        input_size: tuple[int, int] | None = None,
     ):
         path = Path(path)
         if not path.is_file():
@@ -111,11 +117,14 @@ class OnnxYoloDetector:
             found = ", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs)
             raise ValueError(f"{path}: expected one float32 NCHW image input, found {found}")
         self._input_name = inputs[0].name
-        height, width = inputs[0].shape[2:]
-        self.input_size = (
-            height if isinstance(height, int) else DEFAULT_INPUT_SIZE,
-            width if isinstance(width, int) else DEFAULT_INPUT_SIZE,
-        )
+        self.input_size = _run_size(inputs[0].shape[2:], input_size)
+        if input_size is not None and self.input_size != input_size:
+            log.warning(
+                "person detector %s takes %dx%d, not the %dx%d it was listed with: it runs at its own",
+                path.name,
+                *self.input_size,
+                *input_size,
+            )
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.person_class = person_class
@@ -144,6 +153,15 @@ class OnnxYoloDetector:
     def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
         outputs = self._session.run(None, {self._input_name: tensor})
         return [np.asarray(output) for output in outputs]
+
+
+def _run_size(model_hw: Sequence[int | str | None], wanted: tuple[int, int] | None) -> tuple[int, int]:
+    """Each axis the model fixes keeps its size; a dynamic one takes ``wanted``'s, else 640."""
+    fallback = wanted or (DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE)
+    height, width = (
+        size if isinstance(size, int) else default for size, default in zip(model_hw, fallback, strict=True)
+    )
+    return height, width
 
 
 def _layout_named(layout: DetectorLayout | str) -> DetectorLayout:

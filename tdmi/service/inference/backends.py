@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
@@ -187,9 +188,13 @@ def make_backend(
         digest = hashlib.sha256(f"{preset.name}:{weights_id}".encode()).hexdigest()[:16]
         path = cache_dir / f"{preset.name}-{digest}.onnx"
         if not path.exists():
-            log.info("exporting %s to %s", preset.name, path)
+            log.info("exporting %s to ONNX once (cached in %s)", preset.name, cache_dir)
+            started = time.perf_counter()
             tmp = path.with_suffix(".tmp.onnx")
             export_model(network.cpu().eval(), torch.zeros(preset.input_shape(2)), tmp, "onnx")
             tmp.replace(path)
+            log.info(
+                "exported %s to ONNX in %.0f s: %s", preset.name, time.perf_counter() - started, path.name
+            )
         return OnnxRuntimeBackend(path, device, threads)
     raise ValueError(f"unknown backend {kind!r}; use torch, torchscript or onnxruntime")

@@ -40,6 +40,8 @@ __all__ = [
 
 log = logging.getLogger("tdmi.inference")
 
+_RUNTIME_TITLES = {"torch": "PyTorch", "torchscript": "TorchScript", "onnxruntime": "ONNX Runtime"}
+
 
 class DeviceUnavailableError(RuntimeError):
     """The configured accelerator is missing; the service must not fall back silently."""
@@ -131,13 +133,16 @@ class InferenceRuntime:
             engine.start()
             self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)
             log.info(
-                "model %s ready on %s (%s, %d CPU threads, buckets %s)",
+                "model %s: %s%s on %s (backend %s), %d CPU threads, %s",
                 preset.name,
+                _RUNTIME_TITLES[settings.model_backend],
+                "" if settings.precision == "fp32" else f" {settings.precision}",
                 device,
-                settings.model_backend,
+                settings.backend,
                 self.threads,
-                runner.buckets,
+                f"checkpoint {checkpoint.name}" if checkpoint else "untrained weights",
             )
+            log.debug("model %s: batch buckets %s", preset.name, runner.buckets)
         if settings.heap_trim_s > 0:
             trim = HeapTrim(self.batches_run, settings.heap_trim_s, self.device_thread)
             self._heap_trim = asyncio.create_task(trim.run(), name="heap-trim")

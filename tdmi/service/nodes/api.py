@@ -23,6 +23,7 @@ from tdmi.service.cluster.remote_feed import LiveLink
 from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
+from tdmi.service.listen import node_url
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import LiveConnections, Readiness
@@ -62,7 +63,14 @@ class ApiNode:
         self.loops.start("live replies", self.link.run)
         self.loops.start("api heartbeat", self._beat, every_s)
         await self.jobs.start(self.loops)
-        log.info("API node %s of the cluster at %s", self.node_id, self.settings.redis_url)
+        url = node_url(self.settings, "serve")
+        log.info(
+            "API node %s of the cluster at %s ready: open %s/ (API docs: %s/docs)",
+            self.node_id,
+            self.settings.redis_url,
+            url,
+            url,
+        )
 
     async def stop(self) -> None:
         """Stop taking jobs, close live streams (1012), stop the loops, leave the cluster."""

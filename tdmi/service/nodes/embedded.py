@@ -15,6 +15,7 @@ from tdmi.service.jobs.leftovers import sweep_leftovers
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.jobs.service import JobService
 from tdmi.service.jobs.sqlite import SqliteJobQueue
+from tdmi.service.listen import node_url
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.local_inference import LocalInference
@@ -48,7 +49,8 @@ class EmbeddedNode:
         self._jobs = JobService(queue, self.settings, self.metrics, self.local.runtime, runner)
         await self._jobs.start(Loops(self.readiness.loop_trouble, self.settings.loop_stall_s))
         self.readiness.set(None)
-        log.info("ready: %s", ", ".join(self.local.runtime.models))
+        url = node_url(self.settings, "serve")
+        log.info("ready: open %s/ (API docs: %s/docs)", url, url)
 
     async def stop(self) -> None:
         """Close live streams (1012), requeue running jobs, stop the engines."""

@@ -21,6 +21,7 @@ from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
 from tdmi.service.config import Settings
 from tdmi.service.jobs.runner import JobRunner
+from tdmi.service.listen import node_url
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.local_inference import LocalInference
@@ -69,7 +70,11 @@ class WorkerNode:
         self.jobs.start(self.loops)
         self.loops.start("live inbox", self.live.run)
         log.info(
-            "worker %s ready: %s on %s", self.worker_id, ", ".join(self.local.runtime.models), settings.device
+            "worker %s ready: %s on %s (health: %s/readyz)",
+            self.worker_id,
+            ", ".join(self.local.runtime.models),
+            settings.device,
+            node_url(settings, "worker"),
         )
 
     async def stop(self) -> None:

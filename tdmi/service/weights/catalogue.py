@@ -46,7 +46,11 @@ class CatalogueEntry(BaseModel):
         pattern=r"^[0-9a-f]{8,64}$",
         description="SHA-256 of the download: in full, or the prefix the publisher gives",
     )
-    licence: str
+    licence: str = Field(description="the code's and the release's licence, as the publisher states it")
+    weights_terms: str = Field(
+        description="what governs the weights themselves: the data they were trained on and its terms "
+        '("trained on Human-Art (non-commercial terms)"), which a code licence does not cover'
+    )
     source: str = Field(description="where the URL and hash were read")
     preset: str | None = Field(default=None, description="pose: the network preset the file loads into")
     joints: str | None = Field(default=None, description="pose: the joint layout of its outputs")

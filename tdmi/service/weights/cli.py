@@ -21,7 +21,8 @@ def _describe(entry: CatalogueEntry, store: WeightsStore) -> list[str]:
     lines = [
         f"{entry.name}  [{entry.kind}, {state}]",
         f"    {entry.title}",
-        f"    input {shape}, {what}, format {entry.layout}; licence {entry.licence}",
+        f"    input {shape}, {what}, format {entry.layout}",
+        f"    licence: code {entry.licence}; weights {entry.weights_terms}",
         f"    {entry.url or entry.manual}{size}; {entry.hash_note}",
     ]
     if entry.accuracy:

@@ -4,7 +4,8 @@
 joint layout; ``--model tdmi-w48-384x288=hrnet-w48-384x288-posetrack18`` starts a TDMI preset
 from it. ``--detector yolox-m-humanart`` runs that pulled ONNX file, and with no detector
 configured the first pulled catalogue detector is used, else HOG; the entry's ``layout`` (yolox:
-raw head outputs, mmdeploy: ``dets`` and ``labels``) is passed on as ``onnx-LAYOUT:PATH``.
+raw head outputs, mmdeploy: ``dets`` and ``labels``) and ``input_size`` are passed on as
+``onnx-LAYOUT@HxW:PATH``.
 Nothing here downloads: a name that is not pulled fails with the one command that would fetch it,
 and a node's start-up check names every entry it lacks at once.
 """
@@ -76,17 +77,18 @@ def resolve_model(spec: str, store: WeightsStore, need_file: bool = True) -> tup
 
 
 def resolve_detector(spec: str | None, store: WeightsStore) -> str:
-    """A detector spec for ``make_detector``: a catalogue name becomes ``onnx-LAYOUT:<pulled file>``
-    (its output layout named, not guessed); unset means the first pulled catalogue detector, else
+    """A detector spec for ``make_detector``: a catalogue name becomes ``onnx-LAYOUT@HxW:<pulled
+    file>`` (its output layout named, not guessed; a file with dynamic height and width runs at the
+    size it was published for); unset means the first pulled catalogue detector, else
     ``hog``."""
     if spec is None:
         pulled = (e for e in store.catalogue.entries.values() if e.kind == "detector" and store.is_pulled(e))
         first = next(pulled, None)
-        return onnx_spec(store.path(first), first.layout) if first is not None else "hog"
+        return onnx_spec(store.path(first), first.layout, first.input_size) if first is not None else "hog"
     entry = store.catalogue.entries.get(spec.strip())
     if spec.strip() in _PASS_THROUGH or entry is None or entry.kind != "detector":
         return spec
-    return onnx_spec(store.require(entry.name)[1], entry.layout)
+    return onnx_spec(store.require(entry.name)[1], entry.layout, entry.input_size)
 
 
 def check_pulled(settings: Settings, loads_models: bool) -> None:

@@ -43,6 +43,12 @@ def test_a_missing_settings_file_is_an_error(monkeypatch: pytest.MonkeyPatch) ->
         Settings()
 
 
+def test_the_log_level_is_read_in_either_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TDMI_LOG_LEVEL", "DEBUG")
+    assert Settings().log_level == "debug"
+    assert Settings(log_level="Warning").log_level == "warning"
+
+
 def test_api_keys_are_counted_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TDMI_API_KEYS", '["top-secret-1", "top-secret-2"]')
     shown = Settings().public()

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tdmi.service.config import Settings
-from tdmi.service.listen import PortUnavailableError, bind_listener, device_index, listen_port
+from tdmi.service.listen import PortUnavailableError, bind_listener, device_index, listen_port, node_url
 
 
 def test_roles_share_a_host_on_their_defaults() -> None:
@@ -16,6 +16,15 @@ def test_roles_share_a_host_on_their_defaults() -> None:
     assert listen_port(Settings(device="cuda:3", base_port=9000), "worker") == 9004
     assert listen_port(Settings(device="cpu"), "worker") == 8001
     assert listen_port(Settings(port=7000, device="cuda:3"), "worker") == 7000  # --port wins
+
+
+def test_the_url_to_open_names_a_reachable_host_and_the_port() -> None:
+    assert node_url(Settings(port=41234), "serve") == "http://127.0.0.1:41234"
+    assert node_url(Settings(host="0.0.0.0", insecure=True), "serve") == "http://127.0.0.1:8000"
+    assert node_url(Settings(host="::", insecure=True), "worker") == "http://[::1]:8001"
+    assert (
+        node_url(Settings(host="pose.example", port=80, insecure=True), "serve") == "http://pose.example:80"
+    )
 
 
 def test_device_index_reads_the_number_after_the_colon() -> None:

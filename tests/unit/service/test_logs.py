@@ -18,9 +18,11 @@ import pytest
 from tdmi.service.logs import (
     MAX_MESSAGE_CHARS,
     MAX_VALUE_CHARS,
+    OWN_LOGGERS,
     BackgroundHandler,
     JsonFormatter,
     TextFormatter,
+    configure_logging,
     redact,
 )
 
@@ -224,3 +226,34 @@ def test_flush_returns_once_the_records_before_it_are_written() -> None:
     handler.flush()
     assert len(target.lines) == 20
     handler.close()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """configure_logging changes the process's root logger: put it back after the test."""
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in OWN_LOGGERS)]
+    levels, handlers = [logger.level for logger in loggers], logging.getLogger().handlers[:]
+    yield
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    logging.getLogger().handlers[:] = handlers
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_libraries_log_warnings_only_unless_the_level_is_debug() -> None:
+    """A first start's ONNX export logged some 170 INFO lines of onnxscript and onnx_ir."""
+    libraries = [
+        logging.getLogger(name) for name in ("onnxscript.rewriter", "onnx_ir.passes", "PIL", "httpx")
+    ]
+    configure_logging("text", "info")
+    assert logging.getLogger("tdmi.inference").isEnabledFor(logging.INFO)
+    assert logging.getLogger("uvicorn.error").isEnabledFor(logging.INFO)
+    assert not any(library.isEnabledFor(logging.INFO) for library in libraries)
+    assert all(library.isEnabledFor(logging.WARNING) for library in libraries)
+    configure_logging("text", "warning")
+    assert not logging.getLogger("tdmi.service").isEnabledFor(logging.INFO)
+    configure_logging("text", "debug")
+    assert logging.getLogger("tdmi.inference").isEnabledFor(logging.DEBUG)
+    assert all(library.isEnabledFor(logging.DEBUG) for library in libraries)

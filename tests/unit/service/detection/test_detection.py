@@ -218,6 +218,38 @@ def test_dynamic_input_size_defaults_to_640(tmp_path: Path) -> None:
     np.testing.assert_allclose(detector.detect(_blank_image()).xyxy, [[20, 4, 60, 60]], atol=1e-4)
 
 
+class _FedShapes:
+    """An ONNX Runtime session that records the shape of each input it is given."""
+
+    def __init__(self, session: ort.InferenceSession):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feeds):
+        self.shapes += [value.shape for value in feeds.values()]
+        return self.session.run(names, feeds)
+
+
+def test_a_dynamic_file_runs_at_its_published_size_and_a_fixed_one_at_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A catalogue detector's spec carries the size it was published for (yolox-tiny-humanart: 416)."""
+    table = np.zeros((1, 3, 6))
+    table[0, 0] = [100, 180, 300, 460, 0.9, 0]
+    dynamic = _yolo_model(tmp_path / "dynamic.onnx", table, input_hw=("height", "width"))
+    published = make_detector(onnx_spec(dynamic, "end2end", (416, 320)))
+    assert isinstance(published, OnnxYoloDetector) and published.input_size == (416, 320)
+    fed = published._session = _FedShapes(published._session)
+    published.detect(_blank_image())
+    assert fed.shapes == [(1, 3, 416, 320)]
+    fixed = _yolo_model(tmp_path / "fixed.onnx", table)  # 64x64
+    own = make_detector(onnx_spec(fixed, "end2end", (416, 416)))
+    assert isinstance(own, OnnxYoloDetector) and own.input_size == (64, 64)
+    fed = own._session = _FedShapes(own._session)
+    own.detect(_blank_image())
+    assert fed.shapes == [(1, 3, 64, 64)]
+    assert "fixed.onnx takes 64x64, not the 416x416 it was listed with" in caplog.text
+
+
 # YOLOX and MMDeploy place the 128x64 image at the top left of the 64x64 input: scale 0.5, no shift.
 def _to_top_left_input(box_xyxy: list[float]) -> list[float]:
     return [v * 0.5 for v in box_xyxy]
@@ -363,6 +395,9 @@ def test_make_detector_reads_the_spec(tmp_path: Path) -> None:
     assert isinstance(hog, HogPeopleDetector) and hog.placements(480, 640)[0].scale == 2.0
     with pytest.raises(ValueError, match="needs a model path"):
         make_detector("onnx:")
+    assert onnx_spec(path, "end2end", (416, 320)) == f"onnx-end2end@416x320:{path}"
+    with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+        make_detector(f"onnx-end2end@416:{path}")
     with pytest.raises(ValueError, match="unknown detector spec 'yolo'"):
         make_detector("yolo")
 

@@ -41,6 +41,25 @@ def test_each_shipped_entry_fits_its_preset_and_its_publishers_naming(entry: Cat
         assert f"-{entry.sha256}" in name and len(entry.sha256) == 8
 
 
+# the data sets the shipped weights were trained on, and what their terms must say
+DATA_TERMS = {
+    "COCO": ("COCO", "annotations CC BY 4.0", "Flickr"),
+    "PoseTrack": ("PoseTrack", "non-commercial"),
+    "Human-Art": ("Human-Art", "non-commercial"),
+}
+
+
+@pytest.mark.parametrize("entry", CATALOGUE.entries.values(), ids=lambda e: e.name)
+def test_each_entry_says_what_governs_its_weights_besides_the_code_licence(entry: CatalogueEntry) -> None:
+    """A code licence (Apache-2.0, MIT) does not cover the weights: the training data's terms do."""
+    trained_on = [name for name in DATA_TERMS if name.lower() in entry.title.lower()]
+    assert trained_on, f"{entry.name}: its title names no data set it was trained on"
+    for name in trained_on:
+        for words in DATA_TERMS[name]:
+            assert words in entry.weights_terms, f"{entry.name}: {words!r} missing"
+    assert entry.licence and entry.weights_terms not in entry.licence
+
+
 def test_every_published_accuracy_is_in_percent_as_the_readme_gives_it() -> None:
     numbers = [
         float(number)
@@ -123,12 +142,12 @@ def test_bad_model_names_fail_clearly(store: WeightsStore) -> None:
 def test_the_first_pulled_catalogue_detector_is_the_default(store: WeightsStore) -> None:
     assert resolve_detector(None, store) == "hog"  # nothing pulled
     tiny = _place(store, "yolox-tiny")
-    assert resolve_detector(None, store) == f"onnx-yolox:{tiny}"  # raw outputs: decoded with grids
+    assert resolve_detector(None, store) == f"onnx-yolox@416x416:{tiny}"  # raw outputs: decoded with grids
     preferred = _place(store, "yolox-m-humanart")  # listed first: NMS inside, trained for persons
-    assert resolve_detector(None, store) == f"onnx-mmdeploy:{preferred}"
+    assert resolve_detector(None, store) == f"onnx-mmdeploy@640x640:{preferred}"
     assert resolve_detector("hog", store) == "hog"  # a configured detector wins
     assert resolve_detector("onnx:/m/y.onnx", store) == "onnx:/m/y.onnx"
-    assert resolve_detector("yolox-tiny", store) == f"onnx-yolox:{tiny}"
+    assert resolve_detector("yolox-tiny", store) == f"onnx-yolox@416x416:{tiny}"  # its published size
     with pytest.raises(NotPulledError, match="tdmi weights pull yolox-s"):
         resolve_detector("yolox-s", store)
 
