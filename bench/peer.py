@@ -1,34 +1,40 @@
 """``python -m bench peer``: our service next to the same model behind LitServe, and the naive
 baseline, fed the same frames, boxes and load in one run.
 
-    python -m bench peer [--streams 4] [--persons 3] [--frames 30] [--max-batch 16]
-                         [--max-delay-ms 5] [--rounds 1] [--threads 1] [--json]
+    python -m bench peer [--backend torch|onnxruntime] [--streams 4] [--persons 3] [--frames 30]
+                         [--max-batch 16] [--max-delay-ms 5] [--rounds 1] [--threads 1] [--json]
 
-Both servers run on this machine's CPU as subprocesses on loopback ports, one at a time. Each
-gets N streams of 640x480 JPEG frames with K client boxes (no detector):
-1. Saturation: closed loop, each stream keeping ``--inflight`` frames unanswered; person-frames/s.
+Both servers run on this machine's CPU on the runtime ``--backend`` names (LitServe's API uses
+our backend classes), as subprocesses on loopback ports, one at a time, each in a session of its
+own that is ended whole (workers included) after each phase (``bench.processes``). Each gets N
+streams of 640x480 JPEG frames with K client boxes (no detector):
+1. Saturation: closed loop, each stream keeping ``--inflight`` frames unanswered; person-frames/s,
+   and the CPU milliseconds per person-frame of every process of the server's session (for ours
+   also per thread group: which stages the CPU went to, ``bench.cpu``).
 2. Half load: each stream sends at half its saturation rate (per server: each is loaded at half
    of what it can do); p50 and p95 latency from frame sent to keypoints received.
+3. Same load: both at half of the slower one's saturation; p50 and p95.
 
 Both answer at once (lookahead 0: a clip is t-d..t, the key frame standing in for the future, so
 neither waits for frames that have not arrived). LitServe's dynamic batching counts requests
 (frames), ours counts clips (persons): its max batch is ours divided by K, its timeout is ours.
 Ours speaks WebSocket (frames as binary messages), the peer HTTP (a JSON POST per frame with the
-JPEG in base64): each as it is meant to be used. With ``--rounds`` > 1 the two alternate and the
-medians are reported.
-"""
+JPEG in base64): each as it is meant to be used. A round runs one server's phases 1-2, the
+other's 1-3, then the first's 3 (started again); with ``--rounds`` > 1 the order alternates and
+the medians are reported."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import math
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +43,24 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
+from bench.cpu import cpu_between, print_cpu_table, snapshot
 from bench.hardware import add_run_arguments, default_model_spec, parse_model_spec, set_threads
 from bench.load import LoadResult, StreamLoad, person_boxes, run_each, run_streams, synthetic_jpegs
+from bench.processes import SessionProcess
 from bench.report import emit, print_table, report_header
 from bench.timing import percentile
 from tdmi.model.presets import build_model
 from tdmi.service.images import decode_image
-from tests.helpers.server import ServerProcess, free_port
+from tests.helpers.server import free_port
 
 __all__ = ["add_arguments", "main", "run_http_streams"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny")
+    parser.add_argument(
+        "--backend", default="torch", choices=["torch", "onnxruntime"], help="the runtime of both servers"
+    )
     parser.add_argument("--streams", type=int, default=4, help="concurrent live streams")
     parser.add_argument("--persons", type=int, default=3, help="client boxes per frame")
     parser.add_argument("--frames", type=int, default=30, help="frames per stream at saturation")
@@ -70,6 +81,7 @@ def main(args: argparse.Namespace) -> None:
     report = report_header("peer", device)
     report["settings"] = {
         "model": spec.split("=")[0],
+        "backend": args.backend,
         "streams": args.streams,
         "persons": args.persons,
         "frames_per_stream": args.frames,
@@ -80,13 +92,15 @@ def main(args: argparse.Namespace) -> None:
         "lookahead": 0,
         "torch_threads": threads,
     }
-    servers = {"ours": _ours, "litserve": _litserve}
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in _SERVERS}
+    sessions: list[int] = []
     with tempfile.TemporaryDirectory(prefix="tdmi-peer-") as data:
-        for _ in range(args.rounds):
-            for name, start in servers.items():
-                with start(spec, args, threads, Path(data)) as load:
-                    rounds[name].append(_measure(load, args))
+        start = _Start(spec, args, threads, Path(data), sessions)
+        for r in range(args.rounds):
+            order = list(_SERVERS) if r % 2 == 0 else list(reversed(_SERVERS))
+            for name, run in _round(order, start).items():
+                rounds[name].append(run)
+    report["sessions"] = sessions  # every server's session id: none of their processes is left
     report["servers"] = {name: _median_of(runs) for name, runs in rounds.items()}
     report["baseline"] = {"person_frames_per_s": _baseline(spec, args)}
     ours, peer = report["servers"]["ours"], report["servers"]["litserve"]
@@ -98,76 +112,102 @@ def main(args: argparse.Namespace) -> None:
 
 
 class _Load:
-    """A running server and how to load it: ``run(jpegs, load)`` returns a LoadResult."""
+    """A running server (a session of its own) and how to load it: ``run(jpegs, load)``.
+    ``named_threads``: its CPU is accounted per thread group too (ours: the work is in the process
+    started; LitServe's is in the processes that one starts, so only its session's total is)."""
 
-    def __init__(self, run: Any, stop: Any):
-        self.run, self._stop = run, stop
+    def __init__(
+        self,
+        process: SessionProcess,
+        run: Callable[[list[bytes], StreamLoad], LoadResult],
+        named_threads: bool,
+    ):
+        self.process, self.run, self.named_threads = process, run, named_threads
 
     def __enter__(self) -> _Load:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop()
+        self.process.stop()
 
 
-def _ours(spec: str, args: argparse.Namespace, threads: int, data: Path) -> _Load:
+@dataclass
+class _Start:
+    """Starts either server, ready to be loaded, and records its session."""
+
+    spec: str
+    args: argparse.Namespace
+    threads: int
+    data: Path
+    sessions: list[int]
+
+    def __call__(self, name: str) -> _Load:
+        port = free_port()
+        command, env, health = _SERVERS[name](self, port)
+        process = SessionProcess(command, self.data / f"{name}-{port}.log", env)
+        self.sessions.append(process.session)
+        try:
+            process.wait_healthy(f"http://127.0.0.1:{port}{health}")
+        except BaseException:
+            process.stop()
+            raise
+        streams = self.args.streams
+        if name == "ours":
+            ws = f"ws://127.0.0.1:{port}"
+            return _Load(process, lambda jpegs, load: run_streams(ws, streams, jpegs, load), True)
+        url = f"http://127.0.0.1:{port}/predict"
+        return _Load(process, lambda jpegs, load: run_http_streams(url, streams, jpegs, load), False)
+
+
+def _ours(start: _Start, port: int) -> tuple[list[str], dict[str, str], str]:
+    args = start.args
+    command = [
+        *(sys.executable, "-m", "tdmi.service.cli", "serve", "--port", str(port)),
+        *("--data-dir", str(start.data / "ours"), "--model", start.spec, "--backend", args.backend),
+    ]
     env = {
+        "TDMI_DEVICE": "cpu",
         "TDMI_MAX_BATCH": str(args.max_batch),
         "TDMI_MAX_DELAY_MS": str(args.max_delay_ms),
         "TDMI_MAX_STREAMS": str(max(32, args.streams)),
         "TDMI_STALENESS_MS": "600000",  # measure queueing, do not hide it behind drops
         "TDMI_MAX_FPS": "10000",
         "TDMI_QUEUE_FRAMES": str(max(64, 2 * args.streams * args.inflight)),
-        "OMP_NUM_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(start.threads),
     }
-    server = ServerProcess(data / "ours", "--model", spec, env=env)
-    try:
-        server.wait_ready(timeout=600)
-    except BaseException:
-        server.stop()
-        raise
-    return _Load(lambda jpegs, load: run_streams(server.ws_base, args.streams, jpegs, load), server.stop)
+    return command, env, "/readyz"
 
 
-def _litserve(spec: str, args: argparse.Namespace, threads: int, data: Path) -> _Load:
-    port = free_port()
-    log = (data / f"litserve-{port}.log").open("wb")
+def _litserve(start: _Start, port: int) -> tuple[list[str], dict[str, str], str]:
+    args = start.args
     command = [
-        *(sys.executable, "-m", "bench.peer_api", "--port", str(port), "--model", spec),
+        *(sys.executable, "-m", "bench.peer_api", "--port", str(port), "--model", start.spec),
         *("--max-batch", str(max(1, args.max_batch // args.persons))),
-        *("--batch-timeout", str(args.max_delay_ms / 1e3), "--threads", str(threads)),
+        *("--batch-timeout", str(args.max_delay_ms / 1e3), "--threads", str(start.threads)),
+        *("--backend", args.backend, "--cache-dir", str(start.data / "litserve-onnx")),
     ]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc, data / f"litserve-{port}.log")
-    except BaseException:
-        stop()
-        raise
-    return _Load(lambda jpegs, load: run_http_streams(f"{base}/predict", args.streams, jpegs, load), stop)
+    (start.data / "litserve-onnx").mkdir(exist_ok=True)
+    return command, {"OMP_NUM_THREADS": str(start.threads)}, "/health"
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"LitServe exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"LitServe not healthy after {timeout} s")
+_SERVERS = {"ours": _ours, "litserve": _litserve}
+
+
+def _round(order: list[str], start: _Start) -> dict[str, dict[str, Any]]:
+    """One round: each server's saturation and half of it, then both at the same offered load
+    (half of the slower one's saturation). The second server stays up for its same-load phase;
+    the first is started again for its own."""
+    first, second = order
+    runs = {}
+    with start(first) as load:
+        runs[first] = _own_loads(load, start.args)
+    with start(second) as load:
+        runs[second] = _own_loads(load, start.args)
+        per_stream = 0.5 * min(run["frames_per_s"] for run in runs.values()) / start.args.streams
+        runs[second].update(_same_load(load, start.args, per_stream))
+    with start(first) as load:
+        runs[first].update(_same_load(load, start.args, per_stream))
+    return runs
 
 
 def run_http_streams(url: str, streams: int, jpegs: list[bytes], load: StreamLoad) -> LoadResult:
@@ -211,21 +251,48 @@ def _http_stream(
             pool.submit(post, i)
 
 
-def _measure(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
-    """Saturation, then half of it, on one running server."""
+def _own_loads(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
+    """Saturation (with the CPU it took), then half of it, on one running server."""
+    pid = load.process.proc.pid
+    before = snapshot(pid)
     saturation = load.run(synthetic_jpegs(args.frames, 1), StreamLoad(args.persons, 0.0, args.inflight, 0))
+    cpu = cpu_between(before, snapshot(pid))
     frames_per_s = len(saturation.latencies) / saturation.seconds
     per_stream = 0.5 * frames_per_s / args.streams
-    count = max(3, math.ceil(per_stream * args.load_seconds))
-    half = load.run(synthetic_jpegs(count, 2), StreamLoad(args.persons, per_stream, count, 0))
+    half = _open_loop(load, args, per_stream)
     return {
+        "frames_per_s": frames_per_s,
         "person_frames_per_s": frames_per_s * args.persons,
+        "cpu": _cpu(cpu.per_unit_ms(len(saturation.latencies) * args.persons), load.named_threads),
         "saturation_errors": saturation.errors[:3],
         "half_load_fps_per_stream": per_stream,
-        "half_load_p50_ms": 1e3 * percentile(half.latencies, 50) if half.latencies else math.nan,
-        "half_load_p95_ms": 1e3 * percentile(half.latencies, 95) if half.latencies else math.nan,
+        "half_load_p50_ms": _ms(half, 50),
+        "half_load_p95_ms": _ms(half, 95),
         "half_load_errors": half.errors[:3],
     }
+
+
+def _cpu(per_frame: dict[str, Any], named_threads: bool) -> dict[str, Any]:
+    return per_frame if named_threads else {"session_ms": per_frame["session_ms"]}
+
+
+def _same_load(load: _Load, args: argparse.Namespace, per_stream: float) -> dict[str, Any]:
+    same = _open_loop(load, args, per_stream)
+    return {
+        "same_load_fps_per_stream": per_stream,
+        "same_load_p50_ms": _ms(same, 50),
+        "same_load_p95_ms": _ms(same, 95),
+        "same_load_errors": same.errors[:3],
+    }
+
+
+def _open_loop(load: _Load, args: argparse.Namespace, per_stream: float) -> LoadResult:
+    count = max(3, math.ceil(per_stream * args.load_seconds))
+    return load.run(synthetic_jpegs(count, 2), StreamLoad(args.persons, per_stream, count, 0))
+
+
+def _ms(result: LoadResult, q: float) -> float:
+    return 1e3 * percentile(result.latencies, q) if result.latencies else math.nan
 
 
 def _ratio(a: float, b: float) -> float:
@@ -233,11 +300,40 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ["person_frames_per_s", "half_load_fps_per_stream", "half_load_p50_ms", "half_load_p95_ms"]
-    merged: dict[str, Any] = {key: float(np.median([run[key] for run in runs])) for key in keys}
-    merged["errors"] = [e for run in runs for e in run["saturation_errors"] + run["half_load_errors"]][:5]
+    keys = [
+        "person_frames_per_s",
+        "half_load_fps_per_stream",
+        "half_load_p50_ms",
+        "half_load_p95_ms",
+        "same_load_fps_per_stream",
+        "same_load_p50_ms",
+        "same_load_p95_ms",
+    ]
+    merged: dict[str, Any] = {key: _median([run[key] for run in runs]) for key in keys}
+    cpus = [run["cpu"] for run in runs]
+    merged["cpu_ms_per_person_frame"] = {
+        key: _median([c[key] for c in cpus]) for key in cpus[0] if key != "groups"
+    }
+    if "groups" in cpus[0]:
+        names = dict.fromkeys(name for c in cpus for name in c["groups"])
+        merged["cpu_ms_per_person_frame"]["groups"] = {
+            name: {
+                "ms": _median([c["groups"][name]["ms"] if name in c["groups"] else 0.0 for c in cpus]),
+                "threads": max(c["groups"][name]["threads"] for c in cpus if name in c["groups"]),
+            }
+            for name in names
+        }
+    merged["errors"] = [
+        e
+        for run in runs
+        for e in run["saturation_errors"] + run["half_load_errors"] + run["same_load_errors"]
+    ][:5]
     merged["rounds"] = len(runs)
     return merged
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
 
 
 def _baseline(spec: str, args: argparse.Namespace) -> float:
@@ -250,19 +346,39 @@ def _baseline(spec: str, args: argparse.Namespace) -> float:
 
 
 def _render(report: dict[str, Any]) -> None:
+    servers = report["servers"]
     rows = [
         [
             name,
             server["person_frames_per_s"],
+            server["cpu_ms_per_person_frame"]["session_ms"],
             server["half_load_p50_ms"],
             server["half_load_p95_ms"],
+            server["same_load_p50_ms"],
+            server["same_load_p95_ms"],
             len(server["errors"]),
         ]
-        for name, server in report["servers"].items()
+        for name, server in servers.items()
     ]
-    rows.append(["naive baseline", report["baseline"]["person_frames_per_s"], "", "", ""])
-    print_table(["server", "person-frames/s (saturation)", "p50 ms (half load)", "p95 ms", "errors"], rows)
+    rows.append(["naive baseline", report["baseline"]["person_frames_per_s"], "", "", "", "", "", ""])
+    same_fps = servers["ours"]["same_load_fps_per_stream"] * report["settings"]["streams"]
+    print_table(
+        [
+            "server",
+            "person-frames/s (saturation)",
+            "CPU ms / person-frame",
+            "p50 ms (own half load)",
+            "p95 ms",
+            f"p50 ms (same load, {same_fps:.3g} fps)",
+            "p95 ms",
+            "errors",
+        ],
+        rows,
+    )
     print(
         f"ours / LitServe: {report['ours_over_litserve']:.2f}x; "
         f"ours / naive baseline: {report['ours_over_baseline']:.2f}x"
     )
+    print()
+    print("our CPU at saturation, per thread group:")
+    print_cpu_table(servers["ours"]["cpu_ms_per_person_frame"])

@@ -1,19 +1,23 @@
 """The pose model behind LitServe, as a LitServe user would serve it: the peer of ``bench peer``.
 
     python -m bench.peer_api --port P --model NAME[=CKPT] --max-batch 4 --batch-timeout 0.005
+                             [--backend torch|onnxruntime] [--cache-dir DIR]
 
 One request is one frame of one live stream: ``{"stream", "frame", "jpeg" (base64), "boxes"}``.
 The API keeps each stream's last frames (LitServe runs ``decode_request`` in its one inference
 worker, in arrival order), cuts each person's clip t-d..t on the CPU with the training warp (a
 missing or future neighbour is the key frame, as in our live mode with lookahead 0), and lets
 LitServe's dynamic batching put the clips of several frames into one forward pass. The reply
-is the persons' keypoints in image pixels. Same model, same precision, same threads as ours.
+is the persons' keypoints in image pixels. Same model, same runtime (our backend classes), same
+precision, same threads as ours.
 (No postponed annotations here: LitServe reads ``decode_request``'s annotation to parse bodies.)
 """
 
 import argparse
 import base64
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -27,6 +31,7 @@ from tdmi.model.codec import decode_heatmaps
 from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine, invert_affine
 from tdmi.model.inputs import IMAGENET_MEAN, IMAGENET_STD
 from tdmi.model.presets import build_model
+from tdmi.service.inference.backends import BackendKind, make_backend
 
 __all__ = ["FrameRequest", "PoseAPI"]
 
@@ -47,15 +52,21 @@ class FrameRequest(BaseModel):
 class PoseAPI(ls.LitAPI):
     """Frames in, keypoints out; clips of every request in a batch share one forward pass."""
 
-    def __init__(self, spec: str, threads: int, **batching: Any):
+    def __init__(self, spec: str, threads: int, backend: BackendKind, cache_dir: Path, **batching: Any):
         super().__init__(**batching)
         self.model_spec = spec
         self.threads = threads
+        self.backend_kind = backend
+        self.cache_dir = cache_dir
 
     def setup(self, device: str) -> None:
         torch.set_num_threads(self.threads)
         self.preset, checkpoint = parse_model_spec(self.model_spec)
-        self.network = build_model(self.preset.name, checkpoint).eval()
+        network = build_model(self.preset.name, checkpoint).eval()
+        cpu = torch.device("cpu")
+        self.backend = make_backend(
+            self.backend_kind, network, self.preset, cpu, "fp32", self.cache_dir, "peer", threads=self.threads
+        )
         self.d = (self.preset.num_frames - 1) // 2
         self.frames: dict[int, OrderedDict[int, np.ndarray]] = {}
 
@@ -88,7 +99,7 @@ class PoseAPI(ls.LitAPI):
     def predict(self, batch: tuple[torch.Tensor, list[Any]]) -> list[np.ndarray]:
         clips, requests = batch
         x = clips if self.preset.multi_frame else clips[:, 0]
-        heatmaps = self.network(x).float()
+        heatmaps = self.backend(x).float()
         coords, scores = decode_heatmaps(heatmaps)
         h, w = self.preset.input_size
         stride = np.array([w / heatmaps.shape[3], h / heatmaps.shape[2]])
@@ -117,8 +128,19 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, required=True, help="requests (frames) per batch")
     parser.add_argument("--batch-timeout", type=float, required=True, help="seconds")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in the worker")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()), help="where ONNX files are exported"
+    )
     args = parser.parse_args()
-    api = PoseAPI(args.model, args.threads, max_batch_size=args.max_batch, batch_timeout=args.batch_timeout)
+    api = PoseAPI(
+        args.model,
+        args.threads,
+        args.backend,
+        args.cache_dir,
+        max_batch_size=args.max_batch,
+        batch_timeout=args.batch_timeout,
+    )
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=600)
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 

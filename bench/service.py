@@ -9,7 +9,9 @@ against the model alone at the same batch size and against the naive baseline.
    sending 640x480 JPEG frames with K client boxes (so no detector runs) and keeping at most
    ``--inflight`` frames unanswered. End-to-end frames/s and person-frames/s; p50/p95/p99 latency
    from frame sent to result received; the batch size histogram and the time per stage, from
-   the server's ``/metrics`` (the difference of scrapes before and after).
+   the server's ``/metrics`` (the difference of scrapes before and after); the CPU milliseconds
+   per person-frame of each of the server's thread groups (the stages they run), of the whole
+   process and what no live thread accounts for, from ``/proc`` (``bench.cpu``).
 2. Load sweep: the same streams sending at fixed rates, fractions of the saturation rate; latency
    percentiles per level (the latency-vs-load plot). The target at half load is p95 within the
    lookahead's frame time (d / per-stream fps) plus 50 ms.
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
+from bench.cpu import cpu_between, print_cpu_table, snapshot
 from bench.hardware import (
     add_run_arguments,
     default_model_spec,
@@ -186,7 +189,9 @@ def measure(
 
 def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: StreamLoad) -> dict[str, Any]:
     before = scrape(server.base)
+    cpu_before = snapshot(server.proc.pid)  # after the scrape: its CPU is not the phase's
     result = run_streams(server.ws_base, streams, jpegs, load)
+    cpu = cpu_between(cpu_before, snapshot(server.proc.pid))
     delta = scrape(server.base).since(before)
     answered = len(result.latencies)
     return {
@@ -200,6 +205,7 @@ def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: Stream
         "batch_histogram": delta.batch_histogram(),
         "mean_batch": delta.mean_batch,
         "stages": delta.stages(),
+        "cpu_ms_per_person_frame": cpu.per_unit_ms(answered * load.persons) if answered else None,
         "queue_wait_ms_mean": 1e3 * delta.queue_wait_sum / delta.queue_wait_count
         if delta.queue_wait_count
         else 0.0,
@@ -273,6 +279,9 @@ def _render(report: dict[str, Any]) -> None:
         ("stage", "calls", "ms/call", "total s"),
         [(k, v["calls"], v["ms_per_call"], v["total_s"]) for k, v in sat["stages"].items()],
     )
+    print()
+    print("CPU at saturation, per thread group:")
+    print_cpu_table(sat["cpu_ms_per_person_frame"])
     m, b = report["model_at_batch"], report["baseline"]
     print()
     print(

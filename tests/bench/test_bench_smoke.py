@@ -106,6 +106,9 @@ def test_service_reports_throughput_latency_batches_stages_and_ratios(service_re
     assert set(saturation["batch_histogram"]) <= {"<=1", "<=2"}
     assert {"decode", "crop", "model", "post", "send"} <= set(saturation["stages"])
     assert all(_positive(s["ms_per_call"]) for s in saturation["stages"].values())
+    cpu = saturation["cpu_ms_per_person_frame"]
+    assert {"event loop (main thread)", "tdmi-device", "tdmi-prepare", "tdmi-finish"} <= set(cpu["groups"])
+    assert cpu["process_ms"] > 0 and cpu["session_ms"] is None  # the server shares the bench's session
     (level,) = service_report["loads"]
     assert level["fraction_of_saturation"] == 0.5 and level["frames_answered"] > 0
     assert _positive(level["target_p95_ms"])
@@ -174,18 +177,35 @@ def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
 
 
 @pytest.mark.slow
-def test_peer_serves_the_same_load_through_litserve_next_to_ours() -> None:
+def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_process() -> None:
+    from bench.cpu import EVENT_LOOP, session_pids
+
     report = _bench(
         "peer", "--model", "hrnet-tiny", "--streams", "2", "--persons", "2", "--frames", "4",
         "--load-seconds", "1", "--baseline-frames", "1", "--threads", "1",
+        "--backend", "onnxruntime", "--rounds", "2",
     )  # fmt: skip
     _check_header(report, "peer")
     assert report["settings"]["peer_max_batch_frames"] == 16 // 2  # clips per batch / persons per frame
+    assert report["settings"]["backend"] == "onnxruntime"
+    # per round: the first server, the second (up for both its phases), the first again for the same load
+    assert len(set(report["sessions"])) == 2 * 3
+    for session in report["sessions"]:
+        assert session_pids(session) == [], f"session {session} outlived the bench"
+    same_fps = {server["same_load_fps_per_stream"] for server in report["servers"].values()}
+    assert len(same_fps) == 1 and _positive(same_fps.pop())  # both at the one offered load
     for name in ("ours", "litserve"):
         server = report["servers"][name]
         assert server["errors"] == [], server["errors"]
+        assert server["rounds"] == 2
         assert _positive(server["person_frames_per_s"]) and _positive(server["half_load_p95_ms"])
         assert server["half_load_p50_ms"] <= server["half_load_p95_ms"]
+        assert 0 < server["same_load_p50_ms"] <= server["same_load_p95_ms"]
+        assert _positive(server["cpu_ms_per_person_frame"]["session_ms"])  # its workers' CPU too
+    cpu = report["servers"]["ours"]["cpu_ms_per_person_frame"]
+    assert {EVENT_LOOP, "tdmi-device"} <= set(cpu["groups"])
+    assert cpu["groups"]["tdmi-device"]["threads"] >= 1
+    assert _positive(cpu["process_ms"])
     assert _positive(report["baseline"]["person_frames_per_s"])
     assert _positive(report["ours_over_litserve"]) and _positive(report["ours_over_baseline"])
 
