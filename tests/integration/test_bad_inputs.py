@@ -1,7 +1,7 @@
 """Bad input that only the real job runner meets: frames whose size changes midway, frames smaller
 than the detector's window, and schema fuzzing of every operation, on the shared real server.
 
-What the upload itself does wrong (the README's table) is answered before any job runs: those
+What the upload itself does wrong (the table in docs/security.md) is answered before any job runs: those
 cases are tested in-process (tests/integration/http_layer/test_http_uploads.py).
 """
 

@@ -250,7 +250,7 @@ def _video_stream(container: InputContainer, name: str) -> VideoStream:
 
 def _refuse_still_image(container: InputContainer, path: str | Path, name: str) -> None:
     """FFmpeg reads a PNG or JPEG as a one-frame video, and an MPO (a JPEG followed by more
-    pictures, as cameras write) as a Motion JPEG video; a job is for videos (README, "Bad input")."""
+    pictures, as cameras write) as a Motion JPEG video; a job is for videos (docs/security.md)."""
     demuxer = container.format.name
     if demuxer == "mjpeg" and _is_mpo(path):
         demuxer = "mpo"

@@ -1,4 +1,4 @@
-"""Every bad upload of the README's table gets a clear 4xx, and the service goes on serving.
+"""Every bad upload of the table in docs/security.md gets a clear 4xx, and the service goes on serving.
 
 The upload is parsed, limited and probed for real (PyAV); only the poses are the fake node's.
 """
