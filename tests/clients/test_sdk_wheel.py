@@ -216,7 +216,13 @@ def test_the_installed_server_serves_the_page_from_the_sdk_wheel(
     installed_server: tuple[ServerProcess, Path],
 ) -> None:
     server, target = installed_server
-    assert f"tdmi-tiny={target}/tdmi/model/weights/tdmi_tiny_synth.pt" in server.log()
+    # the default model is the wheel's demo checkpoint (the log names its file; the place is asked)
+    assert "model tdmi-tiny:" in server.log() and "checkpoint tdmi_tiny_synth.pt" in server.log()
+    code = "from tdmi.service.config import DEMO_CHECKPOINT; print(DEMO_CHECKPOINT)"
+    env = {**os.environ, "PYTHONPATH": str(target), "PYTHONSAFEPATH": "1"}
+    done = _run(sys.executable, "-c", code, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target / "tdmi" / "model" / "weights" / "tdmi_tiny_synth.pt")
     code = "from tdmi.service.api.page import WEB_DIR; print(WEB_DIR)"
     done = _run(
         sys.executable, "-c", code, env={**os.environ, "PYTHONPATH": str(target), "PYTHONSAFEPATH": "1"}

@@ -124,8 +124,8 @@ def test_no_key_in_any_log_line(keyed: ServerProcess) -> None:
     log = keyed.log()
     assert "api_key=***" in log
     assert KEY not in log
-    settings_line = next(line for line in log.splitlines() if "settings:" in line)
-    assert "1 configured" in settings_line
+    # the start-up's settings (those that differ from their defaults) count the keys
+    assert any(line.endswith("api_keys = 1 configured") for line in log.splitlines())
 
 
 @pytest.mark.parametrize("keys", ['[""]', '["  "]', f'["", "{KEY}"]'])
