@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# each check runs pytest in a subprocess (about 5 s on 2 cores): the full suite only
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_TESTS = "tests/deploy/test_redis_config.py"
 

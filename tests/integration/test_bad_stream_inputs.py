@@ -128,7 +128,15 @@ def test_no_key_in_any_log_line(keyed: ServerProcess) -> None:
     assert any(line.endswith("api_keys = 1 configured") for line in log.splitlines())
 
 
-@pytest.mark.parametrize("keys", ['[""]', '["  "]', f'["", "{KEY}"]'])
+@pytest.mark.parametrize(
+    "keys",
+    # each starts `tdmi serve` (4 s): the quick selection keeps the first
+    [
+        '[""]',
+        pytest.param('["  "]', marks=pytest.mark.slow),
+        pytest.param(f'["", "{KEY}"]', marks=pytest.mark.slow),
+    ],
+)
 def test_blank_api_keys_are_refused_at_start_up(tmp_path: Path, keys: str) -> None:
     env = {**os.environ, "TDMI_API_KEYS": keys}
     done = subprocess.run(

@@ -20,7 +20,9 @@ def tiny() -> torch.nn.Module:
     return randomize(PRESET.build()).eval()
 
 
-@pytest.fixture(scope="module", params=["onnx", "torchscript"])
+# the ONNX export takes 17 s on 2 cores: the full suite only (the quick selection still exports,
+# at the start of its real server, whose default backend on a CPU is ONNX Runtime)
+@pytest.fixture(scope="module", params=[pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def exported(request, tiny, tmp_path_factory) -> tuple[str, Path]:
     fmt = request.param
     path = tmp_path_factory.mktemp("export") / f"tiny.{fmt}"
