@@ -224,9 +224,7 @@ def test_the_installed_server_serves_the_page_from_the_sdk_wheel(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(target / "tdmi" / "model" / "weights" / "tdmi_tiny_synth.pt")
     code = "from tdmi.service.api.page import WEB_DIR; print(WEB_DIR)"
-    done = _run(
-        sys.executable, "-c", code, env={**os.environ, "PYTHONPATH": str(target), "PYTHONSAFEPATH": "1"}
-    )
+    done = _run(sys.executable, "-c", code, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(target / "tdmi" / "client" / "web")
     page = httpx.get(f"{server.base}/", timeout=30)

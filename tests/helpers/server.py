@@ -109,10 +109,13 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """A ready ``tdmi serve`` for the block (a module's fixture), stopped after it, also when it
-    never got ready."""
-    proc = ServerProcess(data_dir, *args, env=env)
+def running_server(
+    data_dir: Path, checkpoint: Path, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A ready ``tdmi serve`` of ``tdmi-tiny`` with ``checkpoint`` (a test's own, quick to load)
+    for the block (a module's own server, when its tests starve, flood or measure it), stopped
+    after it, also when it never got ready."""
+    proc = ServerProcess(data_dir, "--model", f"tdmi-tiny={checkpoint}", env=env)
     try:
         proc.wait_ready()
         yield proc

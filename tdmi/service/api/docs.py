@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import re
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from tdmi.service.api.package_files import package_folder
 from tdmi.service.client_text import shown
 from tdmi.service.errors import ApiError
 
@@ -34,13 +33,6 @@ _MEDIA_TYPES = {
 _PREFIX = "/docs/assets/"
 _OPENAPI = "/openapi.json"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
-
-
-def _asset_dir() -> Path:
-    spec = importlib.util.find_spec("fastapi_offline")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the API pages need fastapi-offline (a dependency of tdmi-pose)")
-    return Path(spec.submodule_search_locations[0]) / "static"
 
 
 def _kept_here(page: HTMLResponse) -> HTMLResponse:
@@ -60,7 +52,7 @@ def _kept_here(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-ASSETS = _asset_dir()
+ASSETS = package_folder("fastapi_offline", "static", "the API pages need fastapi-offline (a dependency)")
 router = APIRouter(include_in_schema=False)
 
 

@@ -13,28 +13,21 @@ cross-site check (``tdmi.service.request_guard``) refuses a null origin.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from tdmi.service.api.package_files import package_folder
 from tdmi.service.client_text import shown
 from tdmi.service.errors import ApiError
 
 __all__ = ["WEB_DIR", "router"]
 
 
-def _web_dir() -> Path:
-    """The SDK's ``web`` folder (find_spec imports the ``tdmi`` namespace only, not the client)."""
-    spec = importlib.util.find_spec("tdmi.client")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the browser page comes with tdmi-client, which is not installed")
-    return Path(spec.submodule_search_locations[0]) / "web"
-
-
-WEB_DIR = _web_dir()
+WEB_DIR = package_folder(
+    "tdmi.client", "web", "the browser page comes with tdmi-client, which is not installed"
+)
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",

@@ -39,9 +39,7 @@ MIB = 1 << 20
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
-    with running_server(
-        tmp_path_factory.mktemp("edge"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=EDGE
-    ) as proc:
+    with running_server(tmp_path_factory.mktemp("edge"), tiny_checkpoint, env=EDGE) as proc:
         yield proc
 
 

@@ -29,8 +29,7 @@ EVIL = "http://evil.example"
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
     with running_server(
         tmp_path_factory.mktemp("cross-site"),
-        "--model",
-        f"tdmi-tiny={tiny_checkpoint}",
+        tiny_checkpoint,
         env={"TDMI_ALLOWED_ORIGINS": json.dumps([TRUSTED])},
     ) as proc:
         yield proc

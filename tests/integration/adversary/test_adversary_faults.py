@@ -168,9 +168,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> SynthVideo:
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
     """Embedded; one job at a time and one clip per batch, so a job is caught running."""
     env = {"TDMI_MAX_RUNNING_JOBS": "1", "TDMI_MAX_BATCH": "1", "TDMI_DETECTOR": "none"}
-    with running_server(
-        tmp_path_factory.mktemp("data-faults"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=env
-    ) as proc:
+    with running_server(tmp_path_factory.mktemp("data-faults"), tiny_checkpoint, env=env) as proc:
         yield proc
 
 

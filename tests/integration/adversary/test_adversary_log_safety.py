@@ -46,10 +46,7 @@ def server(
     log_format: str, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
 ) -> Iterator[ServerProcess]:
     with running_server(
-        tmp_path_factory.mktemp(f"logs-{log_format}"),
-        "--model",
-        f"tdmi-tiny={tiny_checkpoint}",
-        env={"TDMI_LOG_FORMAT": log_format},
+        tmp_path_factory.mktemp(f"logs-{log_format}"), tiny_checkpoint, env={"TDMI_LOG_FORMAT": log_format}
     ) as proc:
         yield proc
 

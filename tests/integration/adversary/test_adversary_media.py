@@ -56,9 +56,7 @@ RSS_BOUND_MIB = 100
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[ServerProcess]:
-    with running_server(
-        tmp_path_factory.mktemp("data"), "--model", f"tdmi-tiny={tiny_checkpoint}", env=ENV
-    ) as proc:
+    with running_server(tmp_path_factory.mktemp("data"), tiny_checkpoint, env=ENV) as proc:
         yield proc
 
 
