@@ -21,8 +21,11 @@ bootstrap 95 % intervals over videos for (2)-(1), (3)-(2) and (2)-(4).
 Stages (each skips what an earlier run finished, so the command can be rerun after a stop):
 ``data`` writes the synthetic train and held-out sets, ``pretrain`` trains the shared start
 (unless ``--pretrained`` gives one), ``train`` trains the arms, ``evaluate`` writes
-``results.json`` and ``results.md``; ``all`` runs them in order. Every arm's ``metrics.csv``
-holds its step times; ``timings.json`` their means.
+``results-seed<N>.json`` and ``.md`` (N the held-out seed, ``--heldout-seed``); ``all`` runs
+them in order. Every arm's ``metrics.csv`` holds its step times; ``timings.json`` their means.
+
+Arms named ``tdmi_alpha<A>`` or ``tdmi_alpha<A>_margin<M>`` sweep alpha and the I(Mu; Mn)
+margin; each is compared with ``tdmi_alpha0`` when both are evaluated.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +53,16 @@ from tdmi.model.training.config import TrainConfig, validate_config
 from tdmi.model.training.metrics_log import read_metrics
 from tdmi.model.training.trainer import build_network, train
 
-__all__ = ["ARMS", "COMPARISONS", "Arm", "ExperimentPlan", "add_experiment_command", "run_experiment"]
+__all__ = [
+    "ARMS",
+    "COMPARISONS",
+    "Arm",
+    "ExperimentPlan",
+    "add_experiment_command",
+    "arm",
+    "comparisons",
+    "run_experiment",
+]
 
 
 @dataclass(frozen=True)
@@ -68,12 +81,53 @@ ARMS = {
     "tdmi_alpha1_no_un": Arm("tdmi-tiny", 1.0, mutual_info=(("useful_noisy", 0.0),)),
 }
 DEFAULT_ARMS = ("single", "tdmi_alpha0", "tdmi_alpha1", "tdmi_static")
+_SWEPT = re.compile(r"tdmi_alpha(?P<alpha>\d+(?:\.\d+)?)(?:_margin(?P<margin>\d+(?:\.\d+)?))?")
 COMPARISONS = (
     ("tdmi_alpha0", "single"),
     ("tdmi_alpha1", "tdmi_alpha0"),
     ("tdmi_alpha0", "tdmi_static"),
     ("tdmi_alpha1_no_un", "tdmi_alpha1"),
 )
+
+
+def arm(name: str) -> Arm:
+    """A named arm, or a swept one: ``tdmi_alpha<A>`` and ``tdmi_alpha<A>_margin<M>`` (the
+    I(Mu; Mn) margin in nats per joint; 0 switches the hinge's push off)."""
+    if name in ARMS:
+        return ARMS[name]
+    swept = _SWEPT.fullmatch(name)
+    if swept is None:
+        raise ValueError(
+            f"unknown arm {name!r}; arms: {', '.join(ARMS)}, tdmi_alpha<A>, tdmi_alpha<A>_margin<M>"
+        )
+    margin = swept["margin"]
+    return Arm("tdmi-tiny", float(swept["alpha"]), mutual_info=(("margin", float(margin)),) if margin else ())
+
+
+def comparisons(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """The fixed comparisons among ``arms``; every swept arm with alpha > 0 against alpha 0, and a
+    changed margin against the same alpha's default margin."""
+    pairs = [(a, b) for a, b in COMPARISONS if a in arms and b in arms]
+    for name in arms:
+        swept = _SWEPT.fullmatch(name)
+        if name in ARMS or swept is None or float(swept["alpha"]) == 0:
+            continue
+        default_margin = f"tdmi_alpha{swept['alpha']}"
+        pairs += [
+            (name, other) for other in ("tdmi_alpha0", default_margin) if other in arms and other != name
+        ]
+    return pairs
+
+
+def _arm_name(name: str) -> str:
+    """argparse type: an arm name, checked."""
+    try:
+        arm(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
 STAGES = ("data", "pretrain", "train", "evaluate")
 _DONE = "done.json"
 
@@ -105,15 +159,28 @@ class ExperimentPlan:
     def __post_init__(self) -> None:
         if self.train_seed == self.heldout_seed:
             raise ValueError("the held-out videos need a seed of their own")
-        unknown = [a for a in self.arms if a not in ARMS]
-        if unknown:
-            raise ValueError(f"unknown arms {unknown}; arms: {', '.join(ARMS)}")
+        for name in self.arms:
+            arm(name)  # raises on an unknown name
         if self.epochs < 1 or self.pretrain_epochs < 1:
             raise ValueError("epochs must be >= 1")
 
     @property
     def data(self) -> Path:
         return self.out / "data"
+
+    @property
+    def heldout(self) -> Path:
+        """The held-out annotations: one folder per seed, so a fresh seed sits beside the first."""
+        return self.data / "annotations" / self.heldout_split
+
+    @property
+    def heldout_split(self) -> str:
+        return f"heldout-seed{self.heldout_seed}"
+
+    @property
+    def results_stem(self) -> str:
+        """``results-seed<N>``: each held-out seed's results are kept apart."""
+        return f"results-seed{self.heldout_seed}"
 
     @property
     def start_checkpoint(self) -> Path:
@@ -140,7 +207,7 @@ def _config(
         "data": {
             "root": str(plan.data),
             "train_annotations": str(plan.data / "annotations" / "train"),
-            "val_annotations": str(plan.data / "annotations" / "heldout"),
+            "val_annotations": str(plan.heldout),
             "num_workers": plan.num_workers,
             "static_clips": extra.pop("static", False),
         },
@@ -174,15 +241,15 @@ def pretrain_config(plan: ExperimentPlan) -> TrainConfig:
 
 
 def arm_config(plan: ExperimentPlan, name: str) -> TrainConfig:
-    arm = ARMS[name]
+    spec = arm(name)
     return _config(
         plan,
         plan.out / "arms" / name,
-        {"name": arm.model, "init": str(plan.start_checkpoint)},
-        arm.alpha,
+        {"name": spec.model, "init": str(plan.start_checkpoint)},
+        spec.alpha,
         plan.epochs,
-        dict(arm.mutual_info),
-        static=arm.static,
+        dict(spec.mutual_info),
+        static=spec.static,
         max_steps=plan.max_steps,
         log_every=1 if plan.max_steps else 10,
     )
@@ -192,7 +259,7 @@ def make_data(plan: ExperimentPlan) -> None:
     """The training videos and the held-out videos (another seed), unless already written."""
     for split, videos, seed in (
         ("train", plan.train_videos, plan.train_seed),
-        ("heldout", plan.heldout_videos, plan.heldout_seed),
+        (plan.heldout_split, plan.heldout_videos, plan.heldout_seed),
     ):
         folder = plan.data / "annotations" / split
         if folder.is_dir() and len(list(folder.glob("*.json"))) == videos:
@@ -235,8 +302,8 @@ def _evaluate_arm(plan: ExperimentPlan, name: str) -> dict[str, dict]:
     load_checkpoint(net, preset, cfg.train.out_dir / "last.pt")
     radius = preset.config.radius if isinstance(preset.config, TDMIConfig) else None
     data = PoseTrackClips(
-        plan.data, plan.data / "annotations" / "heldout", input_size=preset.input_size, radius=radius,
-        layout=preset.layout, static=ARMS[name].static,
+        plan.data, plan.heldout, input_size=preset.input_size, radius=radius,
+        layout=preset.layout, static=arm(name).static,
     )  # fmt: skip
     people = predict_people(net, preset, data, batch_size=32, num_workers=plan.num_workers)
     return posetrack_results(people, data.sequences, preset.layout.evaluated)
@@ -244,8 +311,7 @@ def _evaluate_arm(plan: ExperimentPlan, name: str) -> dict[str, dict]:
 
 def evaluate(plan: ExperimentPlan) -> dict[str, Any]:
     """mAP per arm and subset, and the paired bootstrap differences; written as JSON and markdown."""
-    gt_dir = plan.data / "annotations" / "heldout"
-    gt = {p.stem: read_json(p) for p in sorted(gt_dir.glob("*.json"))}
+    gt = {p.stem: read_json(p) for p in sorted(plan.heldout.glob("*.json"))}
     matches, jitter = {}, {}
     for name in plan.arms:
         pred = _evaluate_arm(plan, name)
@@ -258,14 +324,13 @@ def evaluate(plan: ExperimentPlan) -> dict[str, Any]:
         "jitter": jitter,
         "differences": {},
     }
-    for a, b in COMPARISONS:
-        if a in matches and b in matches:
-            results["differences"][f"{a} - {b}"] = {
-                s: asdict(paired_bootstrap(matches[a][s], matches[b][s], plan.bootstrap, plan.seed))
-                for s in SUBSETS
-            }
-    (plan.out / "results.json").write_text(json.dumps(results, indent=1))
-    (plan.out / "results.md").write_text(results_table(results))
+    for a, b in comparisons(plan.arms):
+        results["differences"][f"{a} - {b}"] = {
+            s: asdict(paired_bootstrap(matches[a][s], matches[b][s], plan.bootstrap, plan.seed))
+            for s in SUBSETS
+        }
+    (plan.out / f"{plan.results_stem}.json").write_text(json.dumps(results, indent=1))
+    (plan.out / f"{plan.results_stem}.md").write_text(results_table(results))
     return results
 
 
@@ -308,8 +373,8 @@ def _num(value: float, signed: bool = False) -> str:
 def collect_timings(plan: ExperimentPlan) -> dict[str, Any]:
     """Steps and mean step times of every finished training run (several processes may train
     arms at once: each run keeps its own record, gathered here)."""
-    runs = {"pretrain": plan.out / "pretrain", **{name: plan.out / "arms" / name for name in ARMS}}
-    return {name: read_json(d / _DONE) for name, d in runs.items() if (d / _DONE).is_file()}
+    runs = [plan.out / "pretrain", *sorted((plan.out / "arms").glob("*"))]
+    return {d.name: read_json(d / _DONE) for d in runs if (d / _DONE).is_file()}
 
 
 def run_experiment(plan: ExperimentPlan, stages: Sequence[str] = STAGES) -> dict[str, Any]:
@@ -337,6 +402,7 @@ def _experiment(args: argparse.Namespace) -> int:
         out=Path(args.out),
         train_videos=args.train_videos,
         heldout_videos=args.heldout_videos,
+        heldout_seed=args.heldout_seed,
         frames=args.frames,
         pretrain_epochs=args.pretrain_epochs,
         epochs=args.epochs,
@@ -365,9 +431,18 @@ def add_experiment_command(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("name", choices=["temporal-gain"])
     cmd.add_argument("--out", required=True, metavar="DIR", help="data, runs and results go here")
     cmd.add_argument("--stage", default="all", choices=["all", *STAGES])
-    cmd.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
+    cmd.add_argument(
+        "--arms", nargs="+", default=list(DEFAULT_ARMS), type=_arm_name, metavar="ARM",
+        help=f"{', '.join(ARMS)}, or swept: tdmi_alpha<A>, tdmi_alpha<A>_margin<M>",
+    )  # fmt: skip
     cmd.add_argument("--train-videos", type=int, default=64)
     cmd.add_argument("--heldout-videos", type=int, default=24)
+    cmd.add_argument(
+        "--heldout-seed",
+        type=int,
+        default=12,
+        help="held-out videos' seed (a fresh one checks a choice)",
+    )
     cmd.add_argument("--frames", type=int, default=40, help="frames per video")
     cmd.add_argument("--pretrain-epochs", type=int, default=4)
     cmd.add_argument("--epochs", type=int, default=3, help="epochs per arm (the lr drops for the last)")

@@ -12,7 +12,15 @@ from tdmi.model.data.datasets import PoseTrackClips
 from tdmi.model.data.synth import SynthOptions, write_video
 from tdmi.model.training.config import validate_config
 from tdmi.model.training.distributed import init_distributed
-from tdmi.model.training.experiment import ARMS, ExperimentPlan, arm_config, pretrain_config, results_table
+from tdmi.model.training.experiment import (
+    ARMS,
+    ExperimentPlan,
+    arm,
+    arm_config,
+    comparisons,
+    pretrain_config,
+    results_table,
+)
 from tdmi.model.training.trainer import Trainer
 
 
@@ -27,6 +35,7 @@ def test_arms_share_start_seed_schedule_and_steps(tmp_path: Path) -> None:
         assert list(train.milestones) == [2]  # the lr drops for the last epoch
         assert train.val_every == 0  # nothing is picked on the held-out videos
         assert cfg.data.train_dir == tmp_path / "data" / "annotations" / "train"
+        assert cfg.data.val_dir == tmp_path / "data" / "annotations" / "heldout-seed12"
     assert configs["tdmi_alpha1"].loss.alpha == 1.0
     assert [n for n, c in configs.items() if c.loss.alpha > 0] == ["tdmi_alpha1", "tdmi_alpha1_no_un"]
     assert configs["tdmi_alpha1_no_un"].loss.mutual_info.useful_noisy == 0.0
@@ -34,6 +43,28 @@ def test_arms_share_start_seed_schedule_and_steps(tmp_path: Path) -> None:
     assert [n for n, c in configs.items() if c.data.static_clips] == ["tdmi_static"]
     assert configs["single"].model.name == "hrnet-tiny"
     assert pretrain_config(plan).model.init is None
+
+
+def test_swept_arms_change_alpha_and_margin_only(tmp_path: Path) -> None:
+    plan = ExperimentPlan(out=tmp_path, arms=("tdmi_alpha0", "tdmi_alpha0.1", "tdmi_alpha0.1_margin0.25"))
+    base, swept, margin = (arm_config(plan, name) for name in plan.arms)
+    assert (swept.loss.alpha, margin.loss.alpha) == (0.1, 0.1)
+    assert (swept.loss.mutual_info.margin, margin.loss.mutual_info.margin) == (1.0, 0.25)
+    assert margin.model == swept.model == base.model and margin.train.seed == base.train.seed
+    assert comparisons(plan.arms) == [
+        ("tdmi_alpha0.1", "tdmi_alpha0"),
+        ("tdmi_alpha0.1_margin0.25", "tdmi_alpha0"),
+        ("tdmi_alpha0.1_margin0.25", "tdmi_alpha0.1"),
+    ]
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm("tdmi_alpha-1")
+
+
+def test_a_fresh_held_out_seed_keeps_its_own_videos_and_results(tmp_path: Path) -> None:
+    fresh = ExperimentPlan(out=tmp_path, heldout_seed=41)
+    assert fresh.heldout == tmp_path / "data" / "annotations" / "heldout-seed41"
+    assert fresh.results_stem == "results-seed41"
+    assert arm_config(fresh, "tdmi_alpha0").model.init == tmp_path / "pretrain" / "last.pt"
 
 
 def test_held_out_videos_need_their_own_seed(tmp_path: Path) -> None:
