@@ -1,14 +1,15 @@
 """Test-wide settings: deterministic torch on few threads (CI has two cores), and the markers.
 
 Tests that need a system part carry its marker: ``redis`` (Debian's redis-server), ``browser``
-(Debian's chromium), ``gpu`` (a CUDA device). Where that part is missing they are skipped with
-the package to install, except under CI (``CI`` set), whose .ci/run installs redis-server and
-chromium: there a missing one fails its tests. ``slow`` marks the long tests, so that
-``-m "not slow"`` is a quick selection while developing.
+(Debian's chromium), ``camera`` (GStreamer's RTSP server for the system Python), ``gpu`` (a CUDA
+device). Where that part is missing they are skipped with the package to install, except under CI
+(``CI`` set), whose .ci/run installs all but the GPU: there a missing one fails its tests.
+``slow`` marks the long tests, so that ``-m "not slow"`` is a quick selection while developing.
 
 Where a folder or a fixture decides a marker, the test carries it without saying so (``FOLDER_MARKERS``,
 ``FIXTURE_MARKERS``; tests/test_markers.py checks both): every test under tests/training is ``slow``,
-and a test that asks for ``redis_server`` is a ``redis`` test. Elsewhere a test names its markers.
+a test that asks for ``redis_server`` is a ``redis`` test, one that asks for a ``camera`` a
+``camera`` test. Elsewhere a test names its markers.
 
 The servers the tests start run the torch backend: the default on a CPU (``auto``, ONNX Runtime)
 exports the model once per data directory, 10-20 s that every test's fresh server would pay.
@@ -22,6 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.cameras import PACKAGES as CAMERA_PACKAGES
+from tests.helpers.cameras import rtsp_server_available
+
 os.environ.setdefault("TDMI_BACKEND", "torch")  # inherited by the servers started as subprocesses
 
 # the synthetic video, checkpoints and the shared real servers, for every test folder
@@ -29,7 +33,7 @@ pytest_plugins = ["tests.helpers.shared_fixtures"]
 
 TESTS = Path(__file__).parent
 FOLDER_MARKERS = {"training": "slow"}  # folder below tests/ -> the marker of every test in it
-FIXTURE_MARKERS = {"redis_server": "redis"}  # fixture -> the marker of every test that asks for it
+FIXTURE_MARKERS = {"redis_server": "redis", "camera": "camera"}  # fixture -> the marker of its tests
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +61,10 @@ def _missing() -> dict[str, str]:
             missing["redis"] = "redis-server is not installed (apt-get install redis-server)"
         if shutil.which("chromium") is None:
             missing["browser"] = "chromium is not installed (apt-get install chromium)"
+        if not rtsp_server_available():
+            missing["camera"] = (
+                f"GStreamer's RTSP server is not installed (apt-get install {CAMERA_PACKAGES})"
+            )
     if not torch.cuda.is_available():
         missing["gpu"] = "no CUDA device"
     return missing

@@ -40,6 +40,7 @@ LAYERS = (
     "video",
     "jobs",
     "cluster",
+    "sources",
     "nodes",
     "api",
     "main",

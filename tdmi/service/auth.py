@@ -55,11 +55,12 @@ def is_authorised(settings: Settings, headers: Headers, query_key: str | None = 
     return _matches(key, settings.api_keys) or _matches(key, settings.admin_api_keys)
 
 
-def identify(settings: Settings, headers: Headers) -> Caller:
-    """The caller of an authorised request; everyone is the same caller in open mode."""
+def identify(settings: Settings, headers: Headers, query_key: str | None = None) -> Caller:
+    """The caller of an authorised request (``query_key`` as in ``is_authorised``); everyone is
+    the same caller in open mode."""
     if not settings.api_keys and not settings.admin_api_keys:
         return Caller(owner=None)
-    key = presented_key(headers) or ""  # no key: owns nothing (the request was refused anyway)
+    key = presented_key(headers) or query_key or ""  # no key: owns nothing (the request was refused)
     owner = hashlib.sha256(b"tdmi-key:" + key.encode()).hexdigest()[:32]
     return Caller(owner=owner, admin=_matches(key, settings.admin_api_keys))
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -61,11 +65,18 @@ SECTIONS = {
     "smoothing": "keypoint smoothing along tracks (live streams and video jobs; a stream's config overrides)",
     "lookahead": "live streams",
     "max_upload_bytes": "video jobs",
+    "max_sources": "camera sources: streams the server pulls (pulling a URL is an SSRF door, so who may add "
+    "one and what it may reach are settings)",
     "redis_url": "scale-out over Redis (README, Deployment); without redis_url the service runs embedded",
     "weights_dir": "published weights (`tdmi weights`); the service only reads what the command pulled",
     "max_url_bytes": "HTTP edge: every request's size and time is bounded before the application reads it",
     "api_keys": "safety",
 }
+
+# where cameras live: the private IPv4 ranges (RFC 1918) and IPv6 unique local addresses
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*")
 
 # renamed settings, old name -> new name: the old TDMI_ variable is still read, with a warning,
 # until the release after the rename (0.2)
@@ -290,6 +301,35 @@ class Settings(BaseSettings):
         description="overlay videos (render=true) leave out joints scoring below this",
     )
 
+    max_sources: int = Field(default=8, ge=0, description="camera sources at once on this service; 0: none")
+    source_keys: Literal["admin", "all"] = Field(
+        default="admin",
+        description="who may add a camera source: admin: the admin API keys only; all: every accepted key",
+    )
+    source_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default=list(PRIVATE_NETWORKS),
+        description="networks (CIDRs) and host names a camera source may reach, comma-separated; every "
+        "address a source's host resolves to must be in one, a listed name is allowed by name. Default: "
+        "the private ranges, where cameras live; loopback (this host's own services), link-local "
+        "(169.254.0.0/16 holds cloud metadata services) and public addresses are refused unless listed",
+    )
+    source_allow_files: bool = Field(
+        default=False, description="camera sources may also be local files and devices (file:// or a path)"
+    )
+    source_connect_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description="a camera must connect and send its stream's description within this; also the "
+        "timeout of each socket operation",
+    )
+    source_stall_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=120,
+        description="a camera source that delivers no frame for this long is reconnected",
+    )
+
     redis_url: str | None = Field(default=None, description="redis://host:6379/0: run as a cluster node")
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
@@ -366,6 +406,33 @@ class Settings(BaseSettings):
     def _level_any_case(cls, level: Any) -> Any:
         """TDMI_LOG_LEVEL=DEBUG as well as debug: the names are written both ways."""
         return level.lower() if isinstance(level, str) else level
+
+    @field_validator("source_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """TDMI_SOURCE_ALLOWED_NETWORKS=10.0.0.0/8,cam.local as well as a JSON list; a flag's
+        value may hold commas too."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else [value]
+        if isinstance(value, list):
+            value = [part for item in value for part in str(item).split(",")]
+        return value
+
+    @field_validator("source_allowed_networks")
+    @classmethod
+    def _networks_or_names(cls, entries: list[str]) -> list[str]:
+        """Each entry a network (an address is a network of one) or a host name, found wrong at start-up."""
+        cleaned = []
+        for entry in (e.strip().lower().rstrip(".") for e in entries):
+            if not entry:
+                continue
+            try:
+                cleaned.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry) or entry.replace(".", "").isdigit():
+                    raise ValueError(f"{entry!r} is neither a network (CIDR) nor a host name") from None
+                cleaned.append(entry)
+        return cleaned
 
     @field_validator("api_keys", "admin_api_keys")
     @classmethod

@@ -17,10 +17,12 @@ from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import Node, ServingNode
+from tdmi.service.sources.registry import SourceService
 
 __all__ = [
     "AnyNodeDep",
     "Authorised",
+    "AuthorisedMedia",
     "CallerDep",
     "CatalogDep",
     "JobsDep",
@@ -28,6 +30,7 @@ __all__ = [
     "NodeDep",
     "ReadyNodeDep",
     "SettingsDep",
+    "SourcesDep",
 ]
 
 
@@ -71,22 +74,45 @@ def _jobs(node: ReadyNodeDep) -> JobService:
     return node.jobs
 
 
+def _sources(node: ReadyNodeDep) -> SourceService:
+    """501 on a node that cannot pull cameras (an API node of a cluster, for now)."""
+    if node.sources is None:
+        raise ApiError(
+            501, "not_implemented", "camera sources need embedded mode for now (tdmi serve without --redis)"
+        )
+    return node.sources
+
+
 def _metrics(node: AnyNodeDep) -> ServiceMetrics:
     return node.metrics
+
+
+def _query_key(connection: HTTPConnection, media: bool = False) -> str | None:
+    """``?api_key=``, where a browser cannot set headers: a WebSocket, or a ``media`` answer an
+    ``<img>`` loads (a camera source's overlay). The log masks it (``tdmi.service.logs``)."""
+    websocket = connection.scope["type"] == "websocket"
+    return connection.query_params.get("api_key") if websocket or media else None
+
+
+def _check_key(connection: HTTPConnection, settings: Settings, media: bool) -> None:
+    if not is_authorised(settings, connection.headers, _query_key(connection, media)):
+        raise ApiError(401, "unauthorised", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
 
 def _authorise(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> None:
     """401 without an accepted key; a WebSocket may send its key as ``?api_key=`` (browsers cannot
     set headers on one), a WebSocket refused so is closed with 1008 (``errors``)."""
-    websocket = connection.scope["type"] == "websocket"
-    query_key = connection.query_params.get("api_key") if websocket else None
-    if not is_authorised(settings, connection.headers, query_key):
-        raise ApiError(401, "unauthorised", "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
+    _check_key(connection, settings, media=False)
+
+
+def _authorise_media(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> None:
+    """As ``_authorise``, and ``?api_key=`` is accepted too: the answer is loaded by an ``<img>``."""
+    _check_key(connection, settings, media=True)
 
 
 def _caller(connection: HTTPConnection, settings: Annotated[Settings, Depends(_settings)]) -> Caller:
-    """Who is calling (which key, admin or not): jobs belong to the key that created them."""
-    return identify(settings, connection.headers)
+    """Who is calling (which key, admin or not): jobs and sources belong to the key that created them."""
+    return identify(settings, connection.headers, _query_key(connection, media=True))
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
@@ -94,4 +120,6 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
+SourcesDep = Annotated[SourceService, Depends(_sources)]
 Authorised = Depends(_authorise)
+AuthorisedMedia = Depends(_authorise_media)

@@ -56,6 +56,8 @@ WEBSOCKET_REFUSALS = {
     "unauthorised": (1008, "missing or wrong API key", False),
     "not_ready": (1013, "not ready", True),
     "too_many_streams": (4029, "too many concurrent streams", True),
+    "not_found": (4004, "not found", True),  # a camera source's viewer: no such source
+    "not_implemented": (4501, "not implemented", True),  # camera sources on a cluster's API node
 }
 
 

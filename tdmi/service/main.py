@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from tdmi.service.api import docs, health, jobs, metrics, models, page, stream, workers
+from tdmi.service.api import docs, health, jobs, metrics, models, page, sources, stream, workers
 from tdmi.service.config import Settings
 from tdmi.service.errors import install_error_handlers
 from tdmi.service.nodes.api import ApiNode
@@ -43,8 +43,8 @@ def build_app(node: ServingNode) -> FastAPI:
     return _app(
         node,
         "TDMI pose service",
-        "Multi-person human pose for video: video jobs over REST, live feeds over WebSocket.",
-        (m.router for m in (health, models, jobs, stream, workers, metrics, page, docs)),
+        "Multi-person human pose for video: video jobs over REST, live feeds over WebSocket, camera sources.",
+        (m.router for m in (health, models, jobs, sources, stream, workers, metrics, page, docs)),
     )
 
 

@@ -58,6 +58,22 @@ class ServiceMetrics:
             registry=r,
         )
         self.errors = Counter("tdmi_errors_total", "errors by kind", ["kind"], registry=r)
+        self.sources = Gauge("tdmi_sources", "camera sources by state", ["state"], registry=r)
+        self.source_frames = Counter(
+            "tdmi_source_frames_total",
+            "camera sources' frames: read, processed, skipped",
+            ["kind"],
+            registry=r,
+        )
+        self.source_viewers = Gauge(
+            "tdmi_source_viewers",
+            "viewers of camera sources: results (WebSocket), overlay (MJPEG)",
+            ["kind"],
+            registry=r,
+        )
+        self.source_viewer_dropped = Counter(
+            "tdmi_source_viewer_dropped_total", "results not delivered to a slow viewer", registry=r
+        )
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, CPU seconds
 
     def observe_stage(self, stage: str, seconds: float) -> None:

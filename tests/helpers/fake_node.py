@@ -8,7 +8,9 @@ queue in the node's data directory) and two stand-ins for the models:
   else one in the middle of every frame), runs only once the test lets it (``run_jobs``), and
   "renders" the overlay by copying the upload;
 - a live feed that decodes each frame (the real decoder, so bad images get their real errors) and
-  answers it at once, in order, with the same fake poses; a frame the handler skips is ``dropped``.
+  answers it at once, in order, with the same fake poses; a frame the handler skips is ``dropped``;
+- camera sources (the real ``SourceService``, URL policy included) whose cameras are
+  ``FakeCamera``: numbered grey frames, live at once.
 
 Its poses are deterministic (``fake_person``): tests can compute what to expect. Readiness is the
 test's: ``node.readiness.set("why")`` makes the node not ready, ``set(None)`` ready again.
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import numpy as np
 
 from tdmi.model.presets import get_preset
 from tdmi.protocol import (
@@ -45,12 +50,25 @@ from tdmi.service.loops import Loops
 from tdmi.service.media import MediaError
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import LiveConnections, Readiness
+from tdmi.service.sources.reader import CameraFrame, ReaderState, ReaderStats
+from tdmi.service.sources.registry import SourceService
+from tdmi.service.sources.url_policy import CheckedUrl
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, FeedReply, errors_ignored
 from tdmi.service.video import probe_video
 
-__all__ = ["FakeCatalog", "FakeFeed", "FakeNode", "fake_person"]
+__all__ = [
+    "FAKE_CAMERA_FPS",
+    "FAKE_CAMERA_SIZE",
+    "FakeCamera",
+    "FakeCatalog",
+    "FakeFeed",
+    "FakeNode",
+    "fake_person",
+]
 
 Box = list[float]
+FAKE_CAMERA_FPS = 25.0
+FAKE_CAMERA_SIZE = (120, 160)  # height, width
 
 
 def fake_person(track_id: int, box: Box, joints: int) -> PersonPose:
@@ -134,7 +152,14 @@ class FakeFeed:
         if skip_reason is not None:
             self._replies.put_nowait(DroppedMessage(frame_id=frame_id, reason=skip_reason))
             return
-        persons = _persons(boxes, width, height, self._joints)
+        self._answer(frame_id, timestamp, _persons(boxes, width, height, self._joints))
+
+    async def push_frame(self, image: np.ndarray, frame_id: int, timestamp: float | None) -> None:
+        """A camera source's frame: the fake detector's one person."""
+        height, width = image.shape[:2]
+        self._answer(frame_id, timestamp, _persons(None, width, height, self._joints))
+
+    def _answer(self, frame_id: int, timestamp: float | None, persons: list[PersonPose]) -> None:
         result = ResultMessage(frame_id=frame_id, timestamp=timestamp, persons=persons, latency_ms=0.0)
         self._replies.put_nowait(result)
 
@@ -147,6 +172,52 @@ class FakeFeed:
 
     async def close(self) -> None:
         self.on_error = errors_ignored
+
+
+class FakeCamera:
+    """A camera for the sources of a fake node: frames of ``FAKE_CAMERA_SIZE`` at
+    ``FAKE_CAMERA_FPS`` whose pixels are their sequence number, live from the first one. No
+    thread and no socket: a frame is made when the source asks for it."""
+
+    def __init__(
+        self, url: CheckedUrl, settings: Settings, on_state: Callable[[ReaderState, str | None], None]
+    ):
+        self._on_state = on_state
+        self._stopped = threading.Event()
+        self._seq = 0
+        self._state = ReaderState.CONNECTING
+        self._live_since: float | None = None
+
+    def start(self) -> None:
+        """Nothing to connect to."""
+
+    def next_frame(self, after: int, timeout: float) -> CameraFrame | None:
+        if self._stopped.wait(min(timeout, 1 / FAKE_CAMERA_FPS)):
+            return None
+        self._seq += 1
+        if self._state is ReaderState.CONNECTING:
+            self._state, self._live_since = ReaderState.LIVE, time.time()
+            self._on_state(ReaderState.LIVE, None)
+        image = np.full((*FAKE_CAMERA_SIZE, 3), self._seq % 256, dtype=np.uint8)
+        return CameraFrame(seq=self._seq, image=image, captured_at=time.time(), pts_s=None)
+
+    def stats(self) -> ReaderStats:
+        live = self._live_since is not None
+        return ReaderStats(
+            state=self._state,
+            frames_read=self._seq,
+            frames_skipped=0,
+            camera_fps=FAKE_CAMERA_FPS if live else None,
+            width=FAKE_CAMERA_SIZE[1] if live else None,
+            height=FAKE_CAMERA_SIZE[0] if live else None,
+            live_since=self._live_since,
+            reconnects=0,
+            last_error=None,
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        self._state = ReaderState.STOPPED
 
 
 class _FakeRunner:
@@ -210,6 +281,10 @@ class FakeNode:
         self._loops: Loops | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Task[None] | None = None
+        # None: a node without sources, as a cluster's API node is for now
+        self.sources: SourceService | None = SourceService(
+            settings, self.metrics, self.catalog, self._source_feed, FakeCamera
+        )
 
     async def start(self) -> None:
         queue = SqliteJobQueue(self.settings.data_dir)
@@ -233,6 +308,8 @@ class FakeNode:
 
     async def stop(self) -> None:
         await self.streams.close_all()
+        if self.sources is not None:
+            await self.sources.stop()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -247,6 +324,9 @@ class FakeNode:
 
     def open_feed(self, stream_id: str, on_error: ErrorSink) -> FakeFeed:
         return FakeFeed(stream_id, on_error, self.catalog, self.settings)
+
+    def _source_feed(self, source_id: str) -> FakeFeed:
+        return FakeFeed(source_id, errors_ignored, self.catalog, self.settings)
 
     async def workers(self) -> WorkersPublic:
         models = [

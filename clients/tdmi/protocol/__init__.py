@@ -15,6 +15,17 @@ from tdmi.protocol.jobs import (
 )
 from tdmi.protocol.messages import HealthPublic, ModelPublic, ModelsPublic, SkeletonPublic
 from tdmi.protocol.poses import FramePoses, PersonPose
+from tdmi.protocol.sources import (
+    SourceCreate,
+    SourceCreated,
+    SourceInfo,
+    SourceLinks,
+    SourceList,
+    SourceStatus,
+    SourceStatusMessage,
+    ViewerDroppedMessage,
+    ViewerMessage,
+)
 from tdmi.protocol.workers import WorkerModelPublic, WorkerPublic, WorkersPublic
 
 __all__ = [
@@ -34,7 +45,16 @@ __all__ = [
     "PersonPose",
     "ResultFormat",
     "SkeletonPublic",
+    "SourceCreate",
+    "SourceCreated",
+    "SourceInfo",
+    "SourceLinks",
+    "SourceList",
+    "SourceStatus",
+    "SourceStatusMessage",
     "VideoPublic",
+    "ViewerDroppedMessage",
+    "ViewerMessage",
     "WorkerModelPublic",
     "WorkerPublic",
     "WorkersPublic",

@@ -27,6 +27,7 @@ from tdmi.service.listen import node_url
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import LiveConnections, Readiness
+from tdmi.service.sources.registry import SourceService
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 from tdmi.service.weights.resolve import weights_store
 
@@ -45,6 +46,7 @@ class ApiNode:
         self.metrics = ServiceMetrics()
         self.readiness = Readiness("connecting to redis")
         self.streams = LiveConnections()
+        self.sources: SourceService | None = None  # on a worker: not yet (the routes answer 501)
         self.started_at = time.time()
         self.node_id = f"api-{socket.gethostname()}-{os.getpid()}"
         self.redis = connect(settings.redis_url)

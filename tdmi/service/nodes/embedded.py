@@ -20,7 +20,8 @@ from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.local_inference import LocalInference
 from tdmi.service.nodes.node import LiveConnections, Readiness
-from tdmi.service.streaming.feed import ErrorSink, LocalFeed
+from tdmi.service.sources.registry import SourceService
+from tdmi.service.streaming.feed import ErrorSink, LocalFeed, errors_ignored
 
 __all__ = ["EmbeddedNode"]
 
@@ -38,6 +39,7 @@ class EmbeddedNode:
         self.started_at = time.time()
         self.local = LocalInference(settings, self.metrics)
         self._jobs: JobService | None = None
+        self.sources: SourceService | None = None
         self._owns_data_dir = False
 
     async def start(self) -> None:
@@ -48,13 +50,16 @@ class EmbeddedNode:
         runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
         self._jobs = JobService(queue, self.settings, self.metrics, self.local.runtime, runner)
         await self._jobs.start(Loops(self.readiness.loop_trouble, self.settings.loop_stall_s))
+        self.sources = SourceService(self.settings, self.metrics, self.local.runtime, self._source_feed)
         self.readiness.set(None)
         url = node_url(self.settings, "serve")
         log.info("ready: open %s/ (API docs: %s/docs)", url, url)
 
     async def stop(self) -> None:
-        """Close live streams (1012), requeue running jobs, stop the engines."""
+        """Close live streams (1012) and camera sources, requeue running jobs, stop the engines."""
         await self.streams.close_all()
+        if self.sources is not None:
+            await self.sources.stop()
         if self._jobs is not None:
             await self._jobs.stop()
         await self.local.stop()
@@ -73,6 +78,10 @@ class EmbeddedNode:
 
     def open_feed(self, stream_id: str, on_error: ErrorSink) -> LocalFeed:
         return self.local.open_feed(stream_id, on_error)
+
+    def _source_feed(self, source_id: str) -> LocalFeed:
+        """A camera source's feed: its frames come decoded and cannot be refused, so no error sink."""
+        return self.local.open_feed(source_id, errors_ignored)
 
     async def workers(self) -> WorkersPublic:
         """This process is its own (and only) worker."""

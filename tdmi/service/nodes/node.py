@@ -18,6 +18,7 @@ from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.sources.registry import SourceService
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 
 __all__ = ["LiveConnection", "LiveConnections", "Node", "Readiness", "ServingNode"]
@@ -112,6 +113,11 @@ class ServingNode(Node, Protocol):
     """A node that answers the public API (embedded, or an API node of a cluster)."""
 
     streams: LiveConnections
+
+    @property
+    def sources(self) -> SourceService | None:
+        """The camera sources; None where cameras cannot be pulled (a cluster's API node, for now)."""
+        ...
 
     @property
     def jobs(self) -> JobService:

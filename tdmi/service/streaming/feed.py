@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+import numpy as np
+
 from tdmi.protocol.stream import ConfigMessage, DroppedMessage, ReadyMessage, ResultMessage, ResumedMessage
 from tdmi.service.config import Settings
 from tdmi.service.detection import parse_client_boxes
@@ -149,6 +151,11 @@ class LocalFeed:
             frame_id, image, timestamp=timestamp, client_boxes=client_boxes, skip_reason=skip_reason
         )
         await self.session.push(frame)
+
+    async def push_frame(self, image: np.ndarray, frame_id: int, timestamp: float | None) -> None:
+        """A frame decoded already (a camera source's, ``tdmi.service.sources``): no JPEG between."""
+        assert self.session is not None, "open() first"
+        await self.session.push(StreamFrame(frame_id, image, timestamp=timestamp))
 
     async def end(self) -> None:
         if self.session is not None:

@@ -55,8 +55,8 @@ def test_a_refusal_without_a_close_code_of_its_own_is_1011_with_its_error() -> N
 
     @app.websocket("/refused")
     async def refused(ws: WebSocket) -> None:
-        raise ApiError(404, "not_found", "no such thing")
+        raise ApiError(409, "conflict", "no such thing")
 
     with TestClient(app) as client:
         (error,), code = until_closed(client, "ws://localhost/refused")
-    assert (code, error["error"], error["detail"]) == (1011, "not_found", "no such thing")
+    assert (code, error["error"], error["detail"]) == (1011, "conflict", "no such thing")

@@ -1,0 +1,109 @@
+"""The live overlay of one source: the newest processed frame with its poses drawn, as a JPEG.
+
+Every MJPEG watcher of a source shares one picture: a processed frame is drawn and encoded once,
+only while someone watches, at most ``max_fps`` times a second, and never twice at once (a frame
+that comes while the previous one is still being encoded is not drawn). Drawing is the one the
+overlay videos of jobs use (``tdmi.protocol.overlay.draw_poses``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import cv2
+import numpy as np
+
+from tdmi.protocol.overlay import draw_poses
+from tdmi.protocol.poses import PersonPose
+
+__all__ = ["MJPEG_BOUNDARY", "LiveOverlay", "mjpeg_part"]
+
+log = logging.getLogger("tdmi.sources")
+MJPEG_BOUNDARY = "tdmi-frame"
+JPEG_QUALITY = 80
+
+
+def mjpeg_part(jpeg: bytes) -> bytes:
+    """One part of a ``multipart/x-mixed-replace`` answer."""
+    head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"
+
+
+def _drawn_jpeg(
+    image: np.ndarray, persons: list[PersonPose], skeleton: Sequence[tuple[int, int]], threshold: float
+) -> bytes:
+    drawn = draw_poses(image, persons, skeleton, threshold)
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a frame of shape {image.shape}")
+    return data.tobytes()
+
+
+class LiveOverlay:
+    """The newest drawn frame of a source and the watchers waiting for the next one."""
+
+    def __init__(self, skeleton: Sequence[tuple[int, int]], score_threshold: float, max_fps: float):
+        self.skeleton, self.score_threshold = skeleton, score_threshold
+        self.min_interval_s = 1.0 / max_fps
+        self.watchers = 0
+        self.encoded = 0  # frames drawn and encoded (for the tests and /metrics)
+        self._jpeg: bytes | None = None
+        self._changed = asyncio.Condition()
+        self._encoding: asyncio.Task[None] | None = None
+        self._last_at = 0.0
+        self._closed = False
+
+    def offer(self, image: np.ndarray, persons: list[PersonPose]) -> None:
+        """A processed frame: drawn in the background if someone watches and it is time."""
+        now = time.monotonic()
+        busy = self._encoding is not None and not self._encoding.done()
+        if self._closed or not self.watchers or busy or now - self._last_at < self.min_interval_s:
+            return
+        self._last_at = now
+        self._encoding = asyncio.create_task(self._encode(image, persons), name="source-overlay")
+
+    async def _encode(self, image: np.ndarray, persons: list[PersonPose]) -> None:
+        try:
+            jpeg = await asyncio.to_thread(_drawn_jpeg, image, persons, self.skeleton, self.score_threshold)
+        except (ValueError, cv2.error) as exc:  # this frame has no picture; the next one may
+            log.warning("overlay frame not drawn: %s", exc)
+            return
+        self.encoded += 1
+        async with self._changed:
+            self._jpeg = jpeg
+            self._changed.notify_all()
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Each new picture, for one watcher, until the source closes: the newest one at once."""
+        self.watchers += 1
+        try:
+            sent: bytes | None = None
+            while True:
+                async with self._changed:
+                    while not self._closed and self._jpeg is sent:
+                        await self._changed.wait()
+                    if self._closed:
+                        return
+                    sent = self._jpeg
+                assert sent is not None
+                yield sent
+        finally:
+            self.watchers -= 1
+            if not self.watchers:  # the next watcher must not start with an old picture
+                self._jpeg = None
+
+    async def close(self) -> None:
+        """End every watcher's stream and the encode in flight."""
+        self._closed = True
+        if self._encoding is not None:
+            self._encoding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._encoding
+        async with self._changed:
+            self._changed.notify_all()
