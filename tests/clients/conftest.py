@@ -22,9 +22,12 @@ from tests.helpers.in_process import ServedApp, fake_settings, serving
 from tests.helpers.server import ServerFactory, ServerProcess, free_port
 from tests.helpers.synth import SynthVideo
 
-__all__ = ["API_KEY", "SynthVideo"]
+__all__ = ["ADMIN_KEY", "API_KEY", "CAMERA_URL", "SynthVideo"]
 
 API_KEY = "client-test-key"
+ADMIN_KEY = "client-test-admin-key"
+CAMERA_URL = "rtsp://192.168.1.20:554/stream"  # a private address: allowed by default, never dialled
+MAX_SOURCES = 2
 MAX_UPLOAD_BYTES = 2_000_000
 # A synthetic scene whose one figure OpenCV's HOG people detector (the server's default, made
 # for photographs of pedestrians) finds in every frame, measured: most synthetic figures it
@@ -74,6 +77,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
 def holding_service(tmp_path: Path) -> Iterator[ServedApp]:
     """The same, whose jobs stay queued until ``holding_service.node.run_jobs()``."""
     with _fake_service(tmp_path, jobs_run=False) as served:
+        yield served
+
+
+@pytest.fixture
+def camera_service(tmp_path: Path) -> Iterator[ServedApp]:
+    """The service around a fresh fake node whose cameras are ``FakeCamera`` (numbered grey frames,
+    live at once, one fake person each): ``ADMIN_KEY`` adds sources, ``API_KEY`` may not, at most
+    ``MAX_SOURCES`` at once."""
+    settings = fake_settings(
+        tmp_path, api_keys=[API_KEY], admin_api_keys=[ADMIN_KEY], max_sources=MAX_SOURCES
+    )
+    with serving(FakeNode(settings)) as served:
         yield served
 
 

@@ -1,7 +1,8 @@
 """The browser page at ``/`` in headless Chromium (Debian's, driven by Playwright; nothing is
 downloaded): a fake camera fed from a synthetic y4m video streams over the WebSocket, results
-come back and skeletons are drawn on the canvas (checked in a screenshot's pixels), and a video
-uploaded as a job shows its result."""
+come back and skeletons are drawn on the canvas (checked in a screenshot's pixels), a video
+uploaded as a job shows its result, and a camera the server pulls is added, watched and removed
+(against a fake node, whose cameras are ``FakeCamera``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import pytest
 from playwright.sync_api import Page, Route, WebSocket, sync_playwright
 
 from tdmi.protocol.overlay import track_color
-from tests.clients.conftest import API_KEY, SynthVideo
+from tests.clients.conftest import ADMIN_KEY, API_KEY, CAMERA_URL, SynthVideo
+from tests.helpers.fake_node import FAKE_CAMERA_SIZE
+from tests.helpers.in_process import ServedApp
 from tests.helpers.server import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -57,9 +60,7 @@ def track_pixels(image: np.ndarray, track_ids: set[int]) -> int:
 
 
 @pytest.fixture(scope="module")
-def page(
-    demo_server: ServerProcess, person_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Page]:
+def page(person_frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "Debian's chromium is installed by .ci/run"
     camera = write_y4m(person_frames, tmp_path_factory.mktemp("camera") / "camera.y4m")
     args = [
@@ -213,3 +214,43 @@ def test_a_wrong_key_is_reported_on_the_page(page: Page, demo_server: ServerProc
     page.click("#start")
     wait_until(lambda: "1008" in (page.text_content("#live-message") or ""), 20, "close 1008 shown")
     assert "API key" in (page.text_content("#live-message") or "")
+
+
+def test_a_camera_the_server_pulls_is_added_watched_and_removed(
+    page: Page, camera_service: ServedApp
+) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{camera_service.base}/")
+    page.fill("#api-key", ADMIN_KEY)
+    page.dispatch_event("#api-key", "change")
+    wait_until(lambda: "no camera yet" in (page.text_content("#source-state") or ""), 15, "an empty list")
+
+    page.fill("#source-url", "rtsp://127.0.0.1:6379/x")  # the server's own loopback: refused
+    page.click("#source-add")
+    wait_until(lambda: "cannot add" in (page.text_content("#source-message") or ""), 15, "the refusal shown")
+    assert "TDMI_SOURCE_ALLOWED_NETWORKS" in (page.text_content("#source-message") or "")
+
+    page.fill("#source-url", CAMERA_URL)
+    page.click("#source-add")
+    row = page.locator("#source-list tr")
+    wait_until(lambda: row.count() == 1 and row.locator("td").nth(1).text_content() == "live", 15, "live")
+    source_id = row.get_attribute("data-source")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    listed = httpx.get(f"{camera_service.base}/v1/sources", headers=admin)
+    assert [s["source_id"] for s in listed.json()["sources"]] == [source_id]
+    assert row.locator("td").nth(4).text_content() == CAMERA_URL
+
+    row.get_by_role("button", name="Watch").click()
+    overlay = page.locator("#source-overlay")
+    wait_until(lambda: overlay.evaluate("img => img.naturalWidth") > 0, 15, "the overlay shown")
+    assert overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]") == list(FAKE_CAMERA_SIZE[::-1])
+    assert f"api_key={ADMIN_KEY}" in (overlay.get_attribute("src") or "")  # an <img> sends no header
+
+    row.get_by_role("button", name="Remove").click()
+    wait_until(lambda: row.count() == 0, 15, "the camera gone from the list")
+    assert "removed" in (page.text_content("#source-message") or "")
+    assert page.locator("#source-stage").is_hidden() and overlay.get_attribute("src") is None
+    assert httpx.get(f"{camera_service.base}/v1/sources", headers=admin).json() == {"sources": []}
+    assert errors == []

@@ -1,4 +1,5 @@
-"""The SDK without its ``media`` extra: jobs, models and status work against the service, and
+"""The SDK without its ``media`` extra: jobs, models, status and camera sources (the server reads
+the camera) work against the service, and
 every video, camera and drawing feature fails with one line that names the extra to install.
 
 The client runs in a subprocess where OpenCV, PyAV and torch cannot be imported (``None`` in
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tdmi.client.cli import EXIT_CODES
-from tests.clients.conftest import API_KEY, SynthVideo
+from tests.clients.conftest import ADMIN_KEY, API_KEY, CAMERA_URL, SynthVideo
 from tests.helpers.in_process import ServedApp
 
 HINT = "pip install 'tdmi-client[media]' (in a checkout of the project: pip install './clients[media]')"
@@ -48,6 +49,25 @@ def test_models_a_job_and_its_status_need_no_media(
     status = _cli(service, "status", result["job_id"])
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["status"] == "done"
+
+
+def test_camera_sources_need_no_media(camera_service: ServedApp) -> None:
+    code = """
+from tdmi.client import PoseClient
+
+with PoseClient(sys.argv[1], api_key=sys.argv[2]) as client:
+    source_id = client.sources.add(sys.argv[3]).source_id
+    watch = client.sources.watch(source_id)
+    kinds = [next(watch).type]
+    while kinds[-1] != "result":  # the status now, then a change (connecting -> live) or a result
+        kinds.append(next(watch).type)
+    watch.close()
+    print(kinds[0], kinds[-1])
+    print(client.sources.remove(source_id).status)
+"""
+    done = _python(code, camera_service.base, ADMIN_KEY, CAMERA_URL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["status result", "stopped"]
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,13 @@ overlay drawing need OpenCV and PyAV, imported on first use: the SDK's ``media``
         job = client.submit("clip.mp4")
         job.wait(progress=True)
         print(len(job.result().frames))
+        camera = client.sources.add("rtsp://192.168.1.20:554/stream1")  # the server pulls it
+        for message in client.sources.watch(camera.source_id):  # results, status, dropped
+            ...
 """
 
 from tdmi.client.aio import AsyncJob, AsyncPoseClient
+from tdmi.client.camera_sources import AsyncCameraSources, CameraSources, ViewerEvent
 from tdmi.client.client import Job, PoseClient
 from tdmi.client.errors import (
     AuthError,
@@ -40,10 +44,12 @@ from tdmi.client.streaming import StreamOptions
 from tdmi.protocol.media import MediaUnavailable
 
 __all__ = [
+    "AsyncCameraSources",
     "AsyncJob",
     "AsyncPoseClient",
     "AuthError",
     "BadRequest",
+    "CameraSources",
     "Frame",
     "FrameDropped",
     "FrameResult",
@@ -64,5 +70,6 @@ __all__ = [
     "StreamOptions",
     "StreamResumed",
     "StreamStarted",
+    "ViewerEvent",
     "open_source",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 
 from tdmi.client import calls
+from tdmi.client.camera_sources import AsyncCameraSources
 from tdmi.client.client import DEFAULT_URL
 from tdmi.client.events import StreamEvent
 from tdmi.client.sources import FrameSource, Source, open_source
@@ -43,6 +44,7 @@ class AsyncPoseClient:
         self.api_key = api_key
         headers = calls.auth_headers(api_key)
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+        self.sources = AsyncCameraSources(self)  # the cameras the server pulls
 
     async def __aenter__(self) -> AsyncPoseClient:
         return self
@@ -56,9 +58,7 @@ class AsyncPoseClient:
     async def call(self, call: calls.Call[T]) -> T:
         files = calls.open_upload(call)
         try:
-            response = await self._http.request(
-                call.method, call.path, params=call.params, data=call.data or None, files=files
-            )
+            response = await self._http.request(call.method, call.path, **calls.request_options(call, files))
         except httpx.TransportError as exc:
             raise calls.unreachable(self.url, exc) from None
         finally:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -33,17 +33,25 @@ from tdmi.protocol import (
     ModelsPublic,
     ResultFormat,
 )
+from tdmi.protocol.sources import SourceCreated, SourceInfo, SourceList
 
 __all__ = [
     "Call",
+    "add_source",
     "auth_headers",
     "cancel_job",
     "check_outcome",
+    "error_for",
     "get_job",
     "get_result",
+    "get_source",
     "list_models",
+    "list_sources",
     "open_upload",
     "raise_for_error",
+    "remove_source",
+    "request_options",
+    "source_path",
     "submit_job",
     "unreachable",
     "video_path",
@@ -64,6 +72,7 @@ class Call(Generic[T]):
     params: dict[str, str] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)
     upload: Path | None = None  # sent as the multipart field "file"
+    json: dict[str, Any] | None = None  # sent as a JSON body
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -92,9 +101,14 @@ def raise_for_error(response: httpx.Response) -> None:
         kind, detail = body.error, body.detail
     except ValidationError:
         kind, detail = "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
-    status = response.status_code
+    raise error_for(response.status_code, kind, detail)
+
+
+def error_for(status: int, kind: str, detail: str) -> ServerError:
+    """The SDK's exception for an HTTP status: ``AuthError`` (401), ``BadRequest`` (other 4xx),
+    else ``ServerError``."""
     cls = AuthError if status == 401 else BadRequest if 400 <= status < 500 else ServerError
-    raise cls(status, kind, detail)
+    return cls(status, kind, detail)
 
 
 def _model(cls: type[M]) -> Callable[[httpx.Response], M]:
@@ -159,12 +173,45 @@ def video_path(job_id: str) -> str:
     return f"/v1/pose/{job_id}/video"
 
 
+def source_path(source_id: str) -> str:
+    """``/v1/sources/ID``, the id quoted: whatever a user types stays one path segment."""
+    return f"/v1/sources/{quote(source_id, safe='')}"
+
+
+def add_source(
+    url: str, *, model: str | None = None, lookahead: int | None = None, max_fps: float | None = None
+) -> Call[SourceCreated]:
+    """Have the server pull the camera at ``url``; the server checks the options (422 for a bad one)."""
+    given = {"model": model, "lookahead": lookahead, "max_fps": max_fps}
+    body = {"url": url, **{name: value for name, value in given.items() if value is not None}}
+    return Call("POST", "/v1/sources", _model(SourceCreated), json=body)
+
+
+def list_sources() -> Call[list[SourceInfo]]:
+    listed = _model(SourceList)
+    return Call("GET", "/v1/sources", lambda response: listed(response).sources)
+
+
+def get_source(source_id: str) -> Call[SourceInfo]:
+    return Call("GET", source_path(source_id), _model(SourceInfo))
+
+
+def remove_source(source_id: str) -> Call[SourceInfo]:
+    return Call("DELETE", source_path(source_id), _model(SourceInfo))
+
+
 def check_outcome(job: JobPublic) -> JobPublic:
     """A finished job as it is when done; ``JobFailed`` with the server's reason otherwise."""
     if job.status in ("failed", "cancelled"):
         reason = f": {job.error}" if job.error else ""
         raise JobFailed(job, f"job {job.job_id} {job.status}{reason}")
     return job
+
+
+def request_options(call: Call[Any], files: dict[str, Any] | None) -> dict[str, Any]:
+    """What httpx's ``request`` sends for ``call`` besides its method and path: the query, the
+    body (a form, ``files`` from ``open_upload``, or JSON)."""
+    return {"params": call.params, "data": call.data or None, "files": files, "json": call.json}
 
 
 def open_upload(call: Call[Any]) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
-"""``tdmi-client``: the pose service from a terminal (video jobs, live feeds, models, job status).
+"""``tdmi-client``: the pose service from a terminal (video jobs, live feeds, camera sources, models,
+job status).
 
 Exit codes: 0 done; 1 other server or stream error; 2 bad usage or bad input (a missing or
-unwritable file, a video the server refuses, an unknown job, a live source, --render or --show
-without the SDK's ``media`` extra); 3 server unreachable; 4 missing or wrong API key; 5 the job
-failed or was cancelled; 130 interrupted while waiting for a job; 141 stdout closed by its
+unwritable file, a video the server refuses, an unknown job, a live source, a camera source the
+server refuses or does not know, --render or --show without the SDK's ``media`` extra); 3 server
+unreachable; 4 missing or wrong API key; 5 the job failed or was cancelled; 130 interrupted
+while waiting for a job; 141 stdout closed by its
 reader (``| head``), quietly, as a shell reports a tool that SIGPIPE ended. Errors are one line
 on stderr; results go to ``--out`` or stdout.
 """
@@ -11,13 +13,13 @@ on stderr; results go to ``--out`` or stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from tdmi.client.cli_sources import add_sources_commands
 from tdmi.client.client import DEFAULT_URL, PoseClient
 from tdmi.client.errors import (
     AuthError,
@@ -37,6 +39,7 @@ from tdmi.client.events import (
 )
 from tdmi.client.render import PreviewWindow, VideoFileWriter, display_available
 from tdmi.client.streaming import StreamOptions
+from tdmi.client.terminal import StdoutClosed, client_for, out, positive, say, write_json
 from tdmi.protocol.media import MediaUnavailable
 from tdmi.protocol.overlay import DEFAULT_SCORE_THRESHOLD, draw_poses
 
@@ -54,48 +57,18 @@ EXIT_CODES = {
 }
 
 
-def _say(message: str) -> None:
-    print(f"tdmi-client: {message}", file=sys.stderr)
-
-
-class _StdoutClosed(Exception):
-    """The reader of stdout went away (``tdmi-client models --json | head``): the end of the
-    output, not an error to report."""
-
-
-def _out(text: str) -> None:
-    """``text`` and a newline to stdout, written through, so that a closed pipe is met here."""
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise _StdoutClosed from None
-
-
-def _client(args: argparse.Namespace) -> PoseClient:
-    return PoseClient(args.url, api_key=args.api_key, timeout=args.timeout)
-
-
-def _write_json(data: Any, out: Path | None) -> None:
-    text = json.dumps(data, indent=None if out is None else 1)
-    if out is None:
-        _out(text)
-    else:
-        out.write_text(text + "\n")
-
-
 def _pose(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         job = client.submit(args.video, model=args.model, lookahead=args.lookahead, render=bool(args.render))
-        _say(f"job {job.id} submitted")
+        say(f"job {job.id} submitted")
         job.wait(progress=not args.quiet)
         result = job.result(args.format)
         data = result.model_dump(mode="json") if args.format == "json" else result
-        _write_json(data, args.out)
+        write_json(data, args.out)
         if args.render:
             job.download_video(args.render)
         where = f" -> {args.out}" if args.out else ""
-        _say(f"job {job.id} done{where}" + (f", overlay video {args.render}" if args.render else ""))
+        say(f"job {job.id} done{where}" + (f", overlay video {args.render}" if args.render else ""))
     return 0
 
 
@@ -109,7 +82,7 @@ class _StreamOutputs:
         self.score_threshold: float = args.score_threshold
         self.window: PreviewWindow | None = None
         if args.show and not display_available():
-            _say("no display (DISPLAY is not set): --show ignored")
+            say("no display (DISPLAY is not set): --show ignored")
         elif args.show:
             self.window = PreviewWindow()
         self.edges: list[tuple[int, int]] = []
@@ -121,7 +94,7 @@ class _StreamOutputs:
         models = {m.name: m for m in self.client.models().models}
         model = models.get(event.ready.model)
         self.edges = list(model.skeleton.edges) if model else []
-        _say(f"stream {event.ready.stream_id}: model {event.ready.model}, lookahead {event.ready.lookahead}")
+        say(f"stream {event.ready.stream_id}: model {event.ready.model}, lookahead {event.ready.lookahead}")
 
     def on_frame(self, event: FrameResult | FrameDropped) -> None:
         if self.lines is not None:
@@ -146,7 +119,7 @@ class _StreamOutputs:
         try:
             self.stopped = not self.window.show(image)
         except self.window.error:
-            _say("this OpenCV build has no window support (opencv-python-headless): --show ignored")
+            say("this OpenCV build has no window support (opencv-python-headless): --show ignored")
             self.window = None
 
     def close(self) -> None:
@@ -159,12 +132,12 @@ class _StreamOutputs:
         if not self.results and not self.dropped:
             return
         mean = sum(self.latencies) / len(self.latencies) if self.latencies else 0.0
-        _say(f"{self.results} results, {self.dropped} dropped, mean server latency {mean:.0f} ms")
+        say(f"{self.results} results, {self.dropped} dropped, mean server latency {mean:.0f} ms")
 
 
 def _stream(args: argparse.Namespace) -> int:
     source: int | str = int(args.source) if args.source.isdigit() else args.source
-    with _client(args) as client:
+    with client_for(args) as client:
         outputs = _StreamOutputs(args, client)
         events = client.stream(
             source,
@@ -182,16 +155,16 @@ def _stream(args: argparse.Namespace) -> int:
                 elif isinstance(event, FrameResult | FrameDropped):
                     outputs.on_frame(event)
                 elif isinstance(event, Reconnecting):
-                    _say(f"connection lost ({event.reason}); reconnecting in {event.delay_s:.1f} s, "
+                    say(f"connection lost ({event.reason}); reconnecting in {event.delay_s:.1f} s, "
                          f"{len(event.lost)} frames in flight lost")  # fmt: skip
                 elif isinstance(event, StreamResumed):
-                    _say(f"stream resumed on another worker: {event.message.reason}")
+                    say(f"stream resumed on another worker: {event.message.reason}")
                 elif isinstance(event, StreamEnded):
                     break
                 if outputs.stopped:
                     break
         except KeyboardInterrupt:
-            _say("interrupted: stream stopped")
+            say("interrupted: stream stopped")
         finally:
             events.close()
             outputs.close()
@@ -199,10 +172,10 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         listed = client.models().models
     if args.json:
-        _write_json([m.model_dump(mode="json") for m in listed], None)
+        write_json([m.model_dump(mode="json") for m in listed], None)
         return 0
     rows = [
         f"{m.name}\t{m.num_frames} frames\t{'x'.join(str(v) for v in m.input_size)}\t"
@@ -210,25 +183,15 @@ def _models(args: argparse.Namespace) -> int:
         for m in listed
     ]
     if rows:
-        _out("\n".join(rows))
+        out("\n".join(rows))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         job = client.job(args.job).status()
-    _write_json(job.model_dump(mode="json"), None)
+    write_json(job.model_dump(mode="json"), None)
     return 0
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", default=os.environ.get("TDMI_URL", DEFAULT_URL), help="server (TDMI_URL)")
     parser.add_argument("--api-key", default=os.environ.get("TDMI_API_KEY"), help="API key (TDMI_API_KEY)")
-    parser.add_argument("--timeout", type=_positive(float), default=60.0, help="HTTP timeout, seconds")
+    parser.add_argument("--timeout", type=positive(float), default=60.0, help="HTTP timeout, seconds")
     commands = parser.add_subparsers(dest="command", required=True)
 
     pose = commands.add_parser("pose", help="poses of a video file (a job), with a progress bar")
@@ -262,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--show", action="store_true", help="draw skeletons live in a window")
     stream.add_argument("--out", type=Path, help="one JSON line per frame (result or dropped)")
     stream.add_argument("--render", type=Path, metavar="OUT.mp4", help="write the drawn frames to a video")
-    stream.add_argument("--render-fps", type=_positive(float), default=25.0, help="frame rate of --render")
+    stream.add_argument("--render-fps", type=positive(float), default=25.0, help="frame rate of --render")
     stream.add_argument(
         "--score-threshold",
         type=float,
@@ -270,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="0..1",
         help=f"--render/--show leave out joints scoring below this (default {DEFAULT_SCORE_THRESHOLD})",
     )
-    stream.add_argument("--fps", type=_positive(float), help="send at most N frames per second")
-    stream.add_argument("--max-frames", type=_positive(int), help="stop after N frames")
+    stream.add_argument("--fps", type=positive(float), help="send at most N frames per second")
+    stream.add_argument("--max-frames", type=positive(int), help="stop after N frames")
     stream.add_argument("--quality", type=int, default=85, choices=range(1, 101), metavar="1..100")
     stream.add_argument("--model", help="model name (default: the server's first)")
     stream.add_argument("--lookahead", type=int, help="future frames to wait for, 0..d")
@@ -284,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="where a job stands (JSON)")
     status.add_argument("job", help="job id")
     status.set_defaults(run=_status)
+
+    add_sources_commands(commands)
     return parser
 
 
@@ -305,10 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = "error", str(exc) or type(exc).__name__
     except KeyboardInterrupt:
         code, message = "interrupted", "interrupted"
-    except _StdoutClosed:  # the Python docs' "Note on SIGPIPE": no flush into the closed pipe at exit
+    except StdoutClosed:  # the Python docs' "Note on SIGPIPE": no flush into the closed pipe at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_CODES["stdout_closed"]
-    _say(message)
+    say(message)
     return EXIT_CODES[code]
 
 

@@ -23,6 +23,7 @@ import httpx
 
 from tdmi.client import calls
 from tdmi.client.bridge import iterate_in_thread
+from tdmi.client.camera_sources import CameraSources
 from tdmi.client.events import StreamEvent
 from tdmi.client.sources import FrameSource, Source, open_source
 from tdmi.client.streaming import StreamOptions, stream_events
@@ -43,6 +44,7 @@ class PoseClient:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self._http = httpx.Client(base_url=self.url, headers=calls.auth_headers(api_key), timeout=timeout)
+        self.sources = CameraSources(self)  # the cameras the server pulls
 
     def __enter__(self) -> PoseClient:
         return self
@@ -57,9 +59,7 @@ class PoseClient:
         """Send one request of ``tdmi.client.calls`` and parse its answer (raising the server's error)."""
         files = calls.open_upload(call)
         try:
-            response = self._http.request(
-                call.method, call.path, params=call.params, data=call.data or None, files=files
-            )
+            response = self._http.request(call.method, call.path, **calls.request_options(call, files))
         except httpx.TransportError as exc:
             raise calls.unreachable(self.url, exc) from None
         finally:

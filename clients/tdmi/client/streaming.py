@@ -58,7 +58,7 @@ from tdmi.protocol.stream import (
     pack_frame,
 )
 
-__all__ = ["StreamOptions", "stream_events"]
+__all__ = ["StreamOptions", "classify_failure", "stream_events"]
 
 RETRY_CLOSE_CODES = frozenset({1006, 1011, 1012, 1013})  # 1006: closed without a close frame
 RETRY_ERRORS = frozenset({"not_ready"})
@@ -225,7 +225,7 @@ async def stream_events(
                         sender.cancel()
                         await asyncio.gather(sender, return_exceptions=True)
             except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError, StreamError) as exc:
-                failure = _classify(exc, connected_once)
+                failure = classify_failure(exc, connected_once)
             delay = backoff.next_delay()
             if backoff.failures > options.reconnect_attempts:
                 raise failure
@@ -236,7 +236,7 @@ async def stream_events(
         await reader.close()
 
 
-def _classify(exc: Exception, connected_once: bool) -> PoseError:
+def classify_failure(exc: Exception, connected_once: bool) -> PoseError:
     """Raise at once what a reconnection cannot fix; return the retryable failure otherwise.
 
     Before any connection succeeded nothing is retried: a wrong URL fails fast.

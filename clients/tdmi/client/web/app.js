@@ -1,5 +1,6 @@
-// The browser page of the TDMI pose service: a live webcam over the /v1/stream WebSocket, and
-// video jobs over /v1/pose. Plain JavaScript, no dependencies; protocol in docs/websocket.md.
+// The browser page of the TDMI pose service: a live webcam over the /v1/stream WebSocket, video
+// jobs over /v1/pose, and cameras the server pulls (/v1/sources). Plain JavaScript, no
+// dependencies; protocol in docs/websocket.md.
 // Drawing follows clients/tdmi/protocol/overlay.py (same colours per track id, same score threshold).
 
 const SCORE_THRESHOLD = 0.3;
@@ -7,6 +8,7 @@ const GOLDEN_RATIO = (Math.sqrt(5) - 1) / 2;
 const NO_TRACK_COLOR = "rgb(200, 200, 200)";
 const EXTRA_IN_FLIGHT = 4; // frames sent ahead of the server beyond its lookahead
 const RETRY_MS = 1000; // asking again for the models while the server starts or is out of reach
+const SOURCES_POLL_MS = 2000; // how often the cameras' status is asked for
 
 const $ = (id) => document.getElementById(id);
 const models = new Map(); // name -> ModelPublic
@@ -462,6 +464,115 @@ async function download(path, filename) {
   }
 }
 
+// ---------------------------------------------------------------- cameras the server pulls
+
+// The list is polled (GET /v1/sources); a watched camera is the server's MJPEG overlay in an
+// <img>, which carries the key as ?api_key= (an <img> cannot send headers) and needs no script.
+let sourcesTimer = null;
+let watching = null; // the id of the source whose overlay is shown
+
+async function addSource(event) {
+  event.preventDefault();
+  const body = { url: $("source-url").value.trim() };
+  if ($("model").value) body.model = $("model").value;
+  const fps = Number($("source-fps").value);
+  if (fps > 0) body.max_fps = fps;
+  $("source-add").disabled = true;
+  try {
+    const response = await api("/v1/sources", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const created = await response.json();
+    showMessage("source-message", `camera ${created.source_id} added: ${created.status}`);
+    $("source-url").value = "";
+    await refreshSources();
+  } catch (error) {
+    showMessage("source-message", `cannot add the camera: ${error.message}`, true);
+  } finally {
+    $("source-add").disabled = false;
+  }
+}
+
+async function refreshSources() {
+  clearTimeout(sourcesTimer);
+  try {
+    const body = await (await api("/v1/sources")).json();
+    showSources(body.sources);
+  } catch (error) {
+    const keyed = error.status === 401 || error.status === 403;
+    showMessage("source-state", `cameras: ${error.message}${keyed ? " (type the API key above)" : ""}`, true);
+  } finally {
+    sourcesTimer = setTimeout(refreshSources, SOURCES_POLL_MS);
+  }
+}
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+function button(text, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.addEventListener("click", onClick);
+  return element;
+}
+
+function showSources(sources) {
+  const rows = sources.map((source) => {
+    const row = document.createElement("tr");
+    row.dataset.source = source.source_id;
+    const actions = document.createElement("td");
+    actions.append(
+      button("Watch", () => watchSource(source.source_id)),
+      button("Remove", () => removeSource(source.source_id)),
+    );
+    row.append(
+      cell(source.source_id),
+      cell(source.status),
+      cell(source.frames_processed),
+      cell(source.processing_fps === null ? "–" : source.processing_fps.toFixed(1)),
+      cell(source.url),
+      cell(source.last_error ?? ""),
+      actions,
+    );
+    return row;
+  });
+  $("source-list").replaceChildren(...rows);
+  showMessage("source-state", sources.length ? "" : "no camera yet: add one by its URL");
+  if (watching && !sources.some((source) => source.source_id === watching)) stopWatching();
+}
+
+function watchSource(sourceId) {
+  const url = new URL(`/v1/sources/${encodeURIComponent(sourceId)}/overlay`, window.location.href);
+  if (apiKey()) url.searchParams.set("api_key", apiKey());
+  watching = sourceId;
+  $("source-overlay").src = url.toString();
+  $("source-stage").hidden = false;
+  showMessage("source-message", `watching camera ${sourceId}`);
+}
+
+function stopWatching() {
+  watching = null;
+  $("source-overlay").removeAttribute("src"); // closes the MJPEG answer
+  $("source-stage").hidden = true;
+}
+
+async function removeSource(sourceId) {
+  try {
+    const last = await (await api(`/v1/sources/${encodeURIComponent(sourceId)}`, { method: "DELETE" })).json();
+    if (watching === sourceId) stopWatching();
+    showMessage("source-message", `camera ${sourceId} removed after ${last.frames_processed} frames`);
+  } catch (error) {
+    showMessage("source-message", `cannot remove ${sourceId}: ${error.message}`, true);
+  }
+  await refreshSources();
+}
+
 // ---------------------------------------------------------------- wiring
 
 const live = new LiveStream();
@@ -483,7 +594,13 @@ $("quality").addEventListener("input", () => {
   $("quality-value").textContent = Number($("quality").value).toFixed(2);
 });
 $("api-key").addEventListener("change", loadModels);
+$("api-key").addEventListener("change", refreshSources);
 $("model").addEventListener("change", showModelNotice);
 $("job-form").addEventListener("submit", submitJob);
+$("source-form").addEventListener("submit", addSource);
+$("source-overlay").addEventListener("error", () => {
+  if (watching) showMessage("source-message", `the overlay of camera ${watching} did not load`, true);
+});
 
 loadModels();
+refreshSources();

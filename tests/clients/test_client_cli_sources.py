@@ -1,0 +1,76 @@
+"""``tdmi-client sources add|list|watch|rm`` against the service around a fake node whose cameras
+are ``FakeCamera``: what each prints, and refusals as one line with the command line's exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tdmi.client.cli import EXIT_CODES, main
+from tests.clients.conftest import ADMIN_KEY, API_KEY, CAMERA_URL, MAX_SOURCES
+from tests.helpers.in_process import ServedApp
+
+FRAME_LINE = re.compile(r"frame (\d+)\t1 persons\tserver \d+ ms\tcamera to here -?\d+ ms")
+
+
+def run(service: ServedApp, *args: str, key: str = ADMIN_KEY) -> int:
+    return main(["--url", service.base, "--api-key", key, *args])
+
+
+def test_a_camera_is_added_listed_watched_and_removed(
+    camera_service: ServedApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(camera_service, "sources", "add", CAMERA_URL, "--lookahead", "0", "--max-fps", "20") == 0
+    added = capsys.readouterr()
+    source_id = added.out.strip()
+    assert re.fullmatch(r"[\w-]+", source_id), added.out  # the id alone: ID=$(tdmi-client sources add ...)
+    assert f"source {source_id}" in added.err and f"/v1/sources/{source_id}/overlay" in added.err
+
+    assert run(camera_service, "sources", "watch", source_id, "--frames", "4") == 0
+    watched = capsys.readouterr()
+    lines = watched.out.splitlines()
+    assert len(lines) == 4 and all(FRAME_LINE.fullmatch(line) for line in lines), lines
+    ids = [int(FRAME_LINE.fullmatch(line)[1]) for line in lines]  # type: ignore[index]
+    assert ids == sorted(set(ids))
+    assert f"source {source_id}: live" in watched.err
+
+    assert run(camera_service, "sources", "watch", source_id, "--frames", "2", "--json") == 0
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert messages[0] == {"type": "status", "source_id": source_id, "status": "live", "detail": None}
+    assert [m["type"] for m in messages].count("result") == 2
+
+    assert run(camera_service, "sources", "list") == 0
+    row = capsys.readouterr().out.strip().split("\t")
+    assert row[:2] == [source_id, "live"] and row[-1] == CAMERA_URL
+    assert run(camera_service, "sources", "list", "--json") == 0
+    [info] = json.loads(capsys.readouterr().out)
+    assert info["source_id"] == source_id and info["frames_processed"] >= 6
+
+    assert run(camera_service, "sources", "rm", source_id) == 0
+    assert f"source {source_id} removed after" in capsys.readouterr().err
+    assert run(camera_service, "sources", "list") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_refusals_are_one_line_with_the_exit_codes(
+    camera_service: ServedApp, dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refused(argv: list[str], key: str, kind: str, message: str) -> None:
+        assert run(camera_service, *argv, key=key) == EXIT_CODES[kind], argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and err[0].startswith("tdmi-client: "), (argv, err)
+
+    refused(["sources", "add", CAMERA_URL], API_KEY, "bad_input", "forbidden: ")  # not an admin key
+    refused(["sources", "add", "rtsp://127.0.0.1:6379/x"], ADMIN_KEY, "bad_input", "source_refused: ")
+    for _ in range(MAX_SOURCES):
+        assert run(camera_service, "sources", "add", CAMERA_URL) == 0
+    capsys.readouterr()
+    refused(["sources", "add", CAMERA_URL], ADMIN_KEY, "bad_input", "too_many_sources: limit is 2")
+    refused(["sources", "rm", "nope"], ADMIN_KEY, "bad_input", "not_found: no source nope")
+    refused(["sources", "watch", "nope"], ADMIN_KEY, "bad_input", "not_found: no source nope")
+    refused(["sources", "list"], "wrong", "auth", "API key")
+    refused(["sources", "watch", "nope"], "wrong", "auth", "API key")
+    assert main(["--url", dead_url, "sources", "list"]) == EXIT_CODES["unreachable"]
+    assert "cannot reach" in capsys.readouterr().err
