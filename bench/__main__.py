@@ -1,4 +1,4 @@
-"""``python -m bench model|service|pipeline|cluster|peer|job|soak|plots``: the benchmarks (BENCHMARKS.md).
+"""``python -m bench <command>``: the benchmarks (BENCHMARKS.md), one command per question.
 
 Each command prints a table, or JSON with ``--json``; each measures what it compares side by
 side in one run.
@@ -17,6 +17,8 @@ COMMANDS = {
     "cluster": "jobs/s with one worker against two over Redis, and the live latency Redis adds",
     "job": "a video job through a real server against a plain script doing the same steps in sequence",
     "peer": "our service next to the same model behind LitServe and the naive baseline",
+    "tracking": "track ids on a real video, and MOTA and ID switches on synthetic video with ground truth",
+    "sources": "RTSP cameras into one server: the most served at full frame rate, latency to 1 and 8 viewers",
     "soak": "minutes of live streams and jobs submitted and deleted: server RSS, open fds, data dir",
     "plots": "PNG plots from the JSON reports of the other commands",
 }

@@ -18,11 +18,13 @@ from bench.timing import median_seconds
 from tdmi.model.presets import ModelPreset
 
 __all__ = [
+    "add_server_model_arguments",
     "cpu_model",
     "describe_device",
     "device_from_name",
     "measure_peak_flops",
     "parse_model_spec",
+    "server_model",
     "set_threads",
     "software_versions",
 ]
@@ -49,6 +51,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every measuring command shares: CPU threads and JSON output."""
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def add_server_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--detector`` of a command that starts a server on the CPU."""
+    parser.add_argument("--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny")
+    parser.add_argument(
+        "--detector", help="detector spec or catalogue name (default: the service's, a pulled one else hog)"
+    )
+
+
+def server_model(args: argparse.Namespace) -> tuple[str, str]:
+    """The model spec and the detector spec that ``add_server_model_arguments``' flags name: the
+    demo checkpoint on the CPU and the service's own detector where they are left out."""
+    from tdmi.service.config import Settings
+    from tdmi.service.weights.resolve import resolve_detector, weights_store
+
+    spec = args.model or default_model_spec(torch.device("cpu"))
+    return spec, resolve_detector(args.detector, weights_store(Settings()))
 
 
 def default_model_spec(device: torch.device) -> str:

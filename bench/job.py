@@ -16,6 +16,7 @@ source at 25 fps needs 25 frames/s to be processed as fast as it plays.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections import defaultdict
@@ -28,7 +29,13 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.hardware import add_run_arguments, default_model_spec, parse_model_spec, set_threads
+from bench.hardware import (
+    add_run_arguments,
+    add_server_model_arguments,
+    parse_model_spec,
+    server_model,
+    set_threads,
+)
 from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
 from tdmi.model.presets import build_model
@@ -37,10 +44,9 @@ from tdmi.service.config import Settings
 from tdmi.service.detection.base import make_detector
 from tdmi.service.video.decode import DecodedFrame, iter_frames, probe_video
 from tdmi.service.video.encode import OverlayWriter
-from tdmi.service.weights.resolve import resolve_detector, weights_store
 from tests.helpers.server import ServerProcess
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["add_arguments", "cut_video", "main", "run_job", "submit_job", "wait_for_job"]
 
 SOURCE_FPS = 25.0  # a common camera rate: the speed a live source would need
 
@@ -48,21 +54,17 @@ SOURCE_FPS = 25.0  # a common camera rate: the speed a live source would need
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", type=Path, required=True, help="the video file (e.g. OpenCV's vtest.avi)")
     parser.add_argument("--frames", type=int, default=200, help="frames from the start of the video (0: all)")
-    parser.add_argument("--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny")
-    parser.add_argument(
-        "--detector", help="detector spec or catalogue name (default: the service's, a pulled one else hog)"
-    )
+    add_server_model_arguments(parser)
     add_run_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     device = torch.device("cpu")
-    spec = args.model or default_model_spec(device)
-    detector = resolve_detector(args.detector, weights_store(Settings()))
+    spec, detector = server_model(args)
     report = report_header("job", device)
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-job-") as tmp:
-        video = _cut(args.video, args.frames, Path(tmp) / "clip.mp4") if args.frames else args.video
+        video = cut_video(args.video, args.frames, Path(tmp) / "clip.mp4") if args.frames else args.video
         info = probe_video(video)
         detect_every = Settings.model_fields["detect_every"].default
         report["settings"] = {
@@ -91,7 +93,7 @@ def main(args: argparse.Namespace) -> None:
     emit(report, args.json, _render)
 
 
-def _cut(video: Path, frames: int, out: Path) -> Path:
+def cut_video(video: Path, frames: int, out: Path) -> Path:
     """The first ``frames`` frames of ``video`` as an MP4 (lossless enough: high bitrate MPEG-4)."""
     info = probe_video(video)
     with OverlayWriter.for_video(out, info, codec="mpeg4") as writer:
@@ -114,28 +116,44 @@ def _service(video: Path, spec: str, detector: str, render: bool, data: Path) ->
         server.wait_ready(timeout=600)
         before = scrape(server.base)
         start = time.perf_counter()
-        with video.open("rb") as file:
-            reply = httpx.post(
-                f"{server.base}/v1/pose",
-                files={"file": (video.name, file, "video/mp4")},
-                data={"render": str(render).lower()},
-                timeout=600,
-            )
-        reply.raise_for_status()
-        job = reply.json()["job_id"]
-        while True:
-            status = httpx.get(f"{server.base}/v1/pose/{job}", timeout=30).json()
-            if status["status"] in ("done", "failed", "cancelled"):
-                break
-            time.sleep(0.05)
+        status = wait_for_job(server.base, submit_job(server.base, video, render=render))
         seconds = time.perf_counter() - start
-        if status["status"] != "done":
-            raise RuntimeError(f"job {status['status']}: {status.get('error')}")
         delta = scrape(server.base).since(before)
     finally:
         server.stop()
     frames = status["progress"]["frames_total"]
     return {"frames_per_s": frames / seconds, "seconds": seconds, "stages": delta.stages()}
+
+
+def submit_job(base: str, video: Path, *, render: bool = False, boxes: dict[str, Any] | None = None) -> str:
+    """``POST /v1/pose`` with the video (and the client's boxes, if any); the job's id."""
+    form = {"render": str(render).lower(), **({"boxes": json.dumps(boxes)} if boxes is not None else {})}
+    with video.open("rb") as file:
+        reply = httpx.post(
+            f"{base}/v1/pose", files={"file": (video.name, file, "video/mp4")}, data=form, timeout=600
+        )
+    reply.raise_for_status()
+    return str(reply.json()["job_id"])
+
+
+def wait_for_job(base: str, job: str) -> dict[str, Any]:
+    """The job's status once it is done; raises if it failed or was cancelled."""
+    while True:
+        status: dict[str, Any] = httpx.get(f"{base}/v1/pose/{job}", timeout=30).json()
+        if status["status"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    if status["status"] != "done":
+        raise RuntimeError(f"job {status['status']}: {status.get('error')}")
+    return status
+
+
+def run_job(base: str, video: Path, *, boxes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job's JSON result (``format=json``), from submission to the end."""
+    job = submit_job(base, video, boxes=boxes)
+    wait_for_job(base, job)
+    result: dict[str, Any] = httpx.get(f"{base}/v1/pose/{job}/result", timeout=120).json()
+    return result
 
 
 def _plain(video: Path, spec: str, detector_spec: str, render: bool, every: int, out: Path) -> dict[str, Any]:

@@ -252,3 +252,45 @@ def test_soak_samples_the_server_while_streams_and_jobs_come_and_go() -> None:
     assert totals["jobs_done"] >= 1
     assert totals["jobs_deleted"] == totals["jobs_done"]
     assert report["errors"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.camera
+def test_sources_pulls_a_real_camera_to_its_viewers_and_leaves_no_process() -> None:
+    from bench.cpu import session_pids
+
+    report = _bench("sources", "--cameras", "1", "--viewers", "1", "--seconds", "3")
+    _check_header(report, "sources")
+    assert report["settings"]["camera_fps"] == 10 and report["settings"]["model"] == "tdmi-tiny"
+    phases = report["cameras"] + report["viewers"]
+    assert [(p["cameras"], p["viewers_per_camera"]) for p in phases] == [(1, 1), (1, 1)]
+    for phase in phases:
+        (camera,) = phase["per_camera"]
+        assert camera["camera_fps"] == pytest.approx(10, abs=0.5)  # as the camera's stream says
+        assert _positive(camera["read_fps"]) and _positive(camera["processed_fps"])
+        assert camera["skipped"] >= 0 and camera["viewer_dropped"] == 0 and camera["viewer_errors"] == []
+        assert _positive(camera["viewer_results_per_s"])
+        assert phase["processed_fps"] == camera["processed_fps"]
+        assert phase["all_at_full_rate"] == (camera["processed_fps"] >= 0.95 * 10)
+        assert phase["results_timed"] > 0
+        assert 0 < phase["latency_ms"]["p50"] <= phase["latency_ms"]["p95"]
+        assert 0 < phase["engine_latency_ms"]["p50"] <= phase["engine_latency_ms"]["p95"]
+        assert phase["p95_target_ms"] == pytest.approx(phase["model_ms_per_batch"] + 150)
+        assert phase["p95_within_target"] == (phase["latency_ms"]["p95"] < phase["p95_target_ms"])
+    assert report["most_cameras_at_full_rate"] == (1 if report["cameras"][0]["all_at_full_rate"] else 0)
+    assert report["fps_most_over_fewest_viewers"] == 1.0  # one viewer count: the phase against itself
+    processes = report["processes"]
+    assert len(processes["server_sessions"]) == 1 and len(processes["camera_pids"]) == 2  # one per phase
+    for session in processes["server_sessions"]:
+        assert session_pids(session) == [], f"the server's session {session} outlived the bench"
+    for pid in processes["camera_pids"]:
+        assert not _running(pid), f"camera {pid} outlived the bench"
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
