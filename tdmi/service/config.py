@@ -218,10 +218,19 @@ class Settings(BaseSettings):
         default=0.3,
         ge=0,
         le=1,
-        description="least similarity (box IoU and keypoint OKS, half each) of a person to a "
-        "track to continue it",
+        description="least similarity of a box to a track to continue it (IoU with the track's "
+        "motion-carried box, half and half with the share of its confident keypoints inside the box)",
     )
-    track_max_age: int = Field(default=30, ge=0, description="frames a lost track is kept")
+    track_max_age: int = Field(
+        default=30, ge=0, description="frames a lost track is kept for a detection to find it again"
+    )
+    track_max_coast: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="frames a track's box goes on by its motion alone while the pose model is unsure "
+        "of the person, before the track is lost",
+    )
 
     smoothing: Literal["none", "one_euro"] = Field(
         default="none",
@@ -328,6 +337,18 @@ class Settings(BaseSettings):
         gt=0,
         le=120,
         description="a camera source that delivers no frame for this long is reconnected",
+    )
+    source_results_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="GET /v1/sources/ID/results answers a range of recorded results (record: true) at "
+        "most this long (422 beyond)",
+    )
+    source_results_max_frames: int = Field(
+        default=18_000,
+        ge=1,
+        description="GET /v1/sources/ID/results answers at most this many frames (422 beyond: ask for a "
+        "shorter range)",
     )
 
     redis_url: str | None = Field(default=None, description="redis://host:6379/0: run as a cluster node")

@@ -17,7 +17,7 @@ from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import Node, ServingNode
-from tdmi.service.sources.registry import SourceService
+from tdmi.service.sources.contract import Sources
 
 __all__ = [
     "AnyNodeDep",
@@ -74,12 +74,10 @@ def _jobs(node: ReadyNodeDep) -> JobService:
     return node.jobs
 
 
-def _sources(node: ReadyNodeDep) -> SourceService:
-    """501 on a node that cannot pull cameras (an API node of a cluster, for now)."""
+def _sources(node: ReadyNodeDep) -> Sources:
+    """501 on a node without camera sources (a role that offers none: every node does today)."""
     if node.sources is None:
-        raise ApiError(
-            501, "not_implemented", "camera sources need embedded mode for now (tdmi serve without --redis)"
-        )
+        raise ApiError(501, "not_implemented", "camera sources are not served by this node")
     return node.sources
 
 
@@ -120,6 +118,6 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
-SourcesDep = Annotated[SourceService, Depends(_sources)]
+SourcesDep = Annotated[Sources, Depends(_sources)]
 Authorised = Depends(_authorise)
 AuthorisedMedia = Depends(_authorise_media)

@@ -74,6 +74,12 @@ class ServiceMetrics:
         self.source_viewer_dropped = Counter(
             "tdmi_source_viewer_dropped_total", "results not delivered to a slow viewer", registry=r
         )
+        self.source_records_dropped = Counter(
+            "tdmi_source_records_dropped_total",
+            "recorded sources' results not written: writer behind the disk, disk full, write failed",
+            ["reason"],
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, CPU seconds
 
     def observe_stage(self, stage: str, seconds: float) -> None:

@@ -291,6 +291,8 @@ class FakeNode:
         self._jobs = JobService(queue, self.settings, self.metrics, self.catalog)
         self._loops = Loops(self.readiness.loop_trouble, self.settings.loop_stall_s)
         await self._jobs.start(self._loops)
+        if self.sources is not None:
+            self.sources.start(self._loops)
         self._loop = asyncio.get_running_loop()
         if self._jobs_run:
             self._start_runner()

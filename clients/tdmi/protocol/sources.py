@@ -51,7 +51,11 @@ class SourceCreate(BaseModel):
     max_fps: float | None = Field(
         default=None, gt=0, le=120, description="frames per second processed at most; default: the camera's"
     )
-    record: bool = Field(default=False, description="append the results to files (not served yet: 501)")
+    record: bool = Field(
+        default=False,
+        description="append the results to files on the server, read back by time range with "
+        "GET /v1/sources/{id}/results?from=&to= until the job retention removes them",
+    )
 
 
 class SourceLinks(BaseModel):

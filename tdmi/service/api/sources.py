@@ -10,25 +10,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketState
 
-from tdmi.protocol import ErrorPublic
+from tdmi.protocol import ErrorPublic, ResultFormat
 from tdmi.protocol.sources import SourceCreate, SourceCreated, SourceInfo, SourceLinks, SourceList
 from tdmi.protocol.stream import ErrorMessage
 from tdmi.service.auth import Caller
 from tdmi.service.client_text import shown
 from tdmi.service.deps import Authorised, AuthorisedMedia, CallerDep, SourcesDep
 from tdmi.service.errors import ApiError, close_websocket
+from tdmi.service.jobs.formats import render_result
+from tdmi.service.sources.contract import Sources, SourceView
 from tdmi.service.sources.overlay import MJPEG_BOUNDARY, mjpeg_part
-from tdmi.service.sources.registry import SourceService
-from tdmi.service.sources.source import Source
 
 __all__ = ["router"]
 
@@ -50,7 +51,7 @@ def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def _info(connection: HTTPConnection, source: Source) -> SourceInfo:
+def _info(connection: HTTPConnection, source: SourceView) -> SourceInfo:
     stats = source.stats()
     reader = stats.reader
     assert source.ready is not None, "a listed source has started"
@@ -77,7 +78,7 @@ def _info(connection: HTTPConnection, source: Source) -> SourceInfo:
     )
 
 
-def _source(sources: SourceService, source_id: str, caller: Caller) -> Source:
+def _source(sources: Sources, source_id: str, caller: Caller) -> SourceView:
     """The source if this caller may see it: another key's is answered 404, like an unknown one."""
     source = sources.get(source_id, caller)
     if source is None:  # the id is the client's: shown cut and escaped
@@ -124,6 +125,44 @@ async def delete_source(
 
 
 @router.get(
+    "/{source_id}/results", operation_id="source_results", responses=_ERRORS, dependencies=[Authorised]
+)
+async def source_results(
+    sources: SourcesDep,
+    caller: CallerDep,
+    source_id: str,
+    start: Annotated[str, Query(alias="from", description="ISO 8601 or epoch seconds")],
+    end: Annotated[
+        str | None, Query(alias="to", description="ISO 8601 or epoch seconds; default: now")
+    ] = None,
+    format: Annotated[ResultFormat, Query()] = "json",
+) -> JSONResponse:
+    """The results of a source added with ``record: true`` captured between ``from`` and ``to``, in
+    a job's result formats (``json``: ``job_id`` is the source's id, each frame's ``index`` its live
+    frame id and ``pts`` its capture time in epoch seconds). A deleted source's recording stays
+    readable here until the jobs' retention removes it."""
+    result = await sources.results(
+        source_id, caller, _instant(start, "from"), time.time() if end is None else _instant(end, "to")
+    )
+    return JSONResponse(await asyncio.to_thread(render_result, result, format))
+
+
+def _instant(text: str, name: str) -> float:
+    """Epoch seconds from ``text``: a number of seconds, or an ISO 8601 time (UTC unless it says)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422, "bad_time", f"{name!r} must be ISO 8601 or epoch seconds, not {shown(text, 64)}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@router.get(
     "/{source_id}/overlay",
     operation_id="source_overlay",
     responses={**_ERRORS, 200: {"content": {f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}": {}}}},
@@ -134,8 +173,9 @@ async def source_overlay(source_id: str, sources: SourcesDep, caller: CallerDep)
     """The live overlay as MJPEG: ``<img src=".../overlay?api_key=KEY">`` shows the newest frame
     with its poses drawn, at most ``max_fps`` pictures a second, until the source is deleted."""
     source = _source(sources, source_id, caller)
-    assert source.overlay is not None, "a listed source has started"
     overlay = source.overlay
+    if overlay is None:  # a cluster's API node: the frames stay on the worker
+        raise ApiError(501, "not_implemented", "the live overlay needs embedded mode for now")
     metrics = sources.metrics
 
     async def parts() -> AsyncIterator[bytes]:

@@ -6,11 +6,16 @@ __all__ = [
     "JOBS_GROUP",
     "JOBS_QUEUED",
     "JOBS_STREAM",
+    "SOURCES",
     "WORKERS",
     "api_node",
     "inbox",
     "job",
     "replies",
+    "source_lease",
+    "source_out",
+    "source_runs",
+    "source_state",
     "worker",
 ]
 
@@ -18,6 +23,7 @@ JOBS_STREAM = "tdmi:jobs"  # Stream: one entry per run of a job {job: id}
 JOBS_GROUP = "workers"  # its consumer group; consumers are worker ids
 JOBS_QUEUED = "tdmi:jobs:queued"  # Set of job ids waiting for a worker
 WORKERS = "tdmi:workers"  # Set of worker ids that registered (dead ones are pruned on read)
+SOURCES = "tdmi:sources"  # Hash: camera source id -> its record (owner, URL, options), until deleted
 
 
 def job(job_id: str) -> str:
@@ -43,3 +49,23 @@ def api_node(node_id: str) -> str:
 def replies(node_id: str) -> str:
     """Stream: live-stream replies from workers to the API node that holds the WebSockets."""
     return f"tdmi:replies:{node_id}"
+
+
+def source_lease(source_id: str) -> str:
+    """String with a TTL: the worker running a camera source, renewed by that worker's beat."""
+    return f"tdmi:source:{source_id}:lease"
+
+
+def source_runs(source_id: str) -> str:
+    """Counter: how many times a worker took the source (more than once: it moved)."""
+    return f"tdmi:source:{source_id}:runs"
+
+
+def source_state(source_id: str) -> str:
+    """String with a TTL: the source's state and counters, written by its worker each beat."""
+    return f"tdmi:source:{source_id}:state"
+
+
+def source_out(source_id: str) -> str:
+    """Stream, capped: a source's viewer messages (status events, results) from its worker."""
+    return f"tdmi:source:{source_id}:out"

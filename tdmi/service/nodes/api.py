@@ -1,7 +1,8 @@
 """An API node of a cluster (``tdmi serve --redis``): no models, no device.
 
-Video jobs go to the Redis job queue, live streams to a worker each; ready while Redis answers
-and its loops (Redis watch, heartbeat, live replies, retention sweep) run (``tdmi.service.loops``).
+Video jobs go to the Redis job queue, live streams to a worker each, camera sources to Redis for
+a worker to take (``tdmi.service.sources.remote``); ready while Redis answers and its loops (Redis
+watch, heartbeat, live replies, camera sources, retention sweep) run (``tdmi.service.loops``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tdmi.service.cluster.connection import TRANSIENT, RedisWatch, connect
 from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.registry import Registry
 from tdmi.service.cluster.remote_feed import LiveLink
+from tdmi.service.cluster.sources import SourceBook
 from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
@@ -27,7 +29,7 @@ from tdmi.service.listen import node_url
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.node import LiveConnections, Readiness
-from tdmi.service.sources.registry import SourceService
+from tdmi.service.sources.remote import RemoteSources
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 from tdmi.service.weights.resolve import weights_store
 
@@ -46,7 +48,6 @@ class ApiNode:
         self.metrics = ServiceMetrics()
         self.readiness = Readiness("connecting to redis")
         self.streams = LiveConnections()
-        self.sources: SourceService | None = None  # on a worker: not yet (the routes answer 501)
         self.started_at = time.time()
         self.node_id = f"api-{socket.gethostname()}-{os.getpid()}"
         self.redis = connect(settings.redis_url)
@@ -54,6 +55,10 @@ class ApiNode:
         self.queue = RedisJobQueue(self.redis, settings.data_dir, self.node_id, settings.job_claim_idle_s)
         self._catalog = ClusterCatalog(settings.models, weights_store(settings))
         self._jobs = JobService(self.queue, settings, self.metrics, self._catalog)
+        # camera sources run on workers; their records, states and results are in Redis
+        self.sources = RemoteSources(
+            settings, self.metrics, self._catalog, SourceBook(self.redis, settings.node_ttl_s)
+        )
         self.link = LiveLink(self.redis, self.node_id, self.registry, settings.node_heartbeat_s)
         self.watch = RedisWatch(self.redis, self.readiness.set)
         self.loops = Loops(self.readiness.loop_trouble, settings.loop_stall_s)
@@ -64,6 +69,8 @@ class ApiNode:
         self.loops.start("redis watch", self.watch.check, every_s)
         self.loops.start("live replies", self.link.run)
         self.loops.start("api heartbeat", self._beat, every_s)
+        self.loops.start("camera sources", self.sources.refresh, every_s)
+        self.loops.start("source results", self.sources.relay)
         await self.jobs.start(self.loops)
         url = node_url(self.settings, "serve")
         log.info(
@@ -79,6 +86,7 @@ class ApiNode:
         await self._jobs.stop()
         await self.streams.close_all()
         await self.loops.stop()
+        await self.sources.stop()
         with contextlib.suppress(*TRANSIENT):
             await self.redis.delete(keys.api_node(self.node_id), keys.replies(self.node_id))
         await self.redis.aclose()

@@ -49,8 +49,10 @@ class EmbeddedNode:
         await sweep_leftovers(queue, self.settings.data_dir, grace_s=0)  # nothing else writes there
         runner = JobRunner(queue, self.local.runtime, self.local.sessions, self.settings, self.metrics)
         self._jobs = JobService(queue, self.settings, self.metrics, self.local.runtime, runner)
-        await self._jobs.start(Loops(self.readiness.loop_trouble, self.settings.loop_stall_s))
+        loops = Loops(self.readiness.loop_trouble, self.settings.loop_stall_s)
+        await self._jobs.start(loops)
         self.sources = SourceService(self.settings, self.metrics, self.local.runtime, self._source_feed)
+        self.sources.start(loops)
         self.readiness.set(None)
         url = node_url(self.settings, "serve")
         log.info("ready: open %s/ (API docs: %s/docs)", url, url)

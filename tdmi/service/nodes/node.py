@@ -18,7 +18,7 @@ from tdmi.service.config import Settings
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.jobs.service import JobService
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.sources.registry import SourceService
+from tdmi.service.sources.contract import Sources
 from tdmi.service.streaming.feed import ErrorSink, LiveFeed
 
 __all__ = ["LiveConnection", "LiveConnections", "Node", "Readiness", "ServingNode"]
@@ -115,8 +115,8 @@ class ServingNode(Node, Protocol):
     streams: LiveConnections
 
     @property
-    def sources(self) -> SourceService | None:
-        """The camera sources; None where cameras cannot be pulled (a cluster's API node, for now)."""
+    def sources(self) -> Sources | None:
+        """The camera sources, run here or on the cluster's workers; None before the node started."""
         ...
 
     @property

@@ -1,9 +1,10 @@
 """``tdmi worker --redis URL``: a worker node of a cluster.
 
 It loads the models onto its device, takes video jobs from the queue, hosts the live streams
-pinned to it, and reports its load every heartbeat. It also serves ``/healthz``, ``/readyz`` and
-``/metrics`` over HTTP, for container health checks and Prometheus. Its loops (Redis watch,
-heartbeat, job consumer, live inbox) survive any error (``tdmi.service.loops``): after a Redis
+pinned to it, runs the camera sources it holds a lease on (``tdmi.service.sources.hosted``), and
+reports its load every heartbeat. It also serves ``/healthz``, ``/readyz`` and ``/metrics`` over
+HTTP, for container health checks and Prometheus. Its loops (Redis watch, heartbeat, job
+consumer, live inbox, camera sources) survive any error (``tdmi.service.loops``): after a Redis
 outage, even one that lost every key, the next heartbeat registers the worker again and the job
 consumer creates the consumer group again.
 """
@@ -19,6 +20,7 @@ from tdmi.service.cluster.connection import TRANSIENT, RedisWatch, connect
 from tdmi.service.cluster.jobs import RedisJobQueue
 from tdmi.service.cluster.live_host import LiveHost
 from tdmi.service.cluster.registry import Registry, snapshot
+from tdmi.service.cluster.sources import SourceBook
 from tdmi.service.config import Settings
 from tdmi.service.jobs.runner import JobRunner
 from tdmi.service.listen import node_url
@@ -26,6 +28,8 @@ from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.nodes.local_inference import LocalInference
 from tdmi.service.nodes.node import Readiness
+from tdmi.service.sources.hosted import HostedSources
+from tdmi.service.streaming.feed import LocalFeed, errors_ignored
 
 __all__ = ["WorkerNode"]
 
@@ -51,6 +55,7 @@ class WorkerNode:
         self.loops = Loops(self.readiness.loop_trouble, settings.loop_stall_s)
         self.jobs: JobRunner | None = None
         self.live: LiveHost | None = None
+        self.sources: HostedSources | None = None
 
     def _on_redis(self, reason: str | None) -> None:
         if self.loaded:
@@ -62,6 +67,17 @@ class WorkerNode:
         queue = RedisJobQueue(self.redis, settings.data_dir, self.worker_id, settings.job_claim_idle_s)
         self.jobs = JobRunner(queue, self.local.runtime, self.local.sessions, settings, self.metrics)
         self.live = LiveHost(self.redis, self.worker_id, self.local.open_feed, self.metrics)
+        book = SourceBook(self.redis, settings.node_ttl_s)
+        self.sources = HostedSources(
+            book,
+            self.registry,
+            self.worker_id,
+            settings,
+            self.metrics,
+            self.local.runtime,
+            self._source_feed,
+            streams=self._streams,
+        )
         self.loaded = True
         self.readiness.set(self.watch.reason)
         every_s = settings.node_heartbeat_s
@@ -69,6 +85,7 @@ class WorkerNode:
         self.loops.start("worker heartbeat", self._beat, every_s)
         self.jobs.start(self.loops)
         self.loops.start("live inbox", self.live.run)
+        self.loops.start("camera sources", self.sources.beat, every_s)
         log.info(
             "worker %s ready: %s on %s (health: %s/readyz)",
             self.worker_id,
@@ -86,8 +103,20 @@ class WorkerNode:
             await self.jobs.stop()
         if self.live is not None:
             await self.live.stop()
+        if self.sources is not None:
+            await self.sources.stop()
         await self.local.stop()
         await self.redis.aclose()
+
+    def _streams(self) -> int:
+        """Live streams on this worker: pinned ones and camera sources (both where new ones go)."""
+        return (0 if self.live is None else len(self.live.streams)) + (
+            0 if self.sources is None else len(self.sources.running)
+        )
+
+    def _source_feed(self, source_id: str) -> LocalFeed:
+        """A camera source's feed: its frames come decoded and cannot be refused, so no error sink."""
+        return self.local.open_feed(source_id, errors_ignored)
 
     def queue_depths(self) -> Mapping[str, int]:
         return self.local.runtime.queue_depths()
@@ -101,7 +130,7 @@ class WorkerNode:
             self.settings,
             self.local.runtime,
             self.metrics,
-            streams=len(self.live.streams),
+            streams=self._streams(),
             jobs=len(self.jobs.running),
             started_at=self.started_at,
         )

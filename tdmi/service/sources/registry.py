@@ -4,7 +4,9 @@ A source belongs to the API key that added it, as a job does (``Caller``): anoth
 answered as unknown, except to an admin key. Adding is for admin keys only unless
 ``TDMI_SOURCE_KEYS=all`` (in open mode, without keys, everyone is the one caller and may add);
 ``TDMI_MAX_SOURCES`` bounds them (429) and the URL is checked before anything connects
-(``url_policy``: a refused URL is 403, saying nothing of whether the host exists).
+(``url_policy``: a refused URL is 403, saying nothing of whether the host exists). A source added
+with ``record: true`` writes its results to the data directory (``recording``); they are read back
+by time range, also after the source is deleted, until the jobs' retention sweeps them.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 
+from tdmi.protocol import JobResultPublic
 from tdmi.protocol.sources import SourceCreate
 from tdmi.service.auth import Caller
 from tdmi.service.config import Settings
 from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.sources.reader import CameraReader, ReaderState
-from tdmi.service.sources.source import NewReader, Source, SourceFeed, SourceOptions
+from tdmi.service.sources.recording import RecordingMeta, Recordings
+from tdmi.service.sources.source import NewReader, OpenSourceFeed, Source, SourceOptions, SourceParts
 from tdmi.service.sources.url_policy import SourceRefused, check_source_url
 from tdmi.service.streaming.feed import FeedConfigError
 
@@ -30,7 +34,6 @@ __all__ = ["SourceService"]
 log = logging.getLogger("tdmi.sources")
 
 # source id -> a new live feed for it, served on this node
-OpenSourceFeed = Callable[[str], SourceFeed]
 
 
 class SourceService:
@@ -45,8 +48,10 @@ class SourceService:
         new_reader: NewReader = CameraReader,
     ):
         self.settings, self.metrics, self.catalog = settings, metrics, catalog
-        self.open_feed, self.new_reader = open_feed, new_reader
+        self.parts = SourceParts(settings, metrics, open_feed, new_reader)
         self._sources: dict[str, Source] = {}
+        self.recordings = Recordings(settings, metrics)
+        self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -60,8 +65,6 @@ class SourceService:
             raise ApiError(
                 403, "forbidden", "adding a camera source needs an admin key (TDMI_ADMIN_API_KEYS)"
             )
-        if request.record:
-            raise ApiError(501, "not_implemented", "recording a source's results is not served yet")
         self._check_room()
         try:  # resolves the host: off the event loop
             url = await asyncio.to_thread(check_source_url, request.url, self.settings)
@@ -77,16 +80,13 @@ class SourceService:
         )
         self._check_room()  # again: other requests may have taken the room while the URL was checked
         source_id = uuid.uuid4().hex
-        source = Source(
-            source_id,
-            options,
-            url,
-            new_reader=self.new_reader,
-            feed=self.open_feed(source_id),
-            settings=self.settings,
-            metrics=self.metrics,
-            on_state=self.count_states,
-        )
+        recorder = None
+        if request.record:
+            meta = RecordingMeta(
+                source_id=source_id, owner=caller.owner, model=model.name, skeleton=model.skeleton()
+            )
+            recorder = await self.recordings.writer(meta)
+        source = self.parts.build(source_id, options, url, on_state=self.count_states, recorder=recorder)
         self._sources[source_id] = source  # the slot is taken while the feed opens
         try:
             await source.start([(a, b) for a, b in model.skeleton().edges], self.settings)
@@ -125,6 +125,9 @@ class SourceService:
 
     async def stop(self) -> None:
         """The node stops: every source with it."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await asyncio.gather(*(self._forget(i) for i in list(self._sources)), return_exceptions=True)
 
     def count_states(self) -> None:
@@ -139,3 +142,16 @@ class SourceService:
             await source.stop()
         self.count_states()
         return source
+
+    def start(self, loops: Loops) -> None:
+        """The recordings' retention sweep, as often as the jobs' (none when jobs are kept forever)."""
+        if self.settings.job_retention_hours > 0:
+            self._sweeper = loops.start("recording sweep", self.sweep, self.settings.job_sweep_interval_s)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Remove the recording files older than the jobs' retention (how many went)."""
+        return await self.recordings.sweep({i for i, s in self._sources.items() if s.recorder}, now)
+
+    async def results(self, source_id: str, caller: Caller, start: float, end: float) -> JobResultPublic:
+        """A source's recorded results, whether it runs or was deleted (``Recordings.results``)."""
+        return await self.recordings.results(source_id, caller, start, end)

@@ -31,11 +31,21 @@ from tdmi.service.inference.threads import named_threads
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.sources.overlay import LiveOverlay
 from tdmi.service.sources.reader import CameraFrame, ReaderState, ReaderStats
+from tdmi.service.sources.recording import RecordingWriter
 from tdmi.service.sources.url_policy import CheckedUrl
 from tdmi.service.sources.viewers import Viewers
 from tdmi.service.streaming.feed import FeedReply
 
-__all__ = ["FrameReader", "NewReader", "Source", "SourceFeed", "SourceOptions", "SourceStats"]
+__all__ = [
+    "FrameReader",
+    "NewReader",
+    "OpenSourceFeed",
+    "Source",
+    "SourceFeed",
+    "SourceOptions",
+    "SourceParts",
+    "SourceStats",
+]
 
 log = logging.getLogger("tdmi.sources")
 
@@ -113,8 +123,10 @@ class Source:
         settings: Settings,
         metrics: ServiceMetrics,
         on_state: Callable[[], None] = lambda: None,
+        recorder: RecordingWriter | None = None,
     ):
         self.source_id, self.options, self.metrics = source_id, options, metrics
+        self.recorder = recorder  # record: true
         self.on_state = on_state  # on the loop, after each change of the reader's state
         self.created_at = datetime.now(UTC)
         self.feed = feed
@@ -144,6 +156,8 @@ class Source:
         self.interval_s = 1.0 / max_fps
         self.overlay = LiveOverlay(skeleton, settings.overlay_score_threshold, max_fps)
         self.reader.start()
+        if self.recorder is not None:
+            self.recorder.start()
         self._tasks = [
             asyncio.create_task(self._guarded(self._pump(), "pump"), name=f"source-{self.source_id}-pump"),
             asyncio.create_task(
@@ -188,6 +202,8 @@ class Source:
         await self.feed.close()
         await asyncio.to_thread(self.reader.stop)
         await asyncio.to_thread(self._thread.shutdown, wait=True)
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.stop)
         self._count_reader_frames()
         self._images.clear()
         self.viewers.publish(self.status_message(), droppable=False)
@@ -245,7 +261,10 @@ class Source:
                 self.processed += 1
                 self._answer_times.append(time.monotonic())
                 self.metrics.source_frames.labels("processed").inc()
-                self.viewers.publish(reply.model_dump_json())
+                encoded = reply.model_dump_json()
+                self.viewers.publish(encoded)
+                if self.recorder is not None:
+                    self.recorder.append(reply, encoded, None if image is None else image.shape[:2])
                 if image is not None and self.overlay is not None:
                     self.overlay.offer(image, reply.persons)
             elif isinstance(reply, DroppedMessage):
@@ -263,3 +282,38 @@ class Source:
 def _status(state: ReaderState) -> SourceStatus:
     """The reader's state as the wire names it (the same words)."""
     return cast(SourceStatus, state.value)
+
+
+OpenSourceFeed = Callable[[str], SourceFeed]  # source id -> the live feed it drives
+
+
+@dataclass(frozen=True)
+class SourceParts:
+    """What every camera source of a node is built from: the node's settings, metrics, feeds and
+    readers; ``build`` adds one source's own parts."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    open_feed: OpenSourceFeed
+    new_reader: NewReader
+
+    def build(
+        self,
+        source_id: str,
+        options: SourceOptions,
+        url: CheckedUrl,
+        *,
+        on_state: Callable[[], None] = lambda: None,
+        recorder: RecordingWriter | None = None,
+    ) -> Source:
+        return Source(
+            source_id,
+            options,
+            url,
+            new_reader=self.new_reader,
+            feed=self.open_feed(source_id),
+            settings=self.settings,
+            metrics=self.metrics,
+            on_state=on_state,
+            recorder=recorder,
+        )

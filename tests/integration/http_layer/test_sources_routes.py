@@ -122,7 +122,6 @@ def test_a_refused_network_is_403_whether_or_not_the_host_exists(client: TestCli
         ({"url": CAMERA, "lookahead": 7}, 422, "invalid_config"),  # beyond the model's d
         ({"url": "ftp://192.168.1.20/x"}, 403, "source_refused"),
         ({"url": "/dev/video0"}, 403, "source_refused"),  # files only with source_allow_files
-        ({"url": CAMERA, "record": True}, 501, "not_implemented"),
     ],
 )
 def test_bad_requests_are_refused_and_leave_no_source(
@@ -209,10 +208,10 @@ def test_the_overlay_serves_multipart_jpeg_parts_to_an_img(tmp_path: Path) -> No
 
 def test_a_node_that_cannot_pull_cameras_answers_501(start_app: StartApp) -> None:
     client, node = start_app()
-    node.sources = None  # a cluster's API node, for now
+    node.sources = None  # a node role without camera sources
     refused = _add(client)
     assert (refused.status_code, refused.json()["error"]) == (501, "not_implemented")
-    assert "embedded" in refused.json()["detail"]
+    assert "not served by this node" in refused.json()["detail"]
     assert client.get("/v1/sources").status_code == 501
     messages, code = until_closed(client, "ws://localhost/v1/sources/any/results")
     assert code == 4501 and messages[0]["error"] == "not_implemented"
