@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--video", type=Path, help="a real video (statistics without ground truth)")
     source.add_argument("--synthetic", type=int, metavar="N", help="N synthetic videos with ground truth")
     parser.add_argument("--frames", type=int, default=0, help="--video: frames from its start (0: all)")
+    parser.add_argument("--save-result", type=Path, help="--video: also write the job's JSON result here")
     parser.add_argument("--synthetic-frames", type=int, default=120, help="frames per synthetic video")
     parser.add_argument("--seed", type=int, default=43, help="seed of the synthetic videos")
     parser.add_argument("--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny")
@@ -70,7 +71,7 @@ def main(args: argparse.Namespace) -> None:
         try:
             server.wait_ready(timeout=600)
             if args.video is not None:
-                report["video"] = _real_video(server.base, args.video, args.frames, Path(tmp))
+                report["video"] = _real_video(server.base, args, Path(tmp))
             else:
                 evaluated = get_preset(spec.split("=")[0]).layout.evaluated
                 report["synthetic"] = _synthetic(server.base, args, Path(tmp) / "synth", evaluated)
@@ -85,10 +86,12 @@ def _tracking_settings() -> dict[str, Any]:
     return {n: getattr(settings, n) for n in names}
 
 
-def _real_video(base: str, video: Path, frames: int, tmp: Path) -> dict[str, Any]:
-    clip = cut_video(video, frames, tmp / "clip.mp4") if frames else video
+def _real_video(base: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    clip = cut_video(args.video, args.frames, tmp / "clip.mp4") if args.frames else args.video
     result = run_job(base, clip)
-    return {"name": video.name, **track_statistics(result["frames"])}
+    if args.save_result is not None:  # to look at where tracks break
+        args.save_result.write_text(json.dumps(result))
+    return {"name": args.video.name, **track_statistics(result["frames"])}
 
 
 def track_statistics(frames: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -1,32 +1,56 @@
-"""Track ids for the people of one video: each frame's persons are matched to the live tracks.
+"""Track ids for the people of one video, and each person's box between detections.
 
-The similarity of a track and a person is the box IoU, mixed with an OKS-like keypoint
-similarity when both carry keypoints; the pairs are chosen by the Hungarian method
-(``scipy.optimize.linear_sum_assignment``) so that one good match is never stolen by a greedy
-neighbour. A person left unmatched starts a new track; a track left unmatched for more than
-``max_age`` frames is dropped, so a person who comes back later gets a new id.
+Every track carries a constant-velocity motion model of its box (``tdmi.model.box_motion``, a
+Kalman filter as in SORT and ByteTrack). Once per frame, ``step`` moves every track one frame
+ahead and corrects it with the box around its latest confident keypoints when the pose model
+sent new ones (``observe_keypoints``), so a track follows its person between detections even
+where some keypoints are weak, and coasts on its motion for up to ``max_coast`` frames where all
+are. Then ``match`` pairs the frame's boxes (a detector's, or the client's) with the tracks:
+
+- the similarity of a track and a box is their IoU, mixed with an OKS-like keypoint similarity
+  when both carry keypoints (offline, where a frame's keypoints are known when it is matched),
+  or with the share of the track's confident keypoints that fall inside the box (live and jobs,
+  where the frame's own keypoints come later); pairs are chosen by the Hungarian method
+  (``scipy.optimize.linear_sum_assignment``) so one good match is never stolen by a neighbour;
+- as in ByteTrack, the boxes the detector is sure of are matched first, against every track,
+  lost ones included; the faint ones (``sure`` False) are then matched to the tracks still
+  unmatched that were being followed, and never start a track: a faint detection keeps a
+  person, it does not invent one (their ids are -1);
+- a high-scored box left unmatched starts a track; a track left unmatched is *lost*: it is not
+  followed any more but kept ``max_age`` frames for a box to find it again, with its motion
+  carrying its box on meanwhile.
 
 Ids come from an ``id_source``. The default, :func:`next_track_id`, draws from one counter shared
 by every tracker of the process, so two streams served by one process never share an id and an
 id never comes back. A process that must keep ids apart from other processes (several workers
 feeding one consumer) passes its own source, e.g. ``itertools.count(worker_index << 40).__next__``.
 
-In a streaming pipeline the boxes of a frame are known before its keypoints: call
-``update(boxes)`` to get the ids (association on IoU, plus keypoints if the caller has any), then
-``observe_keypoints(ids, keypoints)`` once the pose model has answered; the stored keypoints take
-part in the next association and are what boxes get propagated from.
+``update(boxes, keypoints)`` is ``step`` and ``match`` in one call, for offline use.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["PoseTracker", "Track", "TrackerConfig", "box_iou", "keypoint_similarity", "next_track_id"]
+from tdmi.model.box_motion import BoxMotion
+from tdmi.model.keypoint_boxes import boxes_from_keypoints
+
+__all__ = [
+    "Followed",
+    "PoseTracker",
+    "Track",
+    "TrackerConfig",
+    "box_iou",
+    "keypoint_similarity",
+    "keypoints_inside",
+    "next_track_id",
+]
 
 _PROCESS_IDS = itertools.count(1)
 
@@ -48,7 +72,9 @@ class TrackerConfig:
     iou_weight: float = 0.5
     keypoint_weight: float = 0.5
     match_threshold: float = 0.3  # minimum similarity of a matched pair
-    max_age: int = 30  # frames a track survives unmatched
+    low_match_threshold: float = 0.5  # the same for low-scored boxes (ByteTrack's second pass)
+    max_age: int = 30  # frames a lost track is kept for a box to find it again
+    max_coast: int = 5  # frames a followed track goes on without confident keypoints before it is lost
     min_keypoint_score: float = 0.3  # joints below this score take no part in the similarity
     min_shared_keypoints: int = 3  # fewer confident joints in common: IoU alone decides
     keypoint_sigma: float = 0.08
@@ -59,10 +85,13 @@ class TrackerConfig:
                 f"tracker weights must be >= 0 and not both 0, got iou_weight={self.iou_weight}, "
                 f"keypoint_weight={self.keypoint_weight}"
             )
-        if not 0.0 <= self.match_threshold <= 1.0:
-            raise ValueError(f"match_threshold must be in [0, 1], got {self.match_threshold}")
-        if self.max_age < 0:
-            raise ValueError(f"max_age must be >= 0 frames, got {self.max_age}")
+        for name in ("match_threshold", "low_match_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_age < 0 or self.max_coast < 0:
+            raise ValueError(
+                f"max_age and max_coast must be >= 0 frames, got {self.max_age}, {self.max_coast}"
+            )
         if self.min_shared_keypoints < 1:
             raise ValueError(f"min_shared_keypoints must be >= 1, got {self.min_shared_keypoints}")
         if self.keypoint_sigma <= 0:
@@ -71,12 +100,55 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class Track:
-    """A live track: its last matched box, its last observed keypoints, frames since last matched."""
+    """A track as it stands: its box (the motion model's estimate), its latest keypoints, the
+    frames since a box matched it or it was followed (``misses``; > 0: lost)."""
 
     track_id: int
     box: np.ndarray  # (4,) x1, y1, x2, y2
     keypoints: np.ndarray | None  # (J, 3) x, y, score
     misses: int = 0
+
+
+@dataclass(frozen=True)
+class Followed:
+    """The boxes ``step`` carried on: one per followed track; ``measured`` where the track's
+    new keypoints corrected it (a person seen by the pose model this frame), else coasting."""
+
+    boxes: np.ndarray  # (M, 5) x1, y1, x2, y2, score
+    track_ids: np.ndarray  # (M,) int64
+    measured: np.ndarray  # (M,) bool
+    lost: int  # tracks followed until now that this step lost (coasted too long)
+
+
+class _TrackState:
+    """A track's mutable state inside the tracker."""
+
+    def __init__(self, track_id: int, box: np.ndarray, score: float, keypoints: np.ndarray | None):
+        self.track_id = track_id
+        self.motion = BoxMotion(box)
+        self.box = np.asarray(box[:4], dtype=np.float64)
+        self.score = score
+        self.keypoints = keypoints
+        self.fresh = False  # keypoints not yet used to correct the motion
+        self.misses = 0
+        self.coasted = 0
+        self.confirmed = False  # seen again since it started: by a box, or by confident keypoints
+        self.posed = keypoints is not None  # the pose model has answered for it
+
+    def snapshot(self) -> Track:
+        return Track(self.track_id, self.box.copy(), self.keypoints, self.misses)
+
+    def matched(self, box: np.ndarray, score: float, keypoints: np.ndarray | None) -> None:
+        self.motion.correct(box)
+        self.box, self.score, self.misses, self.coasted = np.asarray(box[:4], dtype=np.float64), score, 0, 0
+        self.confirmed = True
+        if keypoints is not None:
+            self.keypoints, self.fresh = keypoints, False
+
+    def follow_score(self) -> float:
+        if self.keypoints is None:
+            return self.score
+        return float(self.keypoints[:, 2].mean())
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -117,12 +189,30 @@ def keypoint_similarity(
     return similarity, shared >= config.min_shared_keypoints
 
 
+def keypoints_inside(
+    reference: np.ndarray, boxes: np.ndarray, config: TrackerConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of each track's confident keypoints (T, J, 3) inside each box (N, 4): (T, N), and a
+    mask (T,) of the tracks with at least ``min_shared_keypoints`` confident joints."""
+    confident = reference[:, :, 2] >= config.min_keypoint_score
+    x, y = reference[:, None, :, 0], reference[:, None, :, 1]
+    inside = (
+        (x >= boxes[None, :, None, 0])
+        & (x <= boxes[None, :, None, 2])
+        & (y >= boxes[None, :, None, 1])
+        & (y <= boxes[None, :, None, 3])
+    )
+    count = confident.sum(axis=1)
+    share = np.sum(inside & confident[:, None, :], axis=-1) / np.maximum(count, 1)[:, None]
+    return share, count >= config.min_shared_keypoints
+
+
 def _checked_boxes(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
     if boxes.size == 0:
         return boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 5):
+        raise ValueError(f"boxes must have shape (N, 4) or (N, 5) with scores, got {boxes.shape}")
     if not np.isfinite(boxes).all():
         raise ValueError("boxes must be finite numbers")
     return boxes
@@ -141,78 +231,172 @@ class PoseTracker:
     def __init__(self, config: TrackerConfig | None = None, id_source: Callable[[], int] = next_track_id):
         self.config = config or TrackerConfig()
         self._id_source = id_source
-        self._tracks: dict[int, Track] = {}
+        self._tracks: dict[int, _TrackState] = {}
 
     @property
     def tracks(self) -> tuple[Track, ...]:
-        """The live tracks, oldest first."""
-        return tuple(self._tracks.values())
+        """The live tracks (followed and lost), oldest first."""
+        return tuple(t.snapshot() for t in self._tracks.values())
 
-    def update(self, boxes: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
-        """Match one frame's persons, ``boxes`` (N, 4) and optional ``keypoints`` (N, J, 3), to the
-        tracks; returns their track ids (N,) int64, new ids for persons no track claimed."""
+    def step(self, image_size: tuple[int, int] | None = None, *, follow_keypoints: bool = True) -> Followed:
+        """One frame on: every track's motion moves a frame ahead, corrected by the box around its
+        new confident keypoints (in an image of ``image_size`` (w, h); None: unbounded) unless
+        ``follow_keypoints`` is False (boxes come for every frame); returns the boxes of the tracks
+        still followed. A followed track without such keypoints for more than ``max_coast`` frames
+        is lost; so is a new one at once when its first keypoints came back unsure and no second
+        box confirmed it (most false detections); a lost one is dropped after ``max_age`` frames."""
+        size = image_size or (np.inf, np.inf)
+        boxes, ids, measured, lost = [], [], [], 0
+        for track in list(self._tracks.values()):
+            track.box = track.motion.predict()
+            seen = self._keypoint_box(track, size) if follow_keypoints else None
+            track.fresh = False
+            if seen is not None:  # the pose model saw the person: followed (again, if it was lost)
+                track.box, track.coasted, track.confirmed = track.motion.correct(seen), 0, True
+                track.misses = 0
+            elif track.misses > 0:
+                track.misses += 1  # counts this frame: kept while the frames missed before it <= max_age
+            elif not track.confirmed and track.posed and follow_keypoints:
+                track.misses = 1  # lost quietly: its pose came back unsure, nothing says it is a person
+            else:
+                track.coasted += 1
+                if track.coasted > self.config.max_coast:
+                    track.misses, lost = 1, lost + 1
+            if track.misses - 1 > self.config.max_age:
+                del self._tracks[track.track_id]
+            elif track.misses == 0:
+                boxes.append([*track.box, track.follow_score()])
+                ids.append(track.track_id)
+                measured.append(seen is not None)
+        return Followed(
+            np.array(boxes, dtype=np.float32).reshape(-1, 5),
+            np.array(ids, dtype=np.int64),
+            np.array(measured, dtype=bool),
+            lost,
+        )
+
+    def match(
+        self,
+        boxes: np.ndarray,
+        keypoints: np.ndarray | None = None,
+        *,
+        sure: np.ndarray | None = None,
+        keep_measured: bool = False,
+        pose_aware: bool = True,
+    ) -> np.ndarray:
+        """Pair this frame's ``boxes`` (N, 4), or (N, 5) with scores, and optional ``keypoints``
+        (N, J, 3) with the tracks (call ``step`` first); returns their ids (N,) int64: the matched
+        track's, a new one, or -1 for a faint box (``sure`` False; None: all sure) that matched
+        nothing. Tracks left unmatched are lost, unless ``keep_measured`` and their keypoints
+        corrected them this frame (the pose model still sees a person the detector missed).
+        ``pose_aware`` False matches on the boxes alone (the motion-carried IoU)."""
         boxes = _checked_boxes(boxes)
         if keypoints is not None:
             keypoints = _checked_keypoints(keypoints, len(boxes))
+        scores = boxes[:, 4] if boxes.shape[1] == 5 else np.ones(len(boxes))
+        boxes = boxes[:, :4]
+        ids = np.full(len(boxes), -1, dtype=np.int64)
+        high = np.ones(len(boxes), bool) if sure is None else np.asarray(sure, bool).reshape(-1)
+        if len(high) != len(boxes):
+            raise ValueError(f"{len(boxes)} boxes but {len(high)} sure flags")
         tracks = list(self._tracks.values())
-        similarity = self._similarity(tracks, boxes, keypoints)
-        # pairs below the threshold count as 0 so they never buy a worse assignment elsewhere
-        eligible = similarity >= self.config.match_threshold
-        rows, cols = linear_sum_assignment(np.where(eligible, similarity, 0.0), maximize=True)
-        ids = np.zeros(len(boxes), dtype=np.int64)
-        claimed = np.zeros(len(boxes), dtype=bool)
-        matched_tracks = set()
-        for row, col in zip(rows, cols):
-            if not eligible[row, col]:
-                continue
-            track = tracks[row]
-            kept = track.keypoints if keypoints is None else keypoints[col]
-            self._tracks[track.track_id] = replace(track, box=boxes[col], keypoints=kept, misses=0)
-            matched_tracks.add(track.track_id)
-            ids[col], claimed[col] = track.track_id, True
-        for track in tracks:
-            if track.track_id in matched_tracks:
-                continue
-            if track.misses >= self.config.max_age:
-                del self._tracks[track.track_id]
-            else:
-                self._tracks[track.track_id] = replace(track, misses=track.misses + 1)
-        for col in np.flatnonzero(~claimed):
-            track_id = self._id_source()
-            if track_id in self._tracks:
-                raise ValueError(f"id_source gave track id {track_id}, which is still live")
-            self._tracks[track_id] = Track(
-                track_id, boxes[col], None if keypoints is None else keypoints[col]
+        assign = functools.partial(self._assign, boxes=boxes, keypoints=keypoints, pose_aware=pose_aware)
+        first = assign(tracks, columns=np.flatnonzero(high), threshold=self.config.match_threshold)
+        left = [t for t in tracks if t.track_id not in first.values() and t.misses == 0]
+        second = assign(left, columns=np.flatnonzero(~high), threshold=self.config.low_match_threshold)
+        by_id = {t.track_id: t for t in tracks}
+        for col, track_id in (first | second).items():
+            by_id[track_id].matched(
+                boxes[col], float(scores[col]), None if keypoints is None else keypoints[col]
             )
             ids[col] = track_id
+        for track in tracks:
+            if track.track_id in ids or (keep_measured and track.misses == 0 and track.coasted == 0):
+                continue
+            track.misses = max(track.misses, 1)  # lost in this frame, or still lost
+            if track.misses > self.config.max_age:  # the next frame would be one too many
+                del self._tracks[track.track_id]
+        for new in np.flatnonzero(high & (ids < 0)).tolist():
+            ids[new] = self._start(
+                boxes[new], float(scores[new]), None if keypoints is None else keypoints[new]
+            )
         return ids
 
-    def observe_keypoints(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None:
-        """Store the keypoints (N, J, 3) the pose model found for ``track_ids`` (N,).
+    def update(self, boxes: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
+        """``step`` then ``match``: one frame's persons, ``boxes`` (N, 4) and optional ``keypoints``
+        (N, J, 3), to track ids (N,) int64."""
+        self.step()
+        return self.match(boxes, keypoints)
 
-        Ids whose track has been dropped since are ignored: their keypoints come too late to matter.
-        """
+    def observe_keypoints(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None:
+        """Store the keypoints (N, J, 3) the pose model found for ``track_ids`` (N,); the next
+        ``step`` corrects the tracks' motion with them. Ids whose track has been dropped since are
+        ignored: their keypoints come too late to matter."""
         track_ids = np.asarray(track_ids).reshape(-1)
         keypoints = _checked_keypoints(keypoints, len(track_ids))
         for track_id, points in zip(track_ids.tolist(), keypoints):
             track = self._tracks.get(track_id)
             if track is not None:
-                self._tracks[track_id] = replace(track, keypoints=points)
+                track.keypoints, track.fresh, track.posed = points, True, True
 
-    def _similarity(self, tracks: list[Track], boxes: np.ndarray, keypoints: np.ndarray | None) -> np.ndarray:
-        """(T, N) similarity of the tracks and the persons of this frame."""
-        track_boxes = np.array([t.box for t in tracks]).reshape(-1, 4)
-        iou = box_iou(track_boxes, boxes)
+    def _keypoint_box(self, track: _TrackState, size: tuple[float, float]) -> np.ndarray | None:
+        """The box around the track's new confident keypoints (used once), or None."""
+        if not track.fresh or track.keypoints is None:
+            return None
+        track.fresh = False
+        found, _ = boxes_from_keypoints(
+            track.keypoints[None], size, min_score=self.config.min_keypoint_score,
+            min_joints=self.config.min_shared_keypoints,
+        )  # fmt: skip
+        return found[0].astype(np.float64) if len(found) else None
+
+    def _start(self, box: np.ndarray, score: float, keypoints: np.ndarray | None) -> int:
+        track_id = self._id_source()
+        if track_id in self._tracks:
+            raise ValueError(f"id_source gave track id {track_id}, which is still live")
+        self._tracks[track_id] = _TrackState(track_id, box, score, keypoints)
+        return track_id
+
+    def _assign(
+        self,
+        tracks: list[_TrackState],
+        boxes: np.ndarray,
+        keypoints: np.ndarray | None,
+        columns: np.ndarray,
+        threshold: float,
+        pose_aware: bool,
+    ) -> dict[int, int]:
+        """Hungarian matching of ``tracks`` with the boxes at ``columns``: box column -> track id."""
+        if not tracks or not len(columns):
+            return {}
+        chosen = boxes[columns]
+        similarity = self._similarity(
+            tracks, chosen, None if keypoints is None else keypoints[columns], pose_aware
+        )
+        # pairs below the threshold count as 0 so they never buy a worse assignment elsewhere
+        eligible = similarity >= threshold
+        rows, cols = linear_sum_assignment(np.where(eligible, similarity, 0.0), maximize=True)
+        return {int(columns[c]): tracks[r].track_id for r, c in zip(rows, cols) if eligible[r, c]}
+
+    def _similarity(
+        self, tracks: list[_TrackState], boxes: np.ndarray, keypoints: np.ndarray | None, pose_aware: bool
+    ) -> np.ndarray:
+        """(T, N) similarity of the tracks and the boxes of this frame."""
+        iou = box_iou(np.array([t.box for t in tracks]).reshape(-1, 4), boxes)
         with_points = [i for i, t in enumerate(tracks) if t.keypoints is not None]
-        if keypoints is None or not with_points or self.config.keypoint_weight == 0:
+        if not with_points or self.config.keypoint_weight == 0 or not pose_aware:
             return iou
         reference = np.stack([tracks[i].keypoints for i in with_points])  # type: ignore[misc]
-        if reference.shape[1] != keypoints.shape[1]:
-            raise ValueError(
-                f"keypoints have {keypoints.shape[1]} joints but the tracks have {reference.shape[1]}"
-            )
-        oks, usable = keypoint_similarity(reference, keypoints, boxes, self.config)
+        if keypoints is not None:
+            if reference.shape[1] != keypoints.shape[1]:
+                raise ValueError(
+                    f"keypoints have {keypoints.shape[1]} joints but the tracks have {reference.shape[1]}"
+                )
+            pose, usable = keypoint_similarity(reference, keypoints, boxes, self.config)
+        else:
+            pose, confident = keypoints_inside(reference, boxes, self.config)
+            usable = np.broadcast_to(confident[:, None], pose.shape)
         weights = self.config.iou_weight, self.config.keypoint_weight
-        mixed = (weights[0] * iou[with_points] + weights[1] * oks) / sum(weights)
+        mixed = (weights[0] * iou[with_points] + weights[1] * pose) / sum(weights)
         iou[with_points] = np.where(usable, mixed, iou[with_points])
         return iou

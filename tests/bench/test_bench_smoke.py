@@ -294,3 +294,39 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+def test_tracking_counts_tracks_on_a_real_clip_and_scores_synthetic_video(tmp_path: Path) -> None:
+    clip = Path(__file__).parents[1] / "data" / "pedestrians" / "vtest_cut.mp4"
+    saved = tmp_path / "result.json"
+    report = _bench(
+        "tracking", "--video", str(clip), "--frames", "12", "--threads", "1", "--save-result", str(saved)
+    )
+    _check_header(report, "tracking")
+    stats, frames = report["video"], json.loads(saved.read_text())["frames"]
+    assert stats["frames"] == len(frames) == 12 and stats["track_ids"] >= 1
+    assert stats["track_ids"] == len({p["track_id"] for f in frames for p in f["persons"]})
+    assert stats["one_frame_tracks"] <= stats["tracks_under_5_frames"] <= stats["track_ids"]
+    assert report["settings"]["tracking"]["track_max_coast"] >= 0
+    synthetic = _bench("tracking", "--synthetic", "1", "--synthetic-frames", "8", "--threads", "1")
+    rows = synthetic["synthetic"]["rows"]
+    assert set(rows) == {"ground_truth", "detector"} and rows["ground_truth"]["gt_tracks"] >= 1
+    assert all(row["mota"] <= 100 and row["objects"] > 0 and row["track_ids"] >= 1 for row in rows.values())
+
+
+def test_track_statistics_count_ids_lengths_and_static_tracks() -> None:
+    from bench.tracking import STATIC_MIN_FRAMES, track_statistics
+
+    def person(track: int, x: float) -> dict:
+        return {"track_id": track, "box": [x, 0.0, x + 20.0, 60.0]}
+
+    frames = [
+        {"persons": [person(1, 100.0), person(2, 5.0 * i)] + ([person(3, 50.0)] if i == 0 else [])}
+        for i in range(STATIC_MIN_FRAMES)
+    ]
+    stats = track_statistics(frames)
+    assert (stats["track_ids"], stats["one_frame_tracks"], stats["longest"]) == (3, 1, STATIC_MIN_FRAMES)
+    assert (
+        stats["static_tracks"] == 1 and stats["static_track_frames"] == STATIC_MIN_FRAMES
+    )  # 1 stood, 2 walked

@@ -37,18 +37,24 @@ class DetectorUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Detections:
-    """Person boxes of one image: ``xyxy`` float32 (N, 4) in image pixels, ``scores`` float32 (N,)."""
+    """Person boxes of one image: ``xyxy`` float32 (N, 4) in image pixels, ``scores`` float32 (N,),
+    and ``sure`` bool (N,): scored at the detector's own threshold or above. A detector built with
+    ``second_pass`` also returns fainter boxes (not sure): they may keep a tracked person, never
+    start a track (ByteTrack's second association). None: all sure."""
 
     xyxy: np.ndarray
     scores: np.ndarray
+    sure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        if len(xyxy) != len(scores):
-            raise ValueError(f"{len(xyxy)} boxes but {len(scores)} scores")
+        sure = np.ones(len(scores), bool) if self.sure is None else np.asarray(self.sure, bool).reshape(-1)
+        if not len(xyxy) == len(scores) == len(sure):
+            raise ValueError(f"{len(xyxy)} boxes, {len(scores)} scores and {len(sure)} sure flags")
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "sure", sure)
 
     @classmethod
     def empty(cls) -> Detections:
@@ -114,6 +120,7 @@ def make_detector(
     providers: Sequence[str] = ("CPUExecutionProvider",),
     score_threshold: float | None = None,
     min_person_height: float = 64.0,
+    second_pass: bool = False,
 ) -> Detector | None:
     """Build the detector named by ``spec``: ``"hog"``, ``"onnx:PATH"``, ``"onnx-LAYOUT:PATH"`` or ``"none"``.
 
@@ -121,7 +128,9 @@ def make_detector(
     a file with dynamic height and width runs at it (else at 640); a file with a fixed size keeps
     its own. ``"none"`` gives None: the caller must then take boxes from the client or from propagation.
     ``score_threshold`` left as None keeps each detector's own default (their scores differ in
-    meaning); ``providers`` applies to ONNX, ``min_person_height`` (pixels) to HOG.
+    meaning); ``providers`` applies to ONNX, ``min_person_height`` (pixels) to HOG. With
+    ``second_pass`` the detector also returns boxes down to its class's ``LOW_SCORE_THRESHOLD``,
+    marked not sure, for the tracker's second association.
     """
     kind, _, argument = spec.strip().partition(":")
     # imported here because both modules import this one
@@ -131,7 +140,10 @@ def make_detector(
         from tdmi.service.detection.hog import HogPeopleDetector
 
         threshold = HogPeopleDetector.DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-        return HogPeopleDetector(min_person_height=min_person_height, score_threshold=threshold)
+        low = min(threshold, HogPeopleDetector.LOW_SCORE_THRESHOLD) if second_pass else None
+        return HogPeopleDetector(
+            min_person_height=min_person_height, score_threshold=threshold, low_score_threshold=low
+        )
     kind, _, size = kind.partition("@")
     if kind == "onnx" or kind.startswith("onnx-"):
         if not argument:
@@ -146,6 +158,7 @@ def make_detector(
             Path(argument),
             providers=providers,
             score_threshold=threshold,
+            low_score_threshold=min(threshold, OnnxYoloDetector.LOW_SCORE_THRESHOLD) if second_pass else None,
             layout=layout,
             input_size=_input_size(size, spec),
         )

@@ -74,6 +74,7 @@ class HogPeopleDetector:
     a 768x576 frame on a shared 2-core CPU, so run it every few frames and propagate boxes between."""
 
     DEFAULT_SCORE_THRESHOLD = 0.6  # SVM margin 0.4: drops most lone windows on background
+    LOW_SCORE_THRESHOLD = 0.5  # SVM margin 0, its own boundary: faint boxes for the second association
     DEFAULT_MIN_PERSON_FRACTION = 0.1
 
     def __init__(
@@ -83,18 +84,24 @@ class HogPeopleDetector:
         nms_iou: float = 0.3,
         pyramid_scale: float = 1.05,
         min_person_fraction: float = DEFAULT_MIN_PERSON_FRACTION,
+        low_score_threshold: float | None = None,
     ):
         if min_person_height <= 0:
             raise ValueError(f"min_person_height must be > 0 pixels, got {min_person_height}")
         if not 0.0 <= min_person_fraction < 1.0:
             raise ValueError(f"min_person_fraction must be in [0, 1), got {min_person_fraction}")
-        if not 0.0 < score_threshold < 1.0:
-            raise ValueError(f"HOG score_threshold must be in (0, 1), got {score_threshold}")
+        low = score_threshold if low_score_threshold is None else low_score_threshold
+        if not 0.0 < low <= score_threshold < 1.0:
+            raise ValueError(
+                f"HOG thresholds must satisfy 0 < low_score_threshold <= score_threshold < 1, got "
+                f"{low_score_threshold} and {score_threshold}"
+            )
         if pyramid_scale <= 1.0:
             raise ValueError(f"pyramid_scale must be > 1, got {pyramid_scale}")
         self.min_person_height = min_person_height
         self.min_person_fraction = min_person_fraction
         self.score_threshold = score_threshold
+        self.low_score_threshold = low
         self.nms_iou = nms_iou
         self.pyramid_scale = pyramid_scale
         self._hog = cv2.HOGDescriptor()
@@ -118,7 +125,7 @@ class HogPeopleDetector:
         inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly in the border
         boxes, scores = boxes[inside], scores[inside]
         keep = nms(boxes, scores, self.nms_iou)
-        return Detections(boxes[keep], scores[keep])
+        return Detections(boxes[keep], scores[keep], scores[keep] >= self.score_threshold)
 
     def _windows(self, image: np.ndarray, place: HogPlacement) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes in the frame's pixels (unclipped) and scores, from one pass."""
@@ -128,7 +135,7 @@ class HogPeopleDetector:
             resized = cv2.copyMakeBorder(
                 resized, place.pad_y, place.pad_y, place.pad_x, place.pad_x, cv2.BORDER_REPLICATE
             )
-        margin_threshold = math.log(self.score_threshold / (1.0 - self.score_threshold))
+        margin_threshold = math.log(self.low_score_threshold / (1.0 - self.low_score_threshold))
         windows, margins = self._hog.detectMultiScale(
             resized,
             hitThreshold=margin_threshold,

@@ -85,6 +85,7 @@ class OnnxYoloDetector:
     """Persons from an ONNX detector export; ``layout`` None detects it from the outputs."""
 
     DEFAULT_SCORE_THRESHOLD = 0.3
+    LOW_SCORE_THRESHOLD = 0.1  # ByteTrack's floor for the boxes of its second association
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class OnnxYoloDetector:
         max_detections: int = 100,
         layout: DetectorLayout | str | None = None,
         input_size: tuple[int, int] | None = None,
+        low_score_threshold: float | None = None,
     ):
         path = Path(path)
         if not path.is_file():
@@ -126,6 +128,11 @@ class OnnxYoloDetector:
                 *input_size,
             )
         self.score_threshold = score_threshold
+        self.low_score_threshold = score_threshold if low_score_threshold is None else low_score_threshold
+        if not 0.0 <= self.low_score_threshold <= score_threshold:
+            raise ValueError(
+                f"low_score_threshold must be in [0, {score_threshold}], got {low_score_threshold}"
+            )
         self.nms_iou = nms_iou
         self.person_class = person_class
         self.max_detections = max_detections
@@ -142,13 +149,14 @@ class OnnxYoloDetector:
             self.layout,
             self.input_size,
             self.person_class,
-            self.score_threshold,
+            self.low_score_threshold,
         )
         keep = nms(boxes, scores, self.nms_iou)[: self.max_detections]
         height, width = image.shape[:2]
         boxes = np.clip(placement.to_image(boxes[keep]), 0, [width, height, width, height])
         visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly in the padding
-        return Detections(boxes[visible], scores[keep][visible])
+        kept = scores[keep][visible]
+        return Detections(boxes[visible], kept, kept >= self.score_threshold)
 
     def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
         outputs = self._session.run(None, {self._input_name: tensor})

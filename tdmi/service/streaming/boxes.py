@@ -1,13 +1,15 @@
-"""Where a frame's person boxes come from: the client, the detector, or the last keypoints.
+"""Where a frame's person boxes and track ids come from: the client, the detector, or the tracks.
 
-``SessionBoxes`` is the ``BoxProvider`` of a session. Client boxes win when a frame has them.
-Otherwise the detector runs on its schedule (a fixed grid of every ``detect_every``-th frame, and
-whenever a track is lost; a frame may bring the detector's answer with it, started ahead by a
-video job); in between, each track's box is propagated from its latest keypoints.
-Which keypoints a frame follows is the session's rule (``SessionOptions.box_lag``). Until the
-first keypoints are back, the boxes of the frame before are carried over. Boxes that were not
-the client's are clipped to the current frame, so that boxes found in frames of another size
-(a live stream may change resolution) never reach the client outside the frame.
+``SessionBoxes`` is the ``BoxProvider`` of a session. Every frame first moves the tracker one frame
+on (``PoseTracker.step``: each track's motion, corrected by its latest confident keypoints).
+Client boxes win when a frame has them, and are matched to the tracks. Otherwise the detector runs
+on its schedule (a fixed grid of every ``detect_every``-th frame, and once between when a track is
+lost; a frame may bring the detector's answer with it, started ahead by a video job) and its boxes
+are matched to the tracks; a person the detector missed whom the pose model still sees keeps the
+box its track followed. In between, the followed boxes are the frame's boxes. Which keypoints a
+frame follows is the session's rule (``SessionOptions.box_lag``). Boxes that were not the client's
+are clipped to the current frame, so that boxes found in frames of another size (a live stream may
+change resolution) never reach the client outside the frame.
 """
 
 from __future__ import annotations
@@ -18,18 +20,16 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from tdmi.model.tracking import PoseTracker
 from tdmi.protocol.stream import BoxMode
-from tdmi.service.detection import (
-    Detections,
-    DetectionSchedule,
-    Detector,
-    TimedDetections,
-    boxes_from_keypoints,
-)
+from tdmi.service.detection import Detections, DetectionSchedule, Detector, TimedDetections
 from tdmi.service.metrics import StageTimer
 from tdmi.service.streaming.session import StreamFrame
 
 __all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detect_timed", "detections_array"]
+
+_NO_BOXES = np.zeros((0, 5), dtype=np.float32)
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def detect_timed(detector: Detector, image: np.ndarray) -> TimedDetections:
@@ -53,44 +53,56 @@ class SessionBoxes:
         self.schedule = DetectionSchedule(detect_every)
         self.executor = executor
         self._on_stage = on_stage
-        self._last = np.zeros((0, 5), dtype=np.float32)  # the boxes of the frame before
 
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
+    async def boxes_for(self, frame: StreamFrame, tracker: PoseTracker) -> tuple[np.ndarray, np.ndarray]:
+        height, width = frame.image.shape[:2]
         if frame.client_boxes is not None and self.mode != "detector":
-            return frame.client_boxes
+            # the client's boxes, every one kept (matched without their scores), are the truth of
+            # each frame: the tracks follow them on their motion alone, not the keypoints
+            tracker.step((width, height), follow_keypoints=False)
+            return frame.client_boxes, tracker.match(frame.client_boxes[:, :4], pose_aware=False)
+        followed = tracker.step((width, height))
         if self.mode == "client" or self.detector is None:
-            return np.zeros((0, 5), dtype=np.float32)
-        if previous:
-            tracked, propagated = len(previous), self._propagate(previous, frame.image.shape)
-        else:  # no keypoints to follow: the boxes of the frame before
-            tracked, propagated = len(self._last), clip_to_frame(self._last, frame.image.shape)
-        if self.schedule.should_detect(tracked=tracked, propagated=len(propagated)):
-            pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
-                self.executor, detect_timed, self.detector, frame.image
-            )
-            found, seconds = await pending
-            self._on_stage("detect", seconds)
-            propagated = clip_to_frame(detections_array(found), frame.image.shape)
-        self._last = propagated
-        return propagated
-
-    @staticmethod
-    def _propagate(previous: dict[int, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-        """Boxes around each tracked person's last keypoints, scored by their mean joint score."""
-        if not previous:
-            return np.zeros((0, 5), dtype=np.float32)
-        keypoints = np.stack(list(previous.values()))
-        boxes, index = boxes_from_keypoints(keypoints, (shape[1], shape[0]))
-        scores = keypoints[index, :, 2].mean(axis=1)
-        return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)
+            return _NO_BOXES, _NO_IDS
+        tracked = len(followed.track_ids) + followed.lost
+        if not self.schedule.should_detect(tracked=tracked, propagated=len(followed.track_ids)):
+            return _inside(followed.boxes, followed.track_ids, frame.image.shape)
+        pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
+            self.executor, detect_timed, self.detector, frame.image
+        )
+        found, seconds = await pending
+        self._on_stage("detect", seconds)
+        detections = _clipped(detections_array(found), frame.image.shape)
+        visible = (detections[:, 2] > detections[:, 0]) & (detections[:, 3] > detections[:, 1])
+        detections = detections[visible]
+        sure = None if found.sure is None else found.sure[visible]
+        ids = tracker.match(detections, sure=sure, keep_measured=True)
+        seen = followed.measured & ~np.isin(followed.track_ids, ids)  # missed by the detector only
+        kept = ids >= 0
+        boxes = np.concatenate([detections[kept], followed.boxes[seen]])
+        return _inside(boxes, np.concatenate([ids[kept], followed.track_ids[seen]]), frame.image.shape)
 
 
-def clip_to_frame(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """(N, 5) boxes clipped to an image of ``shape`` (H, W, ...); boxes left empty are dropped."""
+def _inside(
+    boxes: np.ndarray, track_ids: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes clipped to the frame, with their track ids; boxes left empty go, ids with them."""
+    clipped = _clipped(boxes, shape)
+    kept = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped[kept], track_ids[kept]
+
+
+def _clipped(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     height, width = shape[:2]
     clipped = boxes.copy()
     clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
     clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    return clipped
+
+
+def clip_to_frame(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 5) boxes clipped to an image of ``shape`` (H, W, ...); boxes left empty are dropped."""
+    clipped = _clipped(boxes, shape)
     return clipped[(clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])]
 
 

@@ -30,7 +30,8 @@ class SessionFactory:
         self.settings = settings
         self.metrics = metrics
         self.detector_spec = resolve_detector(settings.detector, weights_store(settings))
-        self.detector = make_detector(self.detector_spec)
+        # with the faint boxes too: they keep tracked people (the tracker's second association)
+        self.detector = make_detector(self.detector_spec, second_pass=True)
         logging.getLogger("tdmi.service").info("person detector: %s", self.detector_spec)
         self.detect_thread = named_threads("tdmi-detect")
         self._grid = DetectionSchedule(settings.detect_every)  # the sessions' default schedule
@@ -80,7 +81,9 @@ class SessionFactory:
             self.metrics.observe_stage,
         )
         config = TrackerConfig(
-            match_threshold=self.settings.track_match_threshold, max_age=self.settings.track_max_age
+            match_threshold=self.settings.track_match_threshold,
+            max_age=self.settings.track_max_age,
+            max_coast=self.settings.track_max_coast,
         )
         # a job numbers its own tracks from 1, so its result is the same in any process; live
         # streams draw from the process-wide sequence, so two streams never share an id

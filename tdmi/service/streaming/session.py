@@ -5,7 +5,8 @@ stream has ended); it then gets its person boxes and track ids and goes to the b
 ``FrameWork`` whose clip comes from ``tdmi.model.data.clips.clip_indices``, the same rule training
 uses. Results come back out of order from batches; ``outcomes()`` yields them in frame order.
 
-Boxes between detector runs are propagated from earlier keypoints, by one of two rules:
+Between detector runs the tracker carries the boxes, corrected by earlier keypoints, which a frame
+follows by one of two rules:
 
 - ``box_lag`` k (video jobs): frame t follows the keypoints of frame t - k, waiting for them if
   need be, and the tracker takes each frame's keypoints in frame order. A job's result then
@@ -37,6 +38,7 @@ import numpy as np
 
 from tdmi.model.data.clips import clip_indices
 from tdmi.model.smoothing import PoseSmoother
+from tdmi.model.tracking import PoseTracker
 from tdmi.protocol.poses import FramePoses, PersonPose
 from tdmi.service.errors import public_failure
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
@@ -53,7 +55,6 @@ __all__ = [
     "SessionOptions",
     "StreamFrame",
     "StreamSession",
-    "Tracker",
 ]
 
 
@@ -107,15 +108,9 @@ class InferenceQueue(Protocol):
 
 
 class BoxProvider(Protocol):
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
-        """(N, 5) boxes with scores for ``frame``; ``previous`` maps track id -> last keypoints."""
+    async def boxes_for(self, frame: StreamFrame, tracker: PoseTracker) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 5) boxes with scores for ``frame`` and their track ids (N,), from ``tracker``."""
         ...
-
-
-class Tracker(Protocol):
-    def update(self, boxes: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray: ...
-
-    def observe_keypoints(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -133,7 +128,7 @@ class StreamSession:
         queue: InferenceQueue,
         options: SessionOptions,
         boxes: BoxProvider,
-        tracker: Tracker,
+        tracker: PoseTracker,
         *,
         smoother: PoseSmoother | None = None,
     ):
@@ -151,7 +146,6 @@ class StreamSession:
         self._ended = False
         self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._in_flight = asyncio.Semaphore(options.max_in_flight)
-        self._last_keypoints: dict[int, np.ndarray] = {}
         # box_lag mode: the track ids and answer of each submitted frame, until a later frame used it
         self._answers: dict[int, tuple[np.ndarray, asyncio.Future[PoseArrays | Dropped]]] = {}
         self.frames_dropped = 0
@@ -183,7 +177,6 @@ class StreamSession:
         self._ended = True
         self._buffer.clear()
         self._answers.clear()
-        self._last_keypoints.clear()
         while not self._pending.empty():
             self._pending.get_nowait()
         self._pending.put_nowait(None)  # a reader of outcomes() ends, even one that lost its cancel
@@ -213,8 +206,8 @@ class StreamSession:
             self.feature_cache.clear()
 
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
-        if self.options.box_lag is None:  # latency first: the latest keypoints back lead
-            self._observe(pending.track_ids, keypoints)
+        if self.options.box_lag is None and len(keypoints):  # latency first: the latest keypoints back lead
+            self.tracker.observe_keypoints(pending.track_ids, keypoints)
         if self.smoother is not None:  # on what the client gets only: boxes and tracks follow the raw
             keypoints = self.smoother(pending.track_ids, keypoints, _seconds(pending.frame))
         persons = [
@@ -245,8 +238,8 @@ class StreamSession:
 
     async def _infer(self, position: int, frame: StreamFrame) -> _Pending:
         """Boxes, track ids and the clip of the frame at ``position``; it goes to the batcher."""
-        boxes = await self.boxes.boxes_for(frame, await self._previous_keypoints(position))
-        track_ids = self.tracker.update(boxes[:, :4]) if len(boxes) else np.zeros(0, dtype=np.int64)
+        await self._await_keypoints(position)
+        boxes, track_ids = await self.boxes.boxes_for(frame, self.tracker)
         total = self._arrived if self._ended else None
         clip = clip_indices(position, total, self.options.radius, self.options.lookahead)
         crop_boxes, features = self._crops(position, track_ids, boxes[:, :4])
@@ -274,32 +267,24 @@ class StreamSession:
         self._submitted += 1
         self._forget_before(self._submitted - self.options.radius)
 
-    async def _previous_keypoints(self, position: int) -> dict[int, np.ndarray]:
-        """Track id -> keypoints that the boxes of the frame at ``position`` are propagated from."""
+    async def _await_keypoints(self, position: int) -> None:
+        """``box_lag`` mode: the tracker gets the keypoints of the frame at ``position`` - k first,
+        waiting for them if need be, so the frame's boxes never depend on timing."""
         lag = self.options.box_lag
         if lag is None:
-            return self._last_keypoints
-        source = position - lag
-        answer = self._answers.pop(source, None)
+            return
+        answer = self._answers.pop(position - lag, None)
         if answer is None:  # before the first frame, or a frame answered without inference
-            return {}
+            return
         track_ids, future = answer
         try:
             outcome = await asyncio.shield(future)  # the consumer awaits it too
         except asyncio.CancelledError:
             raise
         except Exception:  # that frame failed in the model runner, and fails the job: nothing to follow
-            outcome = Dropped("inference failed")
-        keypoints = outcome.keypoints if isinstance(outcome, PoseArrays) else np.zeros((0, 0, 3))
-        self._observe(track_ids if len(keypoints) else track_ids[:0], keypoints)
-        return self._last_keypoints
-
-    def _observe(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None:
-        """A frame's keypoints are back: the tracker keeps them and the next boxes follow them."""
-        if len(keypoints):
-            self.tracker.observe_keypoints(track_ids, keypoints)
-        # boxes of frames not yet detected are propagated from that frame's persons only
-        self._last_keypoints = {int(t): points for t, points in zip(track_ids, keypoints)}
+            return
+        if isinstance(outcome, PoseArrays) and len(outcome.keypoints):
+            self.tracker.observe_keypoints(track_ids, outcome.keypoints)
 
     def _crops(
         self, position: int, track_ids: np.ndarray, boxes: np.ndarray

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tdmi.model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity
+from tdmi.model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity, keypoints_inside
 
 # x offset (fraction of height) and y (fraction of height from the top) of 17 joints, arms down
 _STANDING = np.array(
@@ -161,3 +161,62 @@ def test_bad_input_is_refused_with_a_clear_message() -> None:
         TrackerConfig(max_age=-1)
     with pytest.raises(ValueError, match="weights"):
         TrackerConfig(iou_weight=0, keypoint_weight=0)
+
+
+def test_a_track_follows_its_keypoints_and_coasts_max_coast_frames_without_them() -> None:
+    config = TrackerConfig(max_coast=3, max_age=5)
+    tracker = PoseTracker(config)
+    box, points = _person(100)
+    (track_id,) = tracker.update(box[None])
+    for step in range(1, 6):  # the pose model sees the person walk 10 px per frame
+        tracker.observe_keypoints(np.array([track_id]), points[None] + [10 * step, 0, 0])
+        followed = tracker.step((1000, 1000))
+        assert followed.track_ids.tolist() == [track_id] and followed.measured.tolist() == [True]
+    assert followed.boxes[0, 0] > box[0] + 30  # the box went with them
+    coasted = [tracker.step((1000, 1000)) for _ in range(config.max_coast + 1)]
+    assert [len(f.track_ids) for f in coasted] == [1, 1, 1, 0] and coasted[-1].lost == 1
+    assert coasted[1].boxes[0, 0] > coasted[0].boxes[0, 0]  # still walking on its motion
+    assert tracker.tracks[0].misses == 1  # lost, kept for a box to find it again
+
+
+def test_a_lost_track_is_found_again_where_its_motion_carried_it() -> None:
+    tracker = PoseTracker(TrackerConfig(max_coast=0, max_age=10))
+    ids = [int(tracker.update(_person(100 + 8 * step)[0][None])[0]) for step in range(6)]
+    for _ in range(6, 12):  # six frames with nobody found
+        assert tracker.update(np.zeros((0, 4))).shape == (0,)
+    back = int(tracker.update(_person(100 + 8 * 12)[0][None])[0])
+    assert len(set(ids)) == 1 and back == ids[0]  # 48 px from where it was lost: IoU alone fails
+    assert box_iou(_person(100 + 8 * 5)[0][None], _person(100 + 8 * 12)[0][None])[0, 0] < 0.3
+
+
+def test_faint_boxes_keep_a_followed_person_and_never_start_a_track() -> None:
+    tracker = PoseTracker()
+    (kept,) = tracker.update(_person(100)[0][None])
+    tracker.step()
+    faint = np.stack([_person(102)[0], _person(600)[0]])
+    ids = tracker.match(faint, sure=np.array([False, False]))
+    assert ids.tolist() == [kept, -1]
+    assert [t.track_id for t in tracker.tracks] == [kept] and tracker.tracks[0].misses == 0
+    tracker.step()
+    assert tracker.match(faint[1:], sure=np.array([True])).tolist() != [-1]  # a sure box starts one
+
+
+def test_keypoints_inside_a_box_count_the_confident_ones_only() -> None:
+    box, points = _person(100)
+    points[:3, 2] = 0.1  # three unsure joints
+    share, usable = keypoints_inside(points[None], np.stack([box, box + [40, 0, 40, 0]]), TrackerConfig())
+    assert usable.tolist() == [True]
+    assert share[0, 0] == 1.0 and 0 < share[0, 1] < 1.0
+
+
+def test_a_new_track_whose_pose_comes_back_unsure_stops_at_once_and_keeps_its_id() -> None:
+    tracker = PoseTracker(TrackerConfig(max_coast=5))
+    box, points = _person(100)
+    door, _ = _person(500)
+    ids = tracker.update(np.stack([box, door]))
+    unsure = points.copy()
+    unsure[:, 2] = 0.1
+    tracker.observe_keypoints(ids, np.stack([points, unsure]))
+    followed = tracker.step((1000, 1000))
+    assert followed.track_ids.tolist() == [ids[0]] and followed.lost == 0  # not counted as a lost person
+    assert tracker.update(np.stack([box, door])).tolist() == ids.tolist()  # a second box: same id

@@ -431,6 +431,21 @@ def test_hog_finds_the_pedestrians_of_a_real_frame(hog: HogPeopleDetector, name:
     assert len(heights) >= 3 and ((heights > 55) & (heights < 130)).all()
 
 
+@pytest.mark.parametrize("name", sorted(VTEST_PEOPLE))
+def test_a_second_pass_detector_adds_faint_boxes_and_keeps_the_sure_ones(
+    hog: HogPeopleDetector, name: str
+) -> None:
+    image = np.asarray(Image.open(DATA / name).convert("RGB"))
+    plain = hog.detect(image)
+    both = HogPeopleDetector(min_person_height=60, low_score_threshold=0.5).detect(image)
+    assert both.sure is not None and plain.sure is not None and plain.sure.all()
+    sure = both.xyxy[both.sure]
+    assert len(sure) == len(plain) and box_iou(sure, plain.xyxy).max(axis=1).min() > 0.99
+    assert ((both.scores >= 0.5) & ((both.scores >= hog.score_threshold) == both.sure)).all()
+    with pytest.raises(ValueError, match="low_score_threshold <= score_threshold"):
+        HogPeopleDetector(low_score_threshold=0.7)
+
+
 def test_hog_finds_nobody_in_a_flat_image_and_refuses_non_images(hog: HogPeopleDetector) -> None:
     assert len(hog.detect(np.full((240, 320, 3), 90, dtype=np.uint8))) == 0
     with pytest.raises(ValueError, match=r"shape \(H, W, 3\)"):
@@ -492,8 +507,11 @@ def test_detections_hold_float32_and_check_lengths() -> None:
     found = Detections([[0, 0, 1, 1]], [1])
     assert found.xyxy.dtype == np.float32 and found.xyxy.shape == (1, 4) and len(found) == 1
     assert len(Detections.empty()) == 0
-    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+    with pytest.raises(ValueError, match="2 boxes, 1 scores"):
         Detections(np.zeros((2, 4)), np.zeros(1))
+    assert found.sure is not None and found.sure.tolist() == [True]  # none given: all sure
+    with pytest.raises(ValueError, match="1 sure flags"):
+        Detections(np.zeros((2, 4)), np.zeros(2), [True])
 
 
 # --- client boxes -----------------------------------------------------------------------------
@@ -540,8 +558,8 @@ def test_boxes_from_keypoints_enlarge_the_confident_joints_and_skip_the_unsure()
     np.testing.assert_allclose(boxes, [[96, 30, 144, 270], [596, 30, 620, 270]])
 
 
-def test_propagated_boxes_keep_the_track_ids() -> None:
-    """Detector boxes start tracks; the next frame's boxes come from their keypoints, moved by 4 px."""
+def test_followed_boxes_keep_the_track_ids() -> None:
+    """Detector boxes start tracks; the next frame's boxes follow their keypoints, moved by 4 px."""
     rng = np.random.default_rng(0)
     tracker = PoseTracker()
     starts = np.array([[100.0, 50.0], [300.0, 60.0]])
@@ -549,10 +567,14 @@ def test_propagated_boxes_keep_the_track_ids() -> None:
         [starts[:, None] + rng.uniform([0, 0], [50, 180], (2, 17, 2)), np.ones((2, 17, 1))], axis=2
     )
     ids = tracker.update(boxes_from_keypoints(keypoints, (640, 480))[0])
-    tracker.observe_keypoints(ids, keypoints)
-    moved = np.stack([t.keypoints for t in tracker.tracks]) + [4, 0, 0]
-    boxes, index = boxes_from_keypoints(moved, (640, 480))
-    assert tracker.update(boxes).tolist() == [tracker.tracks[i].track_id for i in index] == ids.tolist()
+    tracker.observe_keypoints(ids, keypoints + [4, 0, 0])
+    followed = tracker.step((640, 480))
+    assert followed.track_ids.tolist() == ids.tolist() and followed.measured.all()
+    moved = boxes_from_keypoints(keypoints + [4, 0, 0], (640, 480))[0]
+    np.testing.assert_allclose(
+        followed.boxes[:, :4], moved, atol=4.0
+    )  # the motion lags the keypoints a little
+    assert (followed.boxes[:, 0] > boxes_from_keypoints(keypoints, (640, 480))[0][:, 0]).all()
 
 
 def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
@@ -584,22 +606,44 @@ class _CountingDetector:
         return Detections(np.array([[10, 10, 50, 90], [60, 10, 100, 90]]), np.array([0.9, 0.8]))
 
 
-def test_a_live_stream_follows_the_last_boxes_until_keypoints_come_back() -> None:
+def test_a_live_stream_follows_its_tracks_until_keypoints_come_back() -> None:
     """Frame t+1 is boxed before frame t's keypoints exist: it must not come out empty."""
     detector = _CountingDetector()
     boxes = SessionBoxes("auto", detector, 3, ThreadPoolExecutor(1))
     image = np.zeros((120, 160, 3), np.uint8)
+    tracker = PoseTracker()
 
-    async def frames() -> list[np.ndarray]:
-        return [await boxes.boxes_for(StreamFrame(i, image), {}) for i in range(4)]
+    async def frames() -> list[tuple[np.ndarray, np.ndarray]]:
+        return [await boxes.boxes_for(StreamFrame(i, image), tracker) for i in range(4)]
 
     found = asyncio.run(frames())
-    assert [len(b) for b in found] == [2, 2, 2, 2]
-    assert detector.calls == 2  # frame 0, then frame 3 on the cadence; frames 1-2 carried over
-    assert np.array_equal(found[1], found[0])
-    keypoints = {7: np.array([[20.0, 20.0, 0.9], [40.0, 80.0, 0.9], [30.0, 50.0, 0.9]])}
-    moved = asyncio.run(boxes.boxes_for(StreamFrame(4, image), keypoints))
-    assert len(moved) == 1  # once keypoints are back, they lead
+    assert [len(b) for b, _ in found] == [2, 2, 2, 2]
+    assert detector.calls == 2  # frame 0, then frame 3 on the cadence; frames 1-2 followed
+    assert all(ids.tolist() == found[0][1].tolist() for _, ids in found)
+    np.testing.assert_allclose(found[1][0][:, :4], found[0][0][:, :4])  # no motion yet: in place
+    person = np.array([[20.0, 20.0, 0.9], [40.0, 80.0, 0.9], [30.0, 50.0, 0.9]])
+    tracker.observe_keypoints(found[0][1][:1], np.stack([person]))
+    followed, ids = asyncio.run(boxes.boxes_for(StreamFrame(4, image), tracker))
+    assert ids.tolist() == found[0][1].tolist()  # both still followed: one measured, one coasting
+    assert not np.allclose(followed[0, :4], found[3][0][0, :4])  # the keypoints moved the first box
+
+
+def test_a_person_the_detector_misses_keeps_the_box_the_pose_model_follows() -> None:
+    class FindsOne:
+        def detect(self, image: np.ndarray) -> Detections:
+            return Detections(np.array([[10.0, 10, 50, 90]]), np.array([0.9]))
+
+    boxes = SessionBoxes("auto", FindsOne(), 2, ThreadPoolExecutor(1))
+    image = np.zeros((120, 160, 3), np.uint8)
+    tracker = PoseTracker()
+    tracker.update(np.array([[10.0, 10, 50, 90], [100, 10, 140, 90]]))
+    both = np.array(
+        [[[15.0, 15, 0.9], [45, 85, 0.9], [30, 50, 0.9]], [[105.0, 15, 0.9], [135, 85, 0.9], [120, 50, 0.9]]]
+    )
+    tracker.observe_keypoints(np.array([t.track_id for t in tracker.tracks]), both)
+    found, ids = asyncio.run(boxes.boxes_for(StreamFrame(0, image), tracker))  # a detection frame
+    assert sorted(ids.tolist()) == sorted(t.track_id for t in tracker.tracks) and len(found) == 2
+    assert all(t.misses == 0 for t in tracker.tracks)
 
 
 def test_boxes_are_clipped_to_the_frame_and_emptied_ones_dropped() -> None:
@@ -612,19 +656,20 @@ def test_boxes_are_clipped_to_the_frame_and_emptied_ones_dropped() -> None:
 
 
 def test_boxes_carried_over_from_a_larger_frame_stay_inside_the_smaller_one() -> None:
-    """A live stream that shrinks its frames: the last frame's boxes must not leave the new frame."""
+    """A live stream that shrinks its frames: the followed boxes must not leave the new frame."""
     detector = _CountingDetector()  # two people, up to x = 100, y = 90
     boxes = SessionBoxes("auto", detector, 3, ThreadPoolExecutor(1))
+    tracker = PoseTracker()
 
     async def frames() -> list[np.ndarray]:
-        large = await boxes.boxes_for(StreamFrame(0, np.zeros((120, 160, 3), np.uint8)), {})
-        small = await boxes.boxes_for(StreamFrame(1, np.zeros((60, 80, 3), np.uint8)), {})
+        large, _ = await boxes.boxes_for(StreamFrame(0, np.zeros((120, 160, 3), np.uint8)), tracker)
+        small, _ = await boxes.boxes_for(StreamFrame(1, np.zeros((60, 80, 3), np.uint8)), tracker)
         return [large, small]
 
     large, small = asyncio.run(frames())
-    assert detector.calls == 1  # frame 1 was carried over, not detected
+    assert detector.calls == 1  # frame 1 was followed, not detected
     assert large[:, :4].tolist() == [[10, 10, 50, 90], [60, 10, 100, 90]]
-    assert small[:, :4].tolist() == [[10, 10, 50, 60], [60, 10, 80, 60]]
+    np.testing.assert_allclose(small[:, :4], [[10, 10, 50, 60], [60, 10, 80, 60]], atol=1e-4)
 
 
 def test_a_detection_started_ahead_is_used_and_not_run_again(tmp_path: Path) -> None:
@@ -640,12 +685,16 @@ def test_a_detection_started_ahead_is_used_and_not_run_again(tmp_path: Path) -> 
 
     async def run() -> tuple[list, list[np.ndarray]]:
         ahead = [factory.detect_ahead(i, image) for i in range(7)]
-        found = [await boxes.boxes_for(StreamFrame(i, image, detected_ahead=ahead[i]), {}) for i in range(7)]
+        tracker = PoseTracker()
+        found = [
+            (await boxes.boxes_for(StreamFrame(i, image, detected_ahead=ahead[i]), tracker))[0]
+            for i in range(7)
+        ]
         return ahead, found
 
     ahead, found = asyncio.run(run())
     assert [a is not None for a in ahead] == [True, False, False, True, False, False, True]
     assert detector.calls == 3  # the grid frames, each once, all of them ahead
     assert [s for s, _ in stages] == ["detect"] * 3 and all(t >= 0 for _, t in stages)
-    assert all(np.array_equal(f, found[0]) for f in found)
+    assert all(np.allclose(f, found[0], atol=1e-4) for f in found)
     factory.close()

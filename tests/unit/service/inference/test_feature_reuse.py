@@ -21,6 +21,7 @@ from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.runner import ModelRunner
 from tdmi.service.streaming.anchors import TrackAnchors
 from tdmi.service.streaming.session import FrameOutcome, SessionOptions, StreamFrame, StreamSession
+from tests.helpers.box_providers import FixedBoxes
 from tests.helpers.weights import randomize
 
 PRESET = get_preset("tdmi-tiny")
@@ -70,14 +71,6 @@ def test_anchors_stay_while_the_box_stays_and_move_when_it_drifts() -> None:
         TrackAnchors(min_iou=0.0)
 
 
-class GivenBoxes:
-    """The frame's client boxes are its persons (as with ``boxes`` in a video job)."""
-
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
-        assert frame.client_boxes is not None
-        return frame.client_boxes
-
-
 def _video(frames: int, boxes_at, seed: int = 0) -> list[StreamFrame]:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -119,7 +112,7 @@ class Pipeline:
             radius=2, lookahead=2, live=live, feature_reuse=self.feature_reuse, reuse_drift_iou=drift_iou
         )
         sessions = [
-            StreamSession(f"s{i}", engine, options, GivenBoxes(), PoseTracker()) for i in range(len(videos))
+            StreamSession(f"s{i}", engine, options, FixedBoxes(), PoseTracker()) for i in range(len(videos))
         ]
         cache_sizes: list[int] = []
 

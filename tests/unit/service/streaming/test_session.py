@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from tdmi.model.data.clips import clip_indices
-from tdmi.model.tracking import PoseTracker
+from tdmi.model.tracking import Followed, PoseTracker
 from tdmi.service.detection import Detections
 from tdmi.service.inference.work import FrameWork, PoseArrays
 from tdmi.service.streaming.boxes import SessionBoxes
 from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
+from tests.helpers.box_providers import FixedBoxes
 
 J = 17
 
@@ -40,11 +41,8 @@ class RecordingQueue:
             work.resolve(PoseArrays(marker))
 
 
-class OneBox:
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
-        if frame.client_boxes is not None:
-            return frame.client_boxes
-        return np.array([[10.0, 10.0, 50.0, 90.0, 0.9]], dtype=np.float32)
+def OneBox() -> FixedBoxes:
+    return FixedBoxes(np.array([[10.0, 10.0, 50.0, 90.0, 0.9]], dtype=np.float32))
 
 
 def _frame(i: int, boxes: np.ndarray | None = None) -> StreamFrame:
@@ -145,31 +143,40 @@ class DelayedQueue:
         return True
 
 
-class FollowingBoxes:
-    """Two people when nothing is followed, else one box per followed person; records which
-    frame each frame followed (read back from the keypoints' x offset)."""
+class FollowingTracker(PoseTracker):
+    """Records which frame's keypoints each step follows (read back from their x offset)."""
 
     def __init__(self) -> None:
+        super().__init__(id_source=itertools.count(1).__next__)
         self.followed: list[int | None] = []
+        self._observed: set[int] = set()
 
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
-        if not previous:
-            self.followed.append(None)
-            return np.array([[10, 20, 18, 60, 0.9], [30, 20, 38, 60, 0.8]], dtype=np.float32)
-        sources = {round((p[0, 0] - 10) % 20 * 100) for p in previous.values()}
-        assert len(sources) == 1, sources
-        self.followed.append(sources.pop())
-        points = np.stack(list(previous.values()))
-        low, high = points[..., :2].min(axis=1), points[..., :2].max(axis=1)
-        return np.concatenate([low, high, np.full((len(points), 1), 0.5)], axis=1).astype(np.float32)
+    def observe_keypoints(self, track_ids: np.ndarray, keypoints: np.ndarray) -> None:
+        self._observed |= {round((p[0, 0] - 10) % 20 * 100) for p in keypoints}
+        super().observe_keypoints(track_ids, keypoints)
+
+    def step(self, image_size: tuple[int, int] | None = None) -> Followed:
+        assert len(self._observed) <= 1, self._observed
+        self.followed.append(self._observed.pop() if self._observed else None)
+        return super().step(image_size)
+
+
+class FollowingBoxes:
+    """Two people when no track is followed, else the followed boxes."""
+
+    async def boxes_for(self, frame: StreamFrame, tracker: PoseTracker) -> tuple[np.ndarray, np.ndarray]:
+        followed = tracker.step()
+        if len(followed.track_ids):
+            return followed.boxes, followed.track_ids
+        boxes = np.array([[10, 20, 18, 60, 0.9], [30, 20, 38, 60, 0.8]], dtype=np.float32)
+        return boxes, tracker.match(boxes)
 
 
 async def _job(lag: int, seed: int, frames: int = 12) -> tuple[list[int | None], list]:
     """A job session whose frames come back in an order set by ``seed``."""
-    boxes = FollowingBoxes()
-    tracker = PoseTracker(id_source=itertools.count(1).__next__)
+    tracker = FollowingTracker()
     options = SessionOptions(radius=2, lookahead=2, live=False, box_lag=lag)
-    session = StreamSession("job", DelayedQueue(seed), options, boxes, tracker)
+    session = StreamSession("job", DelayedQueue(seed), options, FollowingBoxes(), tracker)
 
     async def feed() -> None:
         for i in range(frames):
@@ -179,7 +186,7 @@ async def _job(lag: int, seed: int, frames: int = 12) -> tuple[list[int | None],
     feeding = asyncio.create_task(feed())
     outcomes = [o.poses async for o in session.outcomes()]
     await feeding
-    return boxes.followed, outcomes
+    return tracker.followed, outcomes
 
 
 @pytest.mark.parametrize("lag", [1, 3])

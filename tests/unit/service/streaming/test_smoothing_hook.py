@@ -20,6 +20,7 @@ from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
 from tdmi.service.streaming.feed import LocalFeed, errors_ignored
 from tdmi.service.streaming.session import SessionOptions, StreamFrame, StreamSession
+from tests.helpers.box_providers import FixedBoxes
 
 FPS = 25.0
 
@@ -76,11 +77,6 @@ class _Queue:
         return True
 
 
-class _OneBox:
-    async def boxes_for(self, frame: StreamFrame, previous: dict[int, np.ndarray]) -> np.ndarray:
-        return np.array([[10.0, 10.0, 50.0, 90.0, 0.9]], dtype=np.float32)
-
-
 class _RecordingTracker(PoseTracker):
     def __init__(self) -> None:
         super().__init__()
@@ -97,7 +93,14 @@ def test_a_session_smooths_what_it_answers_while_its_tracker_sees_the_raw_keypoi
         queue, tracker = _Queue(), _RecordingTracker()
         options = SessionOptions(radius=1, lookahead=0, live=live, box_lag=None if live else 1)
         smoother = PoseSmoother(OneEuroParams(min_cutoff=1.0, beta=0.0))
-        session = StreamSession("s", queue, options, _OneBox(), tracker, smoother=smoother)
+        session = StreamSession(
+            "s",
+            queue,
+            options,
+            FixedBoxes(np.array([[10.0, 10.0, 50.0, 90.0, 0.9]], dtype=np.float32)),
+            tracker,
+            smoother=smoother,
+        )
         for i in range(8):
             await session.push(StreamFrame(frame_id=i, image=np.zeros((8, 8, 3), np.uint8), pts=i / FPS))
         await session.end()
