@@ -340,10 +340,9 @@ class PoseTracker:
                 track.keypoints, track.fresh, track.posed = points, True, True
 
     def _keypoint_box(self, track: _TrackState, size: tuple[float, float]) -> np.ndarray | None:
-        """The box around the track's new confident keypoints (used once), or None."""
+        """The box around the track's new confident keypoints, or None (``step`` marks them used)."""
         if not track.fresh or track.keypoints is None:
             return None
-        track.fresh = False
         found, _ = boxes_from_keypoints(
             track.keypoints[None], size, min_score=self.config.min_keypoint_score,
             min_joints=self.config.min_shared_keypoints,

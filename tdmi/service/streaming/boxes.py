@@ -72,8 +72,7 @@ class SessionBoxes:
         )
         found, seconds = await pending
         self._on_stage("detect", seconds)
-        detections = _clipped(detections_array(found), frame.image.shape)
-        visible = (detections[:, 2] > detections[:, 0]) & (detections[:, 3] > detections[:, 1])
+        detections, visible = _clip(detections_array(found), frame.image.shape)
         detections = detections[visible]
         sure = None if found.sure is None else found.sure[visible]
         ids = tracker.match(detections, sure=sure, keep_measured=True)
@@ -87,23 +86,23 @@ def _inside(
     boxes: np.ndarray, track_ids: np.ndarray, shape: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes clipped to the frame, with their track ids; boxes left empty go, ids with them."""
-    clipped = _clipped(boxes, shape)
-    kept = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    clipped, kept = _clip(boxes, shape)
     return clipped[kept], track_ids[kept]
 
 
-def _clipped(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every box clipped to an image of ``shape`` (H, W, ...), and which ones keep an area."""
     height, width = shape[:2]
     clipped = boxes.copy()
     clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
     clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
-    return clipped
+    return clipped, (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
 
 
 def clip_to_frame(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(N, 5) boxes clipped to an image of ``shape`` (H, W, ...); boxes left empty are dropped."""
-    clipped = _clipped(boxes, shape)
-    return clipped[(clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])]
+    clipped, kept = _clip(boxes, shape)
+    return clipped[kept]
 
 
 def detections_array(found: Detections) -> np.ndarray:
