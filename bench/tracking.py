@@ -63,9 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     spec = args.model or default_model_spec(torch.device("cpu"))
-    detector = resolve_detector(args.detector, weights_store(Settings()))
+    settings = Settings()
+    detector = resolve_detector(args.detector, weights_store(settings))
     report = report_header("tracking", torch.device("cpu"))
-    report["settings"] = {"model": spec.split("=")[0], "detector": detector, "tracking": _tracking_settings()}
+    report["settings"] = {
+        "model": spec.split("=")[0],
+        "detector": detector,
+        "tracking": _tracking_settings(settings),
+    }
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-tracking-") as tmp:
         server = ServerProcess(Path(tmp) / "server", "--model", spec, env={"TDMI_DETECTOR": detector})
         try:
@@ -80,8 +85,7 @@ def main(args: argparse.Namespace) -> None:
     emit(report, args.json, _render)
 
 
-def _tracking_settings() -> dict[str, Any]:
-    settings = Settings()
+def _tracking_settings(settings: Settings) -> dict[str, Any]:
     names = [n for n in Settings.model_fields if n.startswith("track_")] + ["detect_every", "job_box_lag"]
     return {n: getattr(settings, n) for n in names}
 
