@@ -57,7 +57,7 @@ WEBSOCKET_REFUSALS = {
     "not_ready": (1013, "not ready", True),
     "too_many_streams": (4029, "too many concurrent streams", True),
     "not_found": (4004, "not found", True),  # a camera source's viewer: no such source
-    "not_implemented": (4501, "not implemented", True),  # camera sources on a cluster's API node
+    "not_implemented": (4501, "not implemented", True),  # camera sources on a node that serves none
 }
 
 

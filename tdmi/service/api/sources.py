@@ -174,8 +174,7 @@ async def source_overlay(source_id: str, sources: SourcesDep, caller: CallerDep)
     with its poses drawn, at most ``max_fps`` pictures a second, until the source is deleted."""
     source = _source(sources, source_id, caller)
     overlay = source.overlay
-    if overlay is None:  # a cluster's API node: the frames stay on the worker
-        raise ApiError(501, "not_implemented", "the live overlay needs embedded mode for now")
+    assert overlay is not None, "a listed source has started"
     metrics = sources.metrics
 
     async def parts() -> AsyncIterator[bytes]:

@@ -14,6 +14,8 @@ __all__ = [
     "replies",
     "source_lease",
     "source_out",
+    "source_overlay",
+    "source_overlay_watched",
     "source_runs",
     "source_state",
     "worker",
@@ -69,3 +71,13 @@ def source_state(source_id: str) -> str:
 def source_out(source_id: str) -> str:
     """Stream, capped: a source's viewer messages (status events, results) from its worker."""
     return f"tdmi:source:{source_id}:out"
+
+
+def source_overlay(source_id: str) -> str:
+    """Stream, capped at a picture or two, expiring: a source's overlay JPEGs from its worker."""
+    return f"tdmi:source:{source_id}:overlay"
+
+
+def source_overlay_watched(source_id: str) -> str:
+    """String with a TTL: some API node has overlay watchers of the source (renewed while it has)."""
+    return f"tdmi:source:{source_id}:overlay:watched"

@@ -1,11 +1,16 @@
 """Camera sources in Redis: the record an API node writes, the lease a worker holds, the state and
-the viewer messages that worker writes back.
+the viewer messages that worker writes back, and the overlay pictures it sends while watched.
 
 A source never finishes, so it is not queued like a job: it is held by a lease (a key with a TTL
 naming the worker) that the worker renews every beat. A worker that dies stops renewing; the lease
 expires after ``node_ttl_s`` and the next worker to look takes it, so a source moves within
 seconds, without anyone having to notice the death. Everything a source is lives here, not in an
 API node: a restarted API node finds every source running.
+
+The overlay is drawn on the worker, so its pictures cross Redis, but only while someone watches:
+an API node with overlay watchers of a source keeps a flag with a TTL up, the worker draws while
+it sees the flag, and each picture goes into a stream trimmed exactly to ``OVERLAY_LENGTH`` and
+expiring with the flag, so Redis holds at most that many pictures per watched source.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from redis.asyncio import Redis
 
 from tdmi.service.cluster import keys
 
-__all__ = ["OUT_LENGTH", "SourceBook", "SourceRecord"]
+__all__ = ["OUT_LENGTH", "OVERLAY_LENGTH", "SourceBook", "SourceRecord"]
 
 OUT_LENGTH = 256  # viewer messages kept per source: a few seconds, for relays a little behind
 OUT_KEPT_S = 60  # a deleted source's messages stay this long, for relays still reading its end
+OVERLAY_LENGTH = 2  # overlay pictures kept per source: the newest, and one for a relay a little behind
 
 # KEYS: lease; ARGV: worker id, ttl ms. 1 if the lease was this worker's and is renewed
 _RENEW = """
@@ -53,6 +59,7 @@ class SourceRecord:
     lookahead: int | None
     max_fps: float | None
     created_at: float  # wall-clock seconds
+    record: bool = False  # its results written to the shared data directory by its worker
 
     def encode(self) -> str:
         return json.dumps(asdict(self))
@@ -86,7 +93,11 @@ class SourceBook:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.SOURCES, source_id)
             pipe.delete(
-                keys.source_lease(source_id), keys.source_state(source_id), keys.source_runs(source_id)
+                keys.source_lease(source_id),
+                keys.source_state(source_id),
+                keys.source_runs(source_id),
+                keys.source_overlay(source_id),
+                keys.source_overlay_watched(source_id),
             )
             pipe.xadd(keys.source_out(source_id), {"m": last_message}, maxlen=OUT_LENGTH, approximate=True)
             pipe.expire(keys.source_out(source_id), OUT_KEPT_S)
@@ -138,24 +149,62 @@ class SourceBook:
 
     async def last_message_id(self, source_id: str) -> str:
         """Where a new reader starts: after the newest message (a viewer starts at the current frame)."""
-        newest: list[tuple[bytes, object]] = await self.redis.xrevrange(  # type: ignore[assignment]
-            keys.source_out(source_id), count=1
-        )
+        return await self._newest_id(keys.source_out(source_id))
+
+    async def _newest_id(self, stream: str) -> str:
+        newest: list[tuple[bytes, object]] = await self.redis.xrevrange(stream, count=1)  # type: ignore[assignment]
         return newest[0][0].decode() if newest else "0-0"
 
     async def read(self, after: dict[str, str], block_ms: int) -> list[tuple[str, str, str]]:
         """Messages of these sources after the given ids, waiting up to ``block_ms`` for one:
         (source id, message id, message) in order per source."""
-        if not after:
-            return []
         streams = {keys.source_out(i): last for i, last in after.items()}
+        entries = await self._xread(streams, OUT_LENGTH, block_ms)
+        return [(source_id, entry_id, fields[b"m"].decode()) for source_id, entry_id, fields in entries]
+
+    async def watch_overlay(self, source_id: str) -> None:
+        """Someone here watches the source's overlay: its worker draws it for ``node_ttl_s`` more."""
+        await self.redis.set(keys.source_overlay_watched(source_id), "1", px=self.ttl_ms)
+
+    async def overlays_watched(self, source_ids: list[str]) -> set[str]:
+        """Those of these sources whose overlay someone watches now."""
+        if not source_ids:
+            return set()
+        flags = await self.redis.mget([keys.source_overlay_watched(i) for i in source_ids])
+        return {i for i, flag in zip(source_ids, flags, strict=True) if flag is not None}
+
+    async def publish_overlay(self, source_id: str, jpeg: bytes) -> None:
+        """One overlay picture; the stream keeps ``OVERLAY_LENGTH`` and goes when nobody watches."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(keys.source_overlay(source_id), {"j": jpeg}, maxlen=OVERLAY_LENGTH, approximate=False)
+            pipe.pexpire(keys.source_overlay(source_id), self.ttl_ms)
+            await pipe.execute()
+
+    async def last_overlay_id(self, source_id: str) -> str:
+        """Where a relay of the overlay starts: after the newest picture (it may be a few seconds
+        old: a new watcher waits for the next one, as in embedded mode)."""
+        return await self._newest_id(keys.source_overlay(source_id))
+
+    async def read_overlays(self, after: dict[str, str], block_ms: int) -> list[tuple[str, str, bytes]]:
+        """Overlay pictures of these sources after the given ids, waiting up to ``block_ms``:
+        (source id, picture id, JPEG) in order per source."""
+        streams = {keys.source_overlay(i): last for i, last in after.items()}
+        entries = await self._xread(streams, OVERLAY_LENGTH, block_ms)
+        return [(source_id, entry_id, fields[b"j"]) for source_id, entry_id, fields in entries]
+
+    async def _xread(
+        self, streams: dict[str, str], count: int, block_ms: int
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """Entries of ``tdmi:source:ID:...`` streams: (source id, entry id, fields)."""
+        if not streams:
+            return []
         replies: list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = await self.redis.xread(  # type: ignore[assignment]
             streams,  # type: ignore[arg-type]
-            count=OUT_LENGTH,
+            count=count,
             block=block_ms,
         )
-        out: list[tuple[str, str, str]] = []
-        for stream, entries in replies:
-            source_id = stream.decode().split(":")[2]
-            out.extend((source_id, entry_id.decode(), fields[b"m"].decode()) for entry_id, fields in entries)
-        return out
+        return [
+            (stream.decode().split(":")[2], entry_id.decode(), fields)
+            for stream, entries in replies
+            for entry_id, fields in entries
+        ]

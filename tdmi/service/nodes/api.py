@@ -2,7 +2,8 @@
 
 Video jobs go to the Redis job queue, live streams to a worker each, camera sources to Redis for
 a worker to take (``tdmi.service.sources.remote``); ready while Redis answers and its loops (Redis
-watch, heartbeat, live replies, camera sources, retention sweep) run (``tdmi.service.loops``).
+watch, heartbeat, live replies, camera sources, their results and overlays, retention sweeps)
+run (``tdmi.service.loops``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class ApiNode:
         self.loops.start("api heartbeat", self._beat, every_s)
         self.loops.start("camera sources", self.sources.refresh, every_s)
         self.loops.start("source results", self.sources.relay)
+        self.loops.start("source overlays", self.sources.relay_overlays)
+        self.sources.start(self.loops)
         await self.jobs.start(self.loops)
         url = node_url(self.settings, "serve")
         log.info(

@@ -13,7 +13,7 @@ from tdmi.protocol.stream import ReadyMessage
 from tdmi.service.auth import Caller
 from tdmi.service.config import Settings
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.sources.overlay import LiveOverlay
+from tdmi.service.sources.overlay import SharedPicture
 from tdmi.service.sources.source import SourceOptions, SourceStats
 from tdmi.service.sources.viewers import Viewers
 
@@ -39,8 +39,8 @@ class SourceView(Protocol):
         ...
 
     @property
-    def overlay(self) -> LiveOverlay | None:
-        """The live overlay; None where it is not served (an API node of a cluster)."""
+    def overlay(self) -> SharedPicture | None:
+        """The live overlay's pictures; None while the source is starting."""
         ...
 
     def status(self) -> SourceStatus: ...

@@ -4,6 +4,10 @@ Every MJPEG watcher of a source shares one picture: a processed frame is drawn a
 only while someone watches, at most ``max_fps`` times a second, and never twice at once (a frame
 that comes while the previous one is still being encoded is not drawn). Drawing is the one the
 overlay videos of jobs use (``tdmi.protocol.overlay.draw_poses``).
+
+``SharedPicture`` is the part the watchers see: the newest JPEG and a wake-up for each new one.
+An API node of a cluster has only that part: its pictures are drawn on the worker that runs the
+source and relayed through Redis (``tdmi.service.sources.hosted``, ``remote``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 from tdmi.protocol.overlay import draw_poses
 from tdmi.protocol.poses import PersonPose
 
-__all__ = ["MJPEG_BOUNDARY", "LiveOverlay", "mjpeg_part"]
+__all__ = ["MJPEG_BOUNDARY", "LiveOverlay", "SharedPicture", "mjpeg_part"]
 
 log = logging.getLogger("tdmi.sources")
 MJPEG_BOUNDARY = "tdmi-frame"
@@ -45,19 +49,58 @@ def _drawn_jpeg(
     return data.tobytes()
 
 
-class LiveOverlay:
-    """The newest drawn frame of a source and the watchers waiting for the next one."""
+class SharedPicture:
+    """The newest picture of a source and the watchers waiting for the next one (event loop only)."""
+
+    def __init__(self) -> None:
+        self.watchers = 0
+        self._jpeg: bytes | None = None
+        self._new = asyncio.Event()  # set, and replaced, at each new picture and at the end
+        self._closed = False
+
+    def show(self, jpeg: bytes) -> None:
+        """A new picture for every watcher."""
+        self._jpeg = jpeg
+        self._wake()
+
+    def end(self) -> None:
+        """End every watcher's stream."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._new.set()
+        self._new = asyncio.Event()
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Each new picture, for one watcher, until the source closes: the newest one at once."""
+        self.watchers += 1
+        try:
+            sent: bytes | None = None
+            while True:
+                while not self._closed and self._jpeg is sent:
+                    await self._new.wait()
+                if self._closed:
+                    return
+                sent = self._jpeg
+                assert sent is not None
+                yield sent
+        finally:
+            self.watchers -= 1
+            if not self.watchers:  # the next watcher must not start with an old picture
+                self._jpeg = None
+
+
+class LiveOverlay(SharedPicture):
+    """The watchers' picture drawn here, from the source's processed frames."""
 
     def __init__(self, skeleton: Sequence[tuple[int, int]], score_threshold: float, max_fps: float):
+        super().__init__()
         self.skeleton, self.score_threshold = skeleton, score_threshold
         self.min_interval_s = 1.0 / max_fps
-        self.watchers = 0
         self.encoded = 0  # frames drawn and encoded (for the tests and /metrics)
-        self._jpeg: bytes | None = None
-        self._changed = asyncio.Condition()
         self._encoding: asyncio.Task[None] | None = None
         self._last_at = 0.0
-        self._closed = False
 
     def offer(self, image: np.ndarray, persons: list[PersonPose]) -> None:
         """A processed frame: drawn in the background if someone watches and it is time."""
@@ -75,28 +118,7 @@ class LiveOverlay:
             log.warning("overlay frame not drawn: %s", exc)
             return
         self.encoded += 1
-        async with self._changed:
-            self._jpeg = jpeg
-            self._changed.notify_all()
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        """Each new picture, for one watcher, until the source closes: the newest one at once."""
-        self.watchers += 1
-        try:
-            sent: bytes | None = None
-            while True:
-                async with self._changed:
-                    while not self._closed and self._jpeg is sent:
-                        await self._changed.wait()
-                    if self._closed:
-                        return
-                    sent = self._jpeg
-                assert sent is not None
-                yield sent
-        finally:
-            self.watchers -= 1
-            if not self.watchers:  # the next watcher must not start with an old picture
-                self._jpeg = None
+        self.show(jpeg)
 
     async def close(self) -> None:
         """End every watcher's stream and the encode in flight."""
@@ -105,5 +127,4 @@ class LiveOverlay:
             self._encoding.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._encoding
-        async with self._changed:
-            self._changed.notify_all()
+        self.end()

@@ -18,7 +18,8 @@ stream is live a fraction of a second after it connects instead of seconds of fr
   no video, frames larger than the job limit (``max_video_pixels``).
 - FFmpeg's log lines can hold the URL with its password: FFmpeg's logging stays off (PyAV's
   default, asserted at start), and the messages kept from its errors are rebuilt from their
-  error text, never from the exception, which names the URL.
+  kind (``faults``: timeouts, refusals, unreachable hosts and unreadable streams told apart),
+  never from the exception, which names the URL.
 
 ``stop`` waits at most its timeout. FFmpeg offers no safe way to cut a read blocked in another
 thread (closing the container under it frees what it reads), so a blocked read ends by its own
@@ -45,7 +46,7 @@ import numpy as np
 
 from tdmi.service.backoff import Backoff
 from tdmi.service.config import Settings
-from tdmi.service.logs import redact as redact_text
+from tdmi.service.sources.faults import Attempt, connection_error
 from tdmi.service.sources.url_policy import CheckedUrl, SourceRefused, check_source_url
 
 __all__ = ["CameraFrame", "CameraReader", "ReaderState", "ReaderStats"]
@@ -313,11 +314,9 @@ class CameraReader:
                 timeout=(connect_s, stall_s),
             )
         except (av.FFmpegError, OSError) as exc:
-            # an interrupted open surfaces as whatever FFmpeg was doing (often "invalid data")
-            timed_out = time.monotonic() - started >= connect_s
-            message = f"the camera did not answer within {connect_s:g} s" if timed_out else None
-            raise _Reconnect(message or _public_error(exc, "cannot connect")) from None
-        last_frame, published = time.monotonic(), False
+            opening = Attempt(opened=False, packets=0, waited_s=time.monotonic() - started)
+            raise _Reconnect(connection_error(exc, opening, connect_s, stall_s)) from None
+        last_frame, published, packets = time.monotonic(), False, 0
         try:
             if not container.streams.video:
                 raise SourceFailed("the source has no video stream")
@@ -331,6 +330,7 @@ class CameraReader:
             for packet in container.demux(stream):
                 if self._stopping.is_set():
                     break
+                packets += 1
                 for frame in _decoded(packet):
                     self._publish(frame, clock)
                     backoff.reset()
@@ -338,9 +338,8 @@ class CameraReader:
                 if time.monotonic() - last_frame > stall_s:
                     raise _Reconnect(f"no frame from the camera for {stall_s:g} s")
         except (av.FFmpegError, OSError) as exc:
-            stalled = time.monotonic() - last_frame >= stall_s
-            message = f"no frame from the camera for {stall_s:g} s" if stalled else None
-            raise _Reconnect(message or _public_error(exc, "the connection failed")) from None
+            streaming = Attempt(opened=True, packets=packets, waited_s=time.monotonic() - last_frame)
+            raise _Reconnect(connection_error(exc, streaming, connect_s, stall_s)) from None
         finally:
             container.close()
         return published
@@ -394,19 +393,3 @@ def _ffmpeg_options(url: CheckedUrl, settings: Settings) -> dict[str, str]:
         # a redirect could lead anywhere: the policy checked this host only
         options |= {"timeout": timeout_us, "rw_timeout": timeout_us, "max_redirects": "0"}
     return options
-
-
-def _public_error(exc: av.FFmpegError | OSError, doing: str) -> str:
-    """What went wrong, for the source's owner: from the error's kind and text, never from the
-    exception's string (it names the URL, credentials included)."""
-    if isinstance(exc, av.HTTPUnauthorizedError):
-        return "the camera refused the credentials (401)"
-    if isinstance(exc, av.HTTPForbiddenError):
-        return "the camera refused access (403)"
-    if isinstance(exc, av.HTTPNotFoundError):
-        return "the camera has no stream at that path (404)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "the camera refused the connection (nothing listens on that port)"
-    if isinstance(exc, av.InvalidDataError):
-        return "the camera's answer is not a video stream FFmpeg can read"
-    return f"{doing}: {redact_text(str(exc.strerror or type(exc).__name__))}"

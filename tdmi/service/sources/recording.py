@@ -4,6 +4,10 @@ A recorded source has a folder ``DATA/sources/<source_id>/``: ``source.json`` (o
 skeleton, so the recording stays readable and owned after the source is deleted) and one file of
 JSON lines per UTC hour of capture time, ``YYYYMMDDTHH.jsonl``. Each line is a viewer's ``result``
 message as it was encoded for the viewers, wrapped with its capture time and the frame's size.
+In a cluster the worker running the source writes into the same folder on the shared data
+directory, each run of the source (``runs``: a worker took it, it moved) into files of its own,
+``YYYYMMDDTHH.runN.jsonl``: a worker that lost the lease and has not yet noticed never appends
+into the file its successor writes. Reading takes every file of an hour, so a range spans moves.
 
 Writes happen on a thread of the source's own (``RecordingWriter``), behind a queue of
 ``QUEUE_LINES``: a disk slower than the camera loses lines (counted in
@@ -94,12 +98,15 @@ class Recordings:
         self.settings, self.metrics = settings, metrics
         self.root = settings.data_dir / "sources"
 
-    async def writer(self, meta: RecordingMeta) -> RecordingWriter:
-        """A new source's writer (not started), its ``source.json`` written."""
+    async def writer(self, meta: RecordingMeta, run: int | None = None) -> RecordingWriter:
+        """A source's writer (not started), its ``source.json`` written; ``run``: which run of a
+        cluster's source it writes (module docstring), None in embedded mode."""
         folder = self.root / meta.source_id
         await asyncio.to_thread(_write_meta, folder, meta)
         dropped = self.metrics.source_records_dropped
-        return RecordingWriter(folder, self.settings.min_free_bytes, lambda why: dropped.labels(why).inc())
+        return RecordingWriter(
+            folder, self.settings.min_free_bytes, lambda why: dropped.labels(why).inc(), run=run
+        )
 
     async def results(self, source_id: str, caller: Caller, start: float, end: float) -> JobResultPublic:
         """The results captured in ``[start, end]``; 404 for a source this caller cannot see or that
@@ -149,8 +156,8 @@ def _read_meta(folder: Path) -> RecordingMeta | None:
         return None
 
 
-def _hour_file(folder: Path, at: float) -> Path:
-    return folder / (datetime.fromtimestamp(at, UTC).strftime(HOUR_NAME) + SUFFIX)
+def _hour(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime(HOUR_NAME)
 
 
 class RecordingWriter:
@@ -162,8 +169,10 @@ class RecordingWriter:
         min_free_bytes: int,
         on_dropped: Callable[[str], None],
         capacity: int = QUEUE_LINES,
+        run: int | None = None,
     ):
         self.folder, self.min_free_bytes, self.on_dropped = folder, min_free_bytes, on_dropped
+        self._suffix = SUFFIX if run is None else f".run{run}{SUFFIX}"
         self._lines: queue.Queue[tuple[float, str] | None] = queue.Queue(maxsize=capacity)  # None: stop
         self._thread = named_threads("tdmi-source-record")  # named in the OS too (top -H)
         self._running: Future[None] | None = None
@@ -222,7 +231,7 @@ class RecordingWriter:
                 self._flush()
 
     def _write(self, at: float, line: str) -> None:
-        path = _hour_file(self.folder, at)
+        path = self.folder / (_hour(at) + self._suffix)
         if not self._has_room(path != self._path):
             self.on_dropped("disk_full")
             return
@@ -271,19 +280,21 @@ def _number(value: int | None) -> str:
     return "null" if value is None else str(int(value))
 
 
-def _hours(start: float, end: float) -> list[str]:
-    """The names of the hour files that may hold lines captured in ``[start, end]``."""
+def _hour_files(folder: Path, start: float, end: float) -> list[Path]:
+    """The files that may hold lines captured in ``[start, end]``: each hour's, of every run."""
     first = int(start // 3600) * 3600
-    return [_hour_file(Path(), t).name for t in range(first, int(end) + 1, 3600)]
+    return [
+        path for t in range(first, int(end) + 1, 3600) for path in sorted(folder.glob(f"{_hour(t)}*{SUFFIX}"))
+    ]
 
 
 def read_range(folder: Path, start: float, end: float, max_frames: int) -> list[RecordedFrame]:
     """Frames captured in ``[start, end]``, in capture order; ``TooManyFrames`` beyond
     ``max_frames``. A line cut short (written while read, or by a crash) is left out."""
     found: list[RecordedFrame] = []
-    for name in _hours(start, end):
+    for path in _hour_files(folder, start, end):
         try:
-            with open(folder / name, encoding="utf-8") as file:
+            with open(path, encoding="utf-8") as file:
                 for line in file:
                     frame = _parsed(line)
                     if frame is None or not start <= frame.at <= end:

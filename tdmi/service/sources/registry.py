@@ -23,7 +23,7 @@ from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
 from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.sources.reader import CameraReader, ReaderState
+from tdmi.service.sources.reader import CameraReader
 from tdmi.service.sources.recording import RecordingMeta, Recordings
 from tdmi.service.sources.source import NewReader, OpenSourceFeed, Source, SourceOptions, SourceParts
 from tdmi.service.sources.url_policy import SourceRefused, check_source_url
@@ -132,9 +132,7 @@ class SourceService:
 
     def count_states(self) -> None:
         """``tdmi_sources`` by state, as they are now."""
-        states: list[str] = [s.status() for s in self._sources.values()]
-        for state in ReaderState:
-            self.metrics.sources.labels(state.value).set(states.count(state.value))
+        self.parts.count_states(self._sources.values())
 
     async def _forget(self, source_id: str) -> Source | None:
         source = self._sources.pop(source_id, None)

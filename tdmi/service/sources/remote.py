@@ -6,7 +6,11 @@ worker's messages in a capped Redis stream. Two loops mirror that for the routes
 reads the records and states every beat (the routes answer from the mirror, without a Redis call
 each), and ``relay`` reads the messages of the sources someone here watches into their viewers'
 bounded queues, so a slow viewer loses results as in embedded mode and never slows the others.
-The overlay (it would need every frame through Redis) and recorded results are not served here (501).
+The overlay is drawn by the worker only while watched: ``relay_overlays`` keeps the source's
+watched flag up while someone here watches it and shows each picture the worker sends to this
+node's watchers (one picture per source held here). A recorded source's files are written by
+its worker into the shared data directory; any API node reads them back (``recording``) and
+sweeps them by the jobs' retention.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,9 +32,11 @@ from tdmi.service.cluster.sources import SourceBook, SourceRecord
 from tdmi.service.config import Settings
 from tdmi.service.errors import ApiError
 from tdmi.service.inference.runtime import ModelCatalog
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
-from tdmi.service.sources.overlay import LiveOverlay
+from tdmi.service.sources.overlay import SharedPicture
 from tdmi.service.sources.reader import ReaderState, ReaderStats
+from tdmi.service.sources.recording import Recordings
 from tdmi.service.sources.source import SourceOptions, SourceStats
 from tdmi.service.sources.url_policy import SourceRefused, check_source_url
 from tdmi.service.sources.viewers import Viewers
@@ -44,8 +51,6 @@ RELAY_BLOCK_MS = 500  # longest wait for messages before the relay looks for new
 class RemoteSource:
     """A source running on some worker: its record, the state its worker wrote, this node's viewers."""
 
-    overlay: LiveOverlay | None = None  # not served on an API node
-
     def __init__(self, record: SourceRecord, metrics: ServiceMetrics, settings: Settings):
         self.record = record
         self.source_id = record.source_id
@@ -58,6 +63,7 @@ class RemoteSource:
         )
         self.created_at = datetime.fromtimestamp(record.created_at, UTC)
         self.viewers = Viewers(metrics.source_viewer_dropped.inc)
+        self.overlay = SharedPicture()  # drawn on the worker, relayed while watched
         self.reported: dict[str, Any] | None = None  # its worker's state; None: no worker runs it now
         self.stopped = False
         self._default_lookahead = settings.lookahead or 0
@@ -108,8 +114,11 @@ class RemoteSources:
 
     def __init__(self, settings: Settings, metrics: ServiceMetrics, catalog: ModelCatalog, book: SourceBook):
         self.settings, self.metrics, self.catalog, self.book = settings, metrics, catalog, book
+        self.recordings = Recordings(settings, metrics)
         self._sources: dict[str, RemoteSource] = {}
         self._after: dict[str, str] = {}  # source id -> the last message relayed to its viewers
+        self._overlay_after: dict[str, str] = {}  # source id -> the last overlay picture shown
+        self._flagged: dict[str, float] = {}  # source id -> when its watched flag was last set
 
     async def add(self, request: SourceCreate, caller: Caller) -> RemoteSource:
         """Check as embedded mode does and write the record: a worker takes it at its next beat."""
@@ -117,8 +126,6 @@ class RemoteSources:
             raise ApiError(
                 403, "forbidden", "adding a camera source needs an admin key (TDMI_ADMIN_API_KEYS)"
             )
-        if request.record:
-            raise ApiError(501, "not_implemented", "recording a source's results is not served yet")
         await self._check_room()
         try:  # resolves the host: off the event loop (the worker checks it again before it connects)
             url = await asyncio.to_thread(check_source_url, request.url, self.settings)
@@ -135,6 +142,7 @@ class RemoteSources:
             lookahead=request.lookahead,
             max_fps=request.max_fps,
             created_at=time.time(),
+            record=request.record,
         )
         await self.book.add(record)
         source = self._sources[record.source_id] = RemoteSource(record, self.metrics, self.settings)
@@ -165,7 +173,19 @@ class RemoteSources:
         return source
 
     async def results(self, source_id: str, caller: Caller, start: float, end: float) -> JobResultPublic:
-        raise ApiError(501, "not_implemented", "recorded source results need embedded mode for now")
+        """A source's recorded results from the shared data directory, whichever worker wrote them."""
+        return await self.recordings.results(source_id, caller, start, end)
+
+    def start(self, loops: Loops) -> None:
+        """The recordings' retention sweep, as often as the jobs' (none when jobs are kept forever)."""
+        if self.settings.job_retention_hours > 0:
+            loops.start("recording sweep", self.sweep, self.settings.job_sweep_interval_s)
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Remove the recording files older than the jobs' retention; the folders of sources that
+        record now stay (from Redis: this node's mirror may not be filled yet)."""
+        recording = {r.source_id for r in await self.book.records() if r.record}
+        return await self.recordings.sweep(recording, now)
 
     async def stop(self) -> None:
         """The API node stops; the sources go on running on their workers."""
@@ -206,6 +226,33 @@ class RemoteSources:
             if source is not None:
                 source.viewers.publish(text, droppable=json.loads(text)["type"] == "result")
 
+    async def relay_overlays(self) -> None:
+        """One pass of the overlay relay: the watched flag kept up for each source whose overlay
+        someone here watches, and the newest picture its worker sent shown to them (waits up to
+        ``RELAY_BLOCK_MS`` for one)."""
+        watched = [i for i, s in self._sources.items() if s.overlay.watchers]
+        for source_id in set(self._flagged) - set(watched):  # its flag lapses by itself
+            self._flagged.pop(source_id)
+            self._overlay_after.pop(source_id, None)
+        now = time.monotonic()
+        for source_id in watched:
+            if now - self._flagged.get(source_id, -math.inf) >= self.book.ttl_ms / 3000:
+                await self.book.watch_overlay(source_id)
+                self._flagged[source_id] = now
+            if source_id not in self._overlay_after:  # from the next picture: the newest may be old
+                self._overlay_after[source_id] = await self.book.last_overlay_id(source_id)
+        if not watched:
+            await asyncio.sleep(RELAY_BLOCK_MS / 1000)
+            return
+        newest: dict[str, bytes] = {}
+        for source_id, picture_id, jpeg in await self.book.read_overlays(
+            dict(self._overlay_after), RELAY_BLOCK_MS
+        ):
+            self._overlay_after[source_id], newest[source_id] = picture_id, jpeg
+        for source_id, jpeg in newest.items():
+            if (source := self._sources.get(source_id)) is not None:
+                source.overlay.show(jpeg)
+
     def _end(self, source_id: str) -> None:
         """A deleted source: its viewers here are told ``stopped``, then their streams end."""
         source = self._sources.get(source_id)
@@ -217,5 +264,8 @@ class RemoteSources:
     def _forget(self, source_id: str) -> None:
         source = self._sources.pop(source_id, None)
         self._after.pop(source_id, None)
+        self._flagged.pop(source_id, None)
+        self._overlay_after.pop(source_id, None)
         if source is not None:
             source.viewers.close_all()
+            source.overlay.end()

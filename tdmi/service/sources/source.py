@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, cast
@@ -124,9 +124,11 @@ class Source:
         metrics: ServiceMetrics,
         on_state: Callable[[], None] = lambda: None,
         recorder: RecordingWriter | None = None,
+        first_frame_id: int = 1,
     ):
         self.source_id, self.options, self.metrics = source_id, options, metrics
         self.recorder = recorder  # record: true
+        self.frame_base = first_frame_id - 1  # the reader's frames count from 1
         self.on_state = on_state  # on the loop, after each change of the reader's state
         self.created_at = datetime.now(UTC)
         self.feed = feed
@@ -246,10 +248,10 @@ class Source:
             self._count_reader_frames()
             if frame is None:
                 continue
-            after = frame.seq
+            after, frame_id = frame.seq, self.frame_base + frame.seq
             next_at = time.monotonic() + self.interval_s
-            self._images[frame.seq] = frame.image
-            await self.feed.push_frame(frame.image, frame.seq, frame.captured_at)
+            self._images[frame_id] = frame.image
+            await self.feed.push_frame(frame.image, frame_id, frame.captured_at)
 
     async def _deliver(self) -> None:
         async for reply in self.feed.replies():
@@ -305,6 +307,7 @@ class SourceParts:
         *,
         on_state: Callable[[], None] = lambda: None,
         recorder: RecordingWriter | None = None,
+        first_frame_id: int = 1,
     ) -> Source:
         return Source(
             source_id,
@@ -316,4 +319,11 @@ class SourceParts:
             metrics=self.metrics,
             on_state=on_state,
             recorder=recorder,
+            first_frame_id=first_frame_id,
         )
+
+    def count_states(self, sources: Iterable[Source]) -> None:
+        """``tdmi_sources`` by state: the node's sources as they are now."""
+        states: list[str] = [s.status() for s in sources]
+        for state in ReaderState:
+            self.metrics.sources.labels(state.value).set(states.count(state.value))

@@ -1,11 +1,13 @@
 """Camera sources in a cluster: real redis-server, real API nodes and workers as processes, a real
 RTSP camera (GStreamer's RTSP server on loopback). A source runs on one worker under a lease; it
-moves when that worker is SIGKILLed, and it outlives the API node it was added through."""
+moves when that worker is SIGKILLed, its recording going on, and it outlives the API node it was
+added through, whose successor serves its overlay."""
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +16,9 @@ import pytest
 import redis as redis_client
 from websockets.sync.client import ClientConnection, connect
 
+from tdmi.service.sources.hosted import RUN_FRAME_IDS
 from tests.helpers.cameras import RtspCamera
+from tests.helpers.mjpeg import mjpeg_parts
 from tests.helpers.server import ServerProcess
 from tests.helpers.waits import until
 from tests.integration.cluster.conftest import Cluster
@@ -31,8 +35,9 @@ def camera() -> Iterator[RtspCamera]:
         yield camera
 
 
-def _add(api: ServerProcess, url: str) -> Message:
-    reply = httpx.post(f"{api.base}/v1/sources", json={"url": url, "lookahead": 1}, timeout=30)
+def _add(api: ServerProcess, url: str, record: bool = False) -> Message:
+    body = {"url": url, "lookahead": 1, "record": record}
+    reply = httpx.post(f"{api.base}/v1/sources", json=body, timeout=30)
     assert reply.status_code == 201, reply.text
     created: Message = reply.json()
     return created
@@ -55,10 +60,12 @@ def _results(messages: list[Message]) -> int:
     return sum(m["type"] == "result" for m in messages)
 
 
-def _live_source(cluster: Cluster, camera: RtspCamera) -> tuple[ServerProcess, str, redis_client.Redis]:
+def _live_source(
+    cluster: Cluster, camera: RtspCamera, record: bool = False
+) -> tuple[ServerProcess, str, redis_client.Redis]:
     """A source added on the cluster's first API node, live on one of its workers."""
     api = cluster.apis[0]
-    created = _add(api, camera.url)
+    created = _add(api, camera.url, record)
     assert "s3cret-pw" not in json.dumps(created)
     source_id = created["source_id"]
     until(lambda: _info(api, source_id)["status"] == "live", "the source live on a worker", timeout=180)
@@ -73,7 +80,8 @@ def test_a_source_whose_worker_is_killed_goes_on_on_the_other_worker(
     cluster.start_worker("w1")
     cluster.start_worker("w2")
     cluster.wait_workers({"w1", "w2"})
-    api, source_id, redis = _live_source(cluster, camera)
+    added_at = time.time()
+    api, source_id, redis = _live_source(cluster, camera, record=True)
     running = redis.get(f"tdmi:source:{source_id}:lease").decode()
     other_id = _add(api, camera.url)["source_id"]  # goes to the less loaded worker: the other one
     until(lambda: redis.exists(f"tdmi:source:{other_id}:lease"), "the second source taken", timeout=60)
@@ -105,6 +113,24 @@ def test_a_source_whose_worker_is_killed_goes_on_on_the_other_worker(
     info = _info(api, source_id)
     assert info["frames_processed"] > 0
     assert "s3cret-pw" not in json.dumps(info) and "s3cret-pw" not in cluster.workers[survivor].log()
+    # the worker's own /metrics counts the two sources it runs now
+    until(
+        lambda: (
+            'tdmi_sources{state="live"} 2.0' in httpx.get(f"{cluster.workers[survivor].base}/metrics").text
+        ),
+        "both sources counted live on the surviving worker",
+        timeout=30,
+    )
+    # one recording across the move, read back through the API node: both runs, ids unique
+    recorded = httpx.get(
+        f"{api.base}/v1/sources/{source_id}/results", params={"from": added_at}, timeout=30
+    ).json()
+    indices = [frame["index"] for frame in recorded["frames"]]
+    assert recorded["job_id"] == source_id and len(indices) == len(set(indices))
+    second_run = [i > RUN_FRAME_IDS for i in indices]  # numbered after the first run's
+    assert second_run == sorted(second_run) and 0 < sum(second_run) < len(indices)
+    files = (cluster.data_dir / "sources" / source_id).glob("*.jsonl")
+    assert {path.name.split(".")[1] for path in files} == {"run1", "run2"}  # each run its own files
 
 
 def test_a_restarted_api_node_keeps_the_source_and_delete_stops_it_on_its_worker(
@@ -125,7 +151,11 @@ def test_a_restarted_api_node_keeps_the_source_and_delete_stops_it_on_its_worker
     until(
         lambda: _info(api, source_id)["frames_processed"] > processed + 10, "the source still processing", 120
     )
-    assert httpx.get(f"{api.base}/v1/sources/{source_id}/overlay", timeout=10).status_code == 501
+    # the overlay, drawn on the worker while someone watches, through the new API node
+    for head, body in mjpeg_parts(f"{api.base}/v1/sources/{source_id}/overlay", 2, timeout=60):
+        assert b"image/jpeg" in head and body.startswith(b"\xff\xd8") and body.endswith(b"\xff\xd9")
+    overlay_keys = (f"tdmi:source:{source_id}:overlay:watched", f"tdmi:source:{source_id}:overlay")
+    until(lambda: not redis.exists(*overlay_keys), "nothing drawn or kept once nobody watches", 30)
     messages: list[Message] = []
     with connect(f"{api.ws_base}/v1/sources/{source_id}/results", open_timeout=30) as ws:
         _read_until(ws, messages, lambda m: _results(m) >= 3)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tdmi.protocol.sources import SourceCreate
 from tdmi.service.auth import Caller
+from tdmi.service.cluster import keys
 from tdmi.service.cluster.connection import connect
-from tdmi.service.cluster.sources import SourceBook, SourceRecord
+from tdmi.service.cluster.sources import OVERLAY_LENGTH, SourceBook, SourceRecord
 from tdmi.service.config import Settings
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.sources.remote import RemoteSources
@@ -19,6 +22,7 @@ from tests.helpers.redis_server import RedisServer
 
 _DB = 14  # cluster tests count their databases up from 1, the job queue tests use 15
 TTL_S = 0.3
+OVERLAY_TTL_S = 1.0  # longer than a relay pass's wait for pictures (RELAY_BLOCK_MS)
 
 
 def _record(source_id: str) -> SourceRecord:
@@ -53,9 +57,9 @@ def test_one_worker_holds_a_lease_until_it_stops_renewing(redis_server: RedisSer
     asyncio.run(scenario())
 
 
-async def _api_node(redis_server: RedisServer) -> tuple[SourceBook, RemoteSources]:
+async def _api_node(redis_server: RedisServer, ttl_s: float = TTL_S) -> tuple[SourceBook, RemoteSources]:
     """An API node's sources on an empty database (close ``book.redis`` after)."""
-    await (book := SourceBook(connect(redis_server.url(_DB)), TTL_S)).redis.flushdb()
+    await (book := SourceBook(connect(redis_server.url(_DB)), ttl_s)).redis.flushdb()
     settings = Settings(source_allowed_networks=["127.0.0.1/32"])
     return book, RemoteSources(settings, ServiceMetrics(), _Catalog(), book)
 
@@ -103,6 +107,45 @@ def test_a_slow_viewer_on_an_api_node_loses_results_with_a_notice(redis_server: 
         await sources.relay()
         first, second = json.loads(await viewer.next() or ""), json.loads(await viewer.next() or "")
         assert (first["type"], first["count"]) == ("dropped", 5) and second["frame_id"] == 5
+        await book.redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_overlay_crosses_redis_only_while_watched_and_two_pictures_at_most(
+    redis_server: RedisServer,
+) -> None:
+    """The API node raises the watched flag for its watchers and shows them the worker's newest
+    picture; Redis keeps two pictures whatever the worker sends; unwatched, flag and pictures lapse."""
+
+    async def scenario() -> None:
+        book, sources = await _api_node(redis_server, OVERLAY_TTL_S)
+        source = await sources.add(SourceCreate(url="rtsp://127.0.0.1:8554/cam"), Caller(owner=None))
+        source_id = source.source_id
+        await book.publish_overlay(source_id, b"old")  # from an earlier watch: not shown
+        await sources.relay_overlays()
+        assert await book.overlays_watched([source_id]) == set()  # nobody watches: nothing drawn
+        watching = source.overlay.frames()
+        first = asyncio.create_task(anext(watching))
+        await asyncio.sleep(0)  # the watcher is counted
+        await sources.relay_overlays()
+        assert await book.overlays_watched([source_id]) == {source_id}
+        for number in range(5):  # the worker draws while it sees the flag
+            await book.publish_overlay(source_id, b"jpeg %d" % number)
+        assert await book.redis.xlen(keys.source_overlay(source_id)) == OVERLAY_LENGTH
+        await sources.relay_overlays()
+        assert await first == b"jpeg 4"  # the newest of what came, the old one never
+        await watching.aclose()
+        await sources.relay_overlays()  # nobody watches here now: the flag is not renewed
+        await asyncio.sleep(OVERLAY_TTL_S * 2)
+        assert await book.overlays_watched([source_id]) == set()
+        assert not await book.redis.exists(keys.source_overlay(source_id))  # the pictures went too
+        again = source.overlay.frames()
+        waiting = asyncio.create_task(anext(again))
+        await asyncio.sleep(0)
+        await sources.delete(source_id, Caller(owner=None))
+        with pytest.raises(StopAsyncIteration):  # a deleted source ends its overlay watchers
+            await waiting
         await book.redis.aclose()
 
     asyncio.run(scenario())

@@ -3,6 +3,7 @@ HTTP server, read with real PyAV (FFmpeg)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import logging
@@ -158,7 +159,47 @@ def test_a_silent_camera_is_reported_as_not_answering(recorders: list[Recorder])
         settings = SETTINGS.model_copy(update={"source_connect_timeout_s": 0.5})
         recorders.append(recorder := Recorder(f"rtsp://127.0.0.1:{silent.getsockname()[1]}/cam", settings))
         recorder.reaches(ReaderState.RECONNECTING)
-        assert recorder.reader.stats().last_error == "the camera did not answer within 0.5 s"
+        assert recorder.reader.stats().last_error == "no answer from the camera within 0.5 s"
+
+
+def test_a_host_that_never_answers_the_connection_is_told_from_one_that_refuses(
+    recorders: list[Recorder],
+) -> None:
+    """A listener whose accept queue is full drops new SYNs, as an unroutable address does: the
+    TCP connect itself times out (not the wait for an answer after it)."""
+    with socket.socket() as full, contextlib.ExitStack() as queued:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        for _ in range(4):  # enough to fill the queue of a listen(0) socket
+            waiting = queued.enter_context(socket.socket())
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        with socket.socket() as probe, pytest.raises(TimeoutError):  # the SYNs are dropped now
+            probe.settimeout(0.3)
+            probe.connect(("127.0.0.1", port))
+        settings = SETTINGS.model_copy(update={"source_connect_timeout_s": 0.5})
+        recorders.append(recorder := Recorder(f"rtsp://127.0.0.1:{port}/cam", settings))
+        recorder.reaches(ReaderState.RECONNECTING)
+        assert recorder.reader.stats().last_error == "no answer from the camera within 0.5 s"
+
+
+def test_a_port_that_hangs_up_at_once_is_not_taken_for_a_timeout(recorders: list[Recorder]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as rude:
+        hanging_up = threading.Thread(target=_hang_up, args=(rude,), daemon=True)
+        hanging_up.start()
+        recorders.append(recorder := Recorder(f"rtsp://127.0.0.1:{rude.getsockname()[1]}/cam"))
+        recorder.reaches(ReaderState.RECONNECTING)
+        error = recorder.reader.stats().last_error
+    assert error is not None and error.startswith("the camera closed the connection at once or answered")
+
+
+def _hang_up(server: socket.socket) -> None:
+    """Accept connections and close them without a word, until the server socket closes."""
+    with contextlib.suppress(OSError):
+        while True:
+            client, _ = server.accept()
+            client.close()
 
 
 @pytest.mark.slow

@@ -72,6 +72,26 @@ def test_results_go_to_the_file_of_their_capture_hour_and_come_back_by_range(tmp
         read_range(tmp_path, HOUR, HOUR + 7200, max_frames=3)
 
 
+def test_each_run_of_a_moved_source_writes_its_own_files_and_a_range_reads_them_all(tmp_path: Path) -> None:
+    """A cluster's source that moved: the worker that lost it and its successor each append to files
+    of their own run, never into one file together; reading back interleaves them by capture time."""
+    first, second = (RecordingWriter(tmp_path, 0, lambda why: None, run=run) for run in (1, 2))
+    first.start()
+    second.start()
+    _record(first, [HOUR + 1.0, HOUR + 2.0, HOUR + 3600.5])
+    _record(second, [HOUR + 2.5, HOUR + 3.0], first_id=10**9 + 1)
+    first.stop()
+    second.stop()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "20261206T10.run1.jsonl",
+        "20261206T10.run2.jsonl",
+        "20261206T11.run1.jsonl",
+    ]
+    frames = read_range(tmp_path, HOUR, HOUR + 3601, max_frames=10)
+    assert [f.result.frame_id for f in frames] == [1, 2, 10**9 + 1, 10**9 + 2, 3]
+    assert [f.at for f in frames] == sorted(f.at for f in frames)
+
+
 def test_a_line_cut_short_is_left_out(tmp_path: Path) -> None:
     writer = _writer(tmp_path, Counter())
     writer.start()
