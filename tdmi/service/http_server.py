@@ -39,7 +39,7 @@ from uvicorn.server import ServerState
 from tdmi.protocol import ErrorPublic
 from tdmi.service.config import Settings
 
-__all__ = ["HeadLimits", "LimitedH11Protocol", "run_http_server"]
+__all__ = ["HeadLimits", "LimitedH11Protocol", "run_http_server", "server_config"]
 
 log = logging.getLogger("tdmi.http")
 
@@ -222,15 +222,20 @@ class _Server(uvicorn.Server):
 
 
 def run_http_server(app: Any, settings: Settings, listener: socket.socket) -> None:
-    """Serve ``app`` on ``listener`` until a signal; uvicorn's own logging set-up is skipped (its
+    """Serve ``app`` on ``listener`` until a signal."""
+    _Server(server_config(app, settings)).run(sockets=[listener])
+
+
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration from the settings; uvicorn's own logging set-up is skipped (its
     loggers reach the service's handler, ``logs.configure_logging``)."""
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         http=LimitedH11Protocol.with_limits(HeadLimits.of(settings)),
         log_config=None,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_interval_s,
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=10,
     )
-    _Server(config).run(sockets=[listener])

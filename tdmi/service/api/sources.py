@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from tdmi.service.errors import ApiError, close_websocket
 from tdmi.service.jobs.formats import render_result
 from tdmi.service.sources.contract import Sources, SourceView
 from tdmi.service.sources.overlay import MJPEG_BOUNDARY, mjpeg_part
+from tdmi.service.sources.viewers import Viewer
 
 __all__ = ["router"]
 
@@ -204,18 +205,20 @@ async def watch_source(ws: WebSocket, source_id: str, sources: SourcesDep, calle
     await ws.accept()
     viewer = source.viewers.join(source.status_message())
     sources.metrics.source_viewers.labels("results").inc()
-    leaving = asyncio.create_task(_until_gone(ws), name=f"source-{source_id}-viewer-read")
+    leaving = asyncio.create_task(_until_gone(ws, viewer), name=f"source-{source_id}-viewer-read")
     code, reason, told = 1000, "source stopped", None
     try:
-        while (text := await _next_or_gone(viewer.next(), leaving)) is not None:
+        while (text := await viewer.next()) is not None:
             async with asyncio.timeout(settings.ack_timeout_s):
                 await ws.send_text(text)
+        if leaving.done():  # the viewer left, rather than the source stopping
+            code = 0
     except TimeoutError:
         code, reason = 4008, "viewer behind"
         told = ErrorMessage(
             error="client_behind", detail=f"results not read for {settings.ack_timeout_s:g} s"
         )
-    except (WebSocketDisconnect, _Gone):
+    except WebSocketDisconnect:
         code = 0
     finally:
         source.viewers.leave(viewer)
@@ -227,21 +230,11 @@ async def watch_source(ws: WebSocket, source_id: str, sources: SourcesDep, calle
             await close_websocket(ws, code, reason, told)
 
 
-class _Gone(Exception):
-    """The viewer disconnected."""
-
-
-async def _until_gone(ws: WebSocket) -> None:
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
-
-
-async def _next_or_gone(message: Coroutine[Any, Any, str | None], leaving: asyncio.Task[None]) -> str | None:
-    """The viewer's next message, unless it disconnects first (raises ``_Gone``)."""
-    taking = asyncio.ensure_future(message)
-    await asyncio.wait((taking, leaving), return_when=asyncio.FIRST_COMPLETED)
-    if not taking.done():
-        taking.cancel()
-        raise _Gone
-    result: str | None = taking.result()
-    return result
+async def _until_gone(ws: WebSocket, viewer: Viewer) -> None:
+    """Reads what the viewer sends only to see it leave; then its queue is dropped and the
+    route's ``viewer.next()`` ends, so that no task is started per message to watch for this."""
+    try:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        viewer.close(discard=True)

@@ -63,9 +63,13 @@ class Viewer:
         self.dropped += 1
         self._on_dropped(1)
 
-    def close(self) -> None:
-        """No more messages: ``next`` ends once the queued ones are taken."""
+    def close(self, *, discard: bool = False) -> None:
+        """No more messages: ``next`` ends once the queued ones are taken, or at once with
+        ``discard`` (the viewer has left: nobody is there to take them)."""
         self._closed = True
+        if discard:
+            self._queue.clear()
+            self._results = 0
         self._changed.set()
 
     async def next(self) -> str | None:

@@ -60,3 +60,29 @@ def test_a_new_viewer_starts_at_the_current_message_and_a_closed_one_ends() -> N
         assert len(viewers) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_viewer_that_left_ends_at_once_and_its_queue_is_dropped() -> None:
+    async def scenario() -> None:
+        viewers = Viewers(lambda n: None)
+        left, staying = viewers.join(), viewers.join()
+        waiting = asyncio.create_task(left.next())
+        await asyncio.sleep(0)  # waiting for a message
+        left.close(discard=True)
+        assert await waiting is None  # woken: nothing to send to a viewer that left
+        viewers.publish('{"type": "result", "n": 1}')
+        assert await left.next() is None  # closed: a message published later is not queued
+        viewers.leave(left)
+        assert len(viewers) == 1 and json.loads(await staying.next() or "{}")["n"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_discard_drops_what_was_queued() -> None:
+    async def scenario() -> None:
+        viewer = Viewers(lambda n: None).join('{"type": "status"}')
+        viewer.offer('{"type": "result"}', droppable=True)
+        viewer.close(discard=True)
+        assert await viewer.next() is None
+
+    asyncio.run(scenario())
