@@ -10,10 +10,17 @@ the default pool's (the live path's JPEG decoding) and any library worker the ma
 The process's own counter also holds the threads that ended during the phase: what no live thread
 accounts for is reported as unaccounted. A server that forks workers (LitServe) is measured as its
 whole session, every process in it (each started in a session of its own).
+
+Per stage (``stage_cpu_ms``): a stage with a thread of its own is that thread group's CPU; the
+stages that share the event loop's thread, and the JPEG decoding on the default pool, are the
+server's CPU counters per stage (``tdmi_stage_cpu_seconds_total``, ``time.thread_time`` around
+each); what the event loop's thread spent beyond its counted stages is the event loop itself
+(asyncio, uvicorn, the WebSocket framing and the batcher hand-off).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -24,15 +31,19 @@ from bench.report import print_table
 
 __all__ = [
     "EVENT_LOOP",
+    "LIVE_STAGES",
     "SERVICE_STAGES",
     "UNNAMED",
     "CpuSnapshot",
     "CpuUse",
     "cpu_between",
     "print_cpu_table",
+    "print_stage_table",
+    "process_start",
     "session_pids",
     "session_seconds",
     "snapshot",
+    "stage_cpu_ms",
     "thread_seconds",
 ]
 
@@ -41,7 +52,7 @@ UNNAMED = "unnamed (default pool)"
 _TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 _POOL_INDEX = re.compile(r"[-_]\d+$")  # tdmi-decode-3 and tdmi-decode-4 are one group
 # fields of /proc/<pid>/stat after the ")" closing the name (field 3 of stat(5) is index 0 here)
-_STATE, _SESSION, _UTIME, _STIME, _CUTIME, _CSTIME = 0, 3, 11, 12, 13, 14
+_STATE, _SESSION, _UTIME, _STIME, _CUTIME, _CSTIME, _START = 0, 3, 11, 12, 13, 14, 19
 
 
 def _fields(stat: Path) -> list[str]:
@@ -81,6 +92,16 @@ def session_pids(session: int) -> list[int]:
         if int(fields[_SESSION]) == session and fields[_STATE] not in ("Z", "X"):
             pids.append(int(entry.name))
     return pids
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), or None when no such process lives: with
+    the pid, it names one process even after its pid is reused."""
+    try:
+        fields = _fields(Path(f"/proc/{pid}/stat"))
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[_STATE] in ("Z", "X") else int(fields[_START])
 
 
 def session_seconds(session: int) -> float:
@@ -192,3 +213,51 @@ def print_cpu_table(cpu: dict[str, Any]) -> None:
     if cpu["session_ms"] is not None:
         rows.append(("session", "every process of the server's session", "", cpu["session_ms"]))
     print_table(("thread group", "stages", "threads", "CPU ms / person-frame"), rows)
+
+
+# the live path's stages: (stage, its thread, where its CPU is read: a counter's stage label, or
+# None for the thread group of its own)
+LIVE_STAGES = (
+    ("receive", EVENT_LOOP, "receive"),
+    ("JPEG decode", UNNAMED, "decode"),
+    ("buffer", EVENT_LOOP, "buffer"),
+    ("crops and normalisation", "tdmi-prepare", None),
+    ("model", "tdmi-device", None),
+    ("heatmap decoding", "tdmi-finish", None),
+    ("tracking and box propagation", EVENT_LOOP, "track"),
+    ("result encoding", EVENT_LOOP, "encode"),
+    ("send", EVENT_LOOP, "send"),
+)
+LOOP_ITSELF = "event loop itself"
+OTHER = "other"
+
+
+def stage_cpu_ms(use: CpuUse, counters: dict[str, float], units: float) -> dict[str, float]:
+    """CPU milliseconds per unit (a person-frame) of each live stage (``LIVE_STAGES``), of the
+    event loop itself (its thread's CPU less its counted stages), of the rest of the process
+    (``OTHER``: the default pool's other work, the log thread, threads that ended) and the process.
+    ``counters``: the CPU seconds per counted stage in the same phase (``bench.scrape``)."""
+    if units <= 0:
+        raise ValueError(f"CPU per unit needs units, got {units}")
+    seconds = {
+        stage: counters.get(label, 0.0) if label is not None else use.groups.get(thread, 0.0)
+        for stage, thread, label in LIVE_STAGES
+    }
+    on_loop = sum(seconds[stage] for stage, thread, label in LIVE_STAGES if thread == EVENT_LOOP)
+    seconds[LOOP_ITSELF] = use.groups.get(EVENT_LOOP, 0.0) - on_loop
+    seconds[OTHER] = use.process_s - sum(seconds.values())
+    seconds["process"] = use.process_s
+    return {stage: 1e3 * s / units for stage, s in seconds.items()}
+
+
+def print_stage_table(stages: dict[str, float]) -> None:
+    """The table of ``stage_cpu_ms``: each stage, its thread, its CPU and its share of the process."""
+    threads = {stage: thread for stage, thread, _ in LIVE_STAGES} | {LOOP_ITSELF: EVENT_LOOP}
+    process = stages["process"]
+    print_table(
+        ("stage", "thread", "CPU ms / person-frame", "% of process"),
+        [
+            (stage, threads.get(stage, ""), ms, 100.0 * ms / process if process > 0 else math.nan)
+            for stage, ms in stages.items()
+        ],
+    )

@@ -10,7 +10,7 @@ own that is ended whole (workers included) after each phase (``bench.processes``
 streams of 640x480 JPEG frames with K client boxes (no detector):
 1. Saturation: closed loop, each stream keeping ``--inflight`` frames unanswered; person-frames/s,
    and the CPU milliseconds per person-frame of every process of the server's session (for ours
-   also per thread group: which stages the CPU went to, ``bench.cpu``).
+   also per thread group and per stage of the live path: where the CPU went, ``bench.cpu``).
 2. Half load: each stream sends at half its saturation rate (per server: each is loaded at half
    of what it can do); p50 and p95 latency from frame sent to keypoints received.
 3. Same load: both at half of the slower one's saturation; p50 and p95.
@@ -20,8 +20,9 @@ neither waits for frames that have not arrived). LitServe's dynamic batching cou
 (frames), ours counts clips (persons): its max batch is ours divided by K, its timeout is ours.
 Ours speaks WebSocket (frames as binary messages), the peer HTTP (a JSON POST per frame with the
 JPEG in base64): each as it is meant to be used. A round runs one server's phases 1-2, the
-other's 1-3, then the first's 3 (started again); with ``--rounds`` > 1 the order alternates and
-the medians are reported."""
+other's 1-3, then the first's 3 (started again); with ``--rounds`` > 1 the order alternates
+(ours first, then LitServe first, ...) and the medians are reported (each round's numbers under
+``rounds`` in ``--json``)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,12 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.cpu import cpu_between, print_cpu_table, snapshot
+from bench.cpu import cpu_between, print_cpu_table, print_stage_table, snapshot, stage_cpu_ms
 from bench.hardware import add_run_arguments, default_model_spec, parse_model_spec, set_threads
 from bench.load import LoadResult, StreamLoad, person_boxes, run_each, run_streams, synthetic_jpegs
 from bench.processes import SessionProcess
 from bench.report import emit, print_table, report_header
+from bench.scrape import scrape
 from bench.timing import percentile
 from tdmi.model.presets import build_model
 from tdmi.service.images import decode_image
@@ -93,15 +95,17 @@ def main(args: argparse.Namespace) -> None:
         "torch_threads": threads,
     }
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in _SERVERS}
-    sessions: list[int] = []
+    sessions: list[SessionProcess] = []
     with tempfile.TemporaryDirectory(prefix="tdmi-peer-") as data:
         start = _Start(spec, args, threads, Path(data), sessions)
         for r in range(args.rounds):
             order = list(_SERVERS) if r % 2 == 0 else list(reversed(_SERVERS))
             for name, run in _round(order, start).items():
                 rounds[name].append(run)
-    report["sessions"] = sessions  # every server's session id: none of their processes is left
+    # every server's session and the processes it held when it was ended: none of them is left
+    report["sessions"] = [{"session": p.session, "processes": p.ended} for p in sessions]
     report["servers"] = {name: _median_of(runs) for name, runs in rounds.items()}
+    report["rounds"] = rounds
     report["baseline"] = {"person_frames_per_s": _baseline(spec, args)}
     ours, peer = report["servers"]["ours"], report["servers"]["litserve"]
     report["ours_over_litserve"] = _ratio(ours["person_frames_per_s"], peer["person_frames_per_s"])
@@ -113,16 +117,17 @@ def main(args: argparse.Namespace) -> None:
 
 class _Load:
     """A running server (a session of its own) and how to load it: ``run(jpegs, load)``.
-    ``named_threads``: its CPU is accounted per thread group too (ours: the work is in the process
-    started; LitServe's is in the processes that one starts, so only its session's total is)."""
+    ``metrics``: ours' base URL, whose CPU is accounted per thread group and per stage too (its
+    work is in the process started, its stage counters in its ``/metrics``); None for LitServe's,
+    whose work is in the processes that one starts, so only its session's total is."""
 
     def __init__(
         self,
         process: SessionProcess,
         run: Callable[[list[bytes], StreamLoad], LoadResult],
-        named_threads: bool,
+        metrics: str | None,
     ):
-        self.process, self.run, self.named_threads = process, run, named_threads
+        self.process, self.run, self.metrics = process, run, metrics
 
     def __enter__(self) -> _Load:
         return self
@@ -139,13 +144,13 @@ class _Start:
     args: argparse.Namespace
     threads: int
     data: Path
-    sessions: list[int]
+    sessions: list[SessionProcess]
 
     def __call__(self, name: str) -> _Load:
         port = free_port()
         command, env, health = _SERVERS[name](self, port)
         process = SessionProcess(command, self.data / f"{name}-{port}.log", env)
-        self.sessions.append(process.session)
+        self.sessions.append(process)
         try:
             process.wait_healthy(f"http://127.0.0.1:{port}{health}")
         except BaseException:
@@ -154,9 +159,10 @@ class _Start:
         streams = self.args.streams
         if name == "ours":
             ws = f"ws://127.0.0.1:{port}"
-            return _Load(process, lambda jpegs, load: run_streams(ws, streams, jpegs, load), True)
+            base = f"http://127.0.0.1:{port}"
+            return _Load(process, lambda jpegs, load: run_streams(ws, streams, jpegs, load), base)
         url = f"http://127.0.0.1:{port}/predict"
-        return _Load(process, lambda jpegs, load: run_http_streams(url, streams, jpegs, load), False)
+        return _Load(process, lambda jpegs, load: run_http_streams(url, streams, jpegs, load), None)
 
 
 def _ours(start: _Start, port: int) -> tuple[list[str], dict[str, str], str]:
@@ -254,26 +260,30 @@ def _http_stream(
 def _own_loads(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
     """Saturation (with the CPU it took), then half of it, on one running server."""
     pid = load.process.proc.pid
-    before = snapshot(pid)
+    counted = scrape(load.metrics) if load.metrics is not None else None
+    before = snapshot(pid)  # after the scrape: its CPU is not the phase's
     saturation = load.run(synthetic_jpegs(args.frames, 1), StreamLoad(args.persons, 0.0, args.inflight, 0))
     cpu = cpu_between(before, snapshot(pid))
+    person_frames = len(saturation.latencies) * args.persons
+    per_frame = cpu.per_unit_ms(person_frames)
+    if load.metrics is None or counted is None:
+        per_frame = {"session_ms": per_frame["session_ms"]}
+    else:
+        stage_cpu = scrape(load.metrics).since(counted).stage_cpu
+        per_frame["stages"] = stage_cpu_ms(cpu, stage_cpu, person_frames)
     frames_per_s = len(saturation.latencies) / saturation.seconds
     per_stream = 0.5 * frames_per_s / args.streams
     half = _open_loop(load, args, per_stream)
     return {
         "frames_per_s": frames_per_s,
         "person_frames_per_s": frames_per_s * args.persons,
-        "cpu": _cpu(cpu.per_unit_ms(len(saturation.latencies) * args.persons), load.named_threads),
+        "cpu": per_frame,
         "saturation_errors": saturation.errors[:3],
         "half_load_fps_per_stream": per_stream,
         "half_load_p50_ms": _ms(half, 50),
         "half_load_p95_ms": _ms(half, 95),
         "half_load_errors": half.errors[:3],
     }
-
-
-def _cpu(per_frame: dict[str, Any], named_threads: bool) -> dict[str, Any]:
-    return per_frame if named_threads else {"session_ms": per_frame["session_ms"]}
 
 
 def _same_load(load: _Load, args: argparse.Namespace, per_stream: float) -> dict[str, Any]:
@@ -312,8 +322,12 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {key: _median([run[key] for run in runs]) for key in keys}
     cpus = [run["cpu"] for run in runs]
     merged["cpu_ms_per_person_frame"] = {
-        key: _median([c[key] for c in cpus]) for key in cpus[0] if key != "groups"
+        key: _median([c[key] for c in cpus]) for key in cpus[0] if key not in ("groups", "stages")
     }
+    if "stages" in cpus[0]:
+        merged["cpu_ms_per_person_frame"]["stages"] = {
+            stage: _median([c["stages"][stage] for c in cpus]) for stage in cpus[0]["stages"]
+        }
     if "groups" in cpus[0]:
         names = dict.fromkeys(name for c in cpus for name in c["groups"])
         merged["cpu_ms_per_person_frame"]["groups"] = {
@@ -382,3 +396,19 @@ def _render(report: dict[str, Any]) -> None:
     print()
     print("our CPU at saturation, per thread group:")
     print_cpu_table(servers["ours"]["cpu_ms_per_person_frame"])
+    print()
+    print("our CPU at saturation, per stage:")
+    print_stage_table(servers["ours"]["cpu_ms_per_person_frame"]["stages"])
+    if len(report["rounds"]["ours"]) > 1:
+        print()
+        print_table(
+            ("round", "server", "person-frames/s", "CPU ms / person-frame", "p95 ms (own half)",
+             "p95 ms (same)"),
+            [
+                (r + 1, name, run["person_frames_per_s"], run["cpu"]["session_ms"], run["half_load_p95_ms"],
+                 run["same_load_p95_ms"])
+                for r in range(len(report["rounds"]["ours"]))
+                for name, runs in report["rounds"].items()
+                for run in runs[r : r + 1]
+            ],
+        )  # fmt: skip

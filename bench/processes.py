@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.cpu import session_pids
+from bench.cpu import process_start, session_pids
 
 __all__ = ["SessionProcess"]
 
@@ -38,6 +38,7 @@ class SessionProcess:
             start_new_session=True,
         )
         self.session = self.proc.pid  # the session's and the process group's id
+        self.ended: list[tuple[int, int]] = []  # (pid, start) of every process ``stop`` ended
 
     def wait_healthy(self, url: str, timeout: float = 600) -> None:
         """Wait until ``url`` answers 200 (the server has loaded and warmed up its model)."""
@@ -58,7 +59,12 @@ class SessionProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, grace: float = 30.0) -> None:
-        """End every process of the session; raises if one is still alive after SIGKILL."""
+        """End every process of the session; raises if one is still alive after SIGKILL. The
+        processes are listed first (``ended``), so that a check can find one that left the session."""
+        for pid in session_pids(self.session):
+            start = process_start(pid)
+            if start is not None:
+                self.ended.append((pid, start))
         self._signal_group(signal.SIGTERM)
         if not self._wait_gone(grace):
             self._signal_group(signal.SIGKILL)

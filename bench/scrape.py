@@ -1,7 +1,8 @@
 """The server's own numbers, read from ``/metrics`` (Prometheus text) before and after a phase.
 
 The difference of two scrapes is what happened during the phase: the batch size histogram (how
-many batches of each size the batcher formed), the time per pipeline stage, the queue wait.
+many batches of each size the batcher formed), the time per pipeline stage, the queue wait, and
+the CPU time of the stages that share a thread (``tdmi_stage_cpu_seconds_total``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Scrape:
     stage_count: dict[str, float] = field(default_factory=dict)
     queue_wait_sum: float = 0.0
     queue_wait_count: float = 0.0
+    stage_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds
 
     def since(self, before: Scrape) -> Scrape:
         """What was added between ``before`` and this scrape."""
@@ -34,6 +36,7 @@ class Scrape:
             {k: v - before.stage_count.get(k, 0.0) for k, v in self.stage_count.items()},
             self.queue_wait_sum - before.queue_wait_sum,
             self.queue_wait_count - before.queue_wait_count,
+            {k: v - before.stage_cpu.get(k, 0.0) for k, v in self.stage_cpu.items()},
         )
 
     def batch_histogram(self) -> dict[str, int]:
@@ -85,4 +88,6 @@ def scrape(base_url: str) -> Scrape:
                 out.queue_wait_sum = value
             elif name == "tdmi_queue_wait_seconds_count":
                 out.queue_wait_count = value
+            elif name == "tdmi_stage_cpu_seconds_total":
+                out.stage_cpu[labels["stage"]] = value
     return out

@@ -11,7 +11,8 @@ against the model alone at the same batch size and against the naive baseline.
    from frame sent to result received; the batch size histogram and the time per stage, from
    the server's ``/metrics`` (the difference of scrapes before and after); the CPU milliseconds
    per person-frame of each of the server's thread groups (the stages they run), of the whole
-   process and what no live thread accounts for, from ``/proc`` (``bench.cpu``).
+   process and what no live thread accounts for, from ``/proc``, and of each stage of the live
+   path, the event loop's split by the server's CPU counters per stage (``bench.cpu``).
 2. Load sweep: the same streams sending at fixed rates, fractions of the saturation rate; latency
    percentiles per level (the latency-vs-load plot). The target at half load is p95 within the
    lookahead's frame time (d / per-stream fps) plus 50 ms.
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from bench.baseline import NaiveBaseline
-from bench.cpu import cpu_between, print_cpu_table, snapshot
+from bench.cpu import cpu_between, print_cpu_table, print_stage_table, snapshot, stage_cpu_ms
 from bench.hardware import (
     add_run_arguments,
     default_model_spec,
@@ -194,6 +195,7 @@ def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: Stream
     cpu = cpu_between(cpu_before, snapshot(server.proc.pid))
     delta = scrape(server.base).since(before)
     answered = len(result.latencies)
+    person_frames = answered * load.persons
     return {
         "frames_answered": answered,
         "frames_dropped": len(result.dropped),
@@ -205,7 +207,10 @@ def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: Stream
         "batch_histogram": delta.batch_histogram(),
         "mean_batch": delta.mean_batch,
         "stages": delta.stages(),
-        "cpu_ms_per_person_frame": cpu.per_unit_ms(answered * load.persons) if answered else None,
+        "cpu_ms_per_person_frame": cpu.per_unit_ms(person_frames) if answered else None,
+        "cpu_ms_per_person_frame_by_stage": stage_cpu_ms(cpu, delta.stage_cpu, person_frames)
+        if answered
+        else None,
         "queue_wait_ms_mean": 1e3 * delta.queue_wait_sum / delta.queue_wait_count
         if delta.queue_wait_count
         else 0.0,
@@ -282,6 +287,9 @@ def _render(report: dict[str, Any]) -> None:
     print()
     print("CPU at saturation, per thread group:")
     print_cpu_table(sat["cpu_ms_per_person_frame"])
+    print()
+    print("CPU at saturation, per stage:")
+    print_stage_table(sat["cpu_ms_per_person_frame_by_stage"])
     m, b = report["model_at_batch"], report["baseline"]
     print()
     print(

@@ -109,6 +109,7 @@ def test_service_reports_throughput_latency_batches_stages_and_ratios(service_re
     cpu = saturation["cpu_ms_per_person_frame"]
     assert {"event loop (main thread)", "tdmi-device", "tdmi-prepare", "tdmi-finish"} <= set(cpu["groups"])
     assert cpu["process_ms"] > 0 and cpu["session_ms"] is None  # the server shares the bench's session
+    _check_stages(saturation["cpu_ms_per_person_frame_by_stage"], cpu["process_ms"])
     (level,) = service_report["loads"]
     assert level["fraction_of_saturation"] == 0.5 and level["frames_answered"] > 0
     assert _positive(level["target_p95_ms"])
@@ -178,7 +179,7 @@ def test_the_deformable_convolutions_share_of_tdmi_time_is_a_fraction() -> None:
 
 @pytest.mark.slow
 def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_process() -> None:
-    from bench.cpu import EVENT_LOOP, session_pids
+    from bench.cpu import EVENT_LOOP, process_start, session_pids
 
     report = _bench(
         "peer", "--model", "hrnet-tiny", "--streams", "2", "--persons", "2", "--frames", "4",
@@ -189,9 +190,14 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_p
     assert report["settings"]["peer_max_batch_frames"] == 16 // 2  # clips per batch / persons per frame
     assert report["settings"]["backend"] == "onnxruntime"
     # per round: the first server, the second (up for both its phases), the first again for the same load
-    assert len(set(report["sessions"])) == 2 * 3
-    for session in report["sessions"]:
-        assert session_pids(session) == [], f"session {session} outlived the bench"
+    sessions = report["sessions"]
+    assert len({s["session"] for s in sessions}) == 2 * 3
+    for session in sessions:
+        assert session_pids(session["session"]) == [], f"session {session} outlived the bench"
+        for pid, start in session["processes"]:  # one that left its session is found by pid and start
+            assert process_start(pid) != start, f"process {pid} of session {session} outlived the bench"
+    # LitServe's sessions (the second of round 1) held its workers besides the process started
+    assert len(sessions[1]["processes"]) >= 2 and all(len(s["processes"]) >= 1 for s in sessions)
     same_fps = {server["same_load_fps_per_stream"] for server in report["servers"].values()}
     assert len(same_fps) == 1 and _positive(same_fps.pop())  # both at the one offered load
     for name in ("ours", "litserve"):
@@ -206,8 +212,23 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_p
     assert {EVENT_LOOP, "tdmi-device"} <= set(cpu["groups"])
     assert cpu["groups"]["tdmi-device"]["threads"] >= 1
     assert _positive(cpu["process_ms"])
+    _check_stages(cpu["stages"], cpu["process_ms"])
+    for name, runs in report["rounds"].items():  # each round's own numbers, of which the medians are
+        assert len(runs) == 2, name
+        assert all(_positive(run["person_frames_per_s"]) and run["same_load_p95_ms"] > 0 for run in runs)
     assert _positive(report["baseline"]["person_frames_per_s"])
     assert _positive(report["ours_over_litserve"]) and _positive(report["ours_over_baseline"])
+
+
+def _check_stages(stages: dict[str, float], process_ms: float) -> None:
+    """Every live stage is reported, the counted ones spent CPU, and they add up to the process."""
+    from bench.cpu import LIVE_STAGES
+
+    assert list(stages) == [s for s, _, _ in LIVE_STAGES] + ["event loop itself", "other", "process"]
+    for stage, _, counter in LIVE_STAGES:
+        assert stages[stage] > 0 if counter is not None else stages[stage] >= 0, stage
+    assert stages["process"] == pytest.approx(process_ms)
+    assert sum(ms for stage, ms in stages.items() if stage != "process") == pytest.approx(process_ms)
 
 
 @pytest.mark.slow
@@ -285,6 +306,49 @@ def test_sources_pulls_a_real_camera_to_its_viewers_and_leaves_no_process() -> N
         assert session_pids(session) == [], f"the server's session {session} outlived the bench"
     for pid in processes["camera_pids"]:
         assert not _running(pid), f"camera {pid} outlived the bench"
+
+
+@pytest.mark.slow
+@pytest.mark.camera
+def test_sources_times_an_outage_and_samples_a_soak_and_leaves_no_process() -> None:
+    from bench.cpu import session_pids
+
+    report = _bench(
+        "sources", "--cameras", "none", "--viewers", "none", "--outage", "2",
+        "--soak", "0.4", "--soak-cycle", "8", "--soak-cameras", "1",
+    )  # fmt: skip
+    _check_header(report, "sources")
+    assert report["cameras"] == [] and report["viewers"] == []
+    outage = report["outage"]
+    assert outage["outage_s"] >= 2 and _positive(outage["recovery_s"])
+    assert outage["no_results_s"] > outage["recovery_s"] and outage["viewer_error"] is None
+    statuses = [event["status"] for event in outage["statuses"]]
+    assert statuses[0] == "reconnecting" and statuses[-1] == "live" and outage["reconnects"] >= 1
+    soak = report["soak"]
+    assert soak["swaps"] >= 2 and soak["minutes"] == pytest.approx(0.4, abs=0.2)
+    assert [s["t_s"] for s in soak["samples"]] == sorted(s["t_s"] for s in soak["samples"])
+    for sample in soak["samples"]:
+        assert _positive(sample["rss_mib"]) and _positive(sample["threads"]) and _positive(sample["open_fds"])
+    assert soak["rss_max_mib"] == max(s["rss_mib"] for s in soak["samples"])
+    assert math.isfinite(soak["rss_slope_second_half_mib_per_min"])
+    processes = report["processes"]
+    # the outage's two starts; the soak's first camera, its warm-up swap's and one per swap
+    assert len(processes["camera_pids"]) == 2 + 1 + 1 + soak["swaps"]
+    for session in processes["server_sessions"]:
+        assert session_pids(session) == [], f"the server's session {session} outlived the bench"
+    for pid in processes["camera_pids"]:
+        assert not _running(pid), f"camera {pid} outlived the bench"
+
+
+def test_the_viewer_fanout_is_timed_per_result_for_each_viewer_count() -> None:
+    """In-process (no server, no camera): the viewers' real route, fed by the real fan-out."""
+    from bench.viewer_fanout import fanout_cost
+
+    report = fanout_cost([1, 3], messages=40, rounds=2)
+    assert set(report["us_per_result"]) == {"1", "3"}
+    assert all(_positive(us) for us in report["us_per_result"].values())
+    assert all(len(rounds) == 2 for rounds in report["us_per_result_rounds"].values())
+    assert math.isfinite(report["us_per_added_viewer"])
 
 
 def _running(pid: int) -> bool:

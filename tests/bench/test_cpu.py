@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.cpu import EVENT_LOOP, cpu_between, session_pids, snapshot
+from bench.cpu import (
+    EVENT_LOOP,
+    UNNAMED,
+    CpuUse,
+    cpu_between,
+    process_start,
+    session_pids,
+    snapshot,
+    stage_cpu_ms,
+)
 from bench.processes import SessionProcess
 from tdmi.service.inference.threads import named_threads
 
@@ -86,3 +95,25 @@ def test_a_session_is_measured_whole_and_ended_whole(tmp_path: Path) -> None:
     assert use.session_s is not None and use.session_s >= 0.35  # the worker's, counted in the session
     assert use.process_s < 0.35  # the leader only waited
     assert session_pids(server.session) == []  # the worker, asleep, was ended with its leader
+    assert len(server.ended) == 2  # the leader and its worker, listed before they were ended
+    assert all(process_start(pid) != start for pid, start in server.ended)
+
+
+def test_the_stages_split_the_event_loops_cpu_and_add_up_to_the_process() -> None:
+    use = CpuUse(
+        groups={EVENT_LOOP: 0.5, UNNAMED: 0.3, "tdmi-device": 1.0, "tdmi-prepare": 0.2, "tdmi-log": 0.05},
+        threads={EVENT_LOOP: 1, UNNAMED: 2, "tdmi-device": 1, "tdmi-prepare": 1, "tdmi-log": 1},
+        process_s=2.1,
+        session_s=None,
+    )
+    counters = {"receive": 0.05, "decode": 0.25, "buffer": 0.01, "track": 0.1, "encode": 0.04, "send": 0.1}
+    ms = stage_cpu_ms(use, counters, units=100)  # 100 person-frames
+    assert ms["JPEG decode"] == pytest.approx(2.5)  # the counter, not the default pool's other work
+    assert ms["model"] == pytest.approx(10.0) and ms["heatmap decoding"] == 0.0  # thread groups
+    assert ms["event loop itself"] == pytest.approx(5.0 - 3.0)  # its thread less its counted stages
+    # the pool's other 0.05 s, the log thread's 0.05 s and the 0.05 s no live thread holds
+    assert ms["other"] == pytest.approx(1.5)
+    assert ms["process"] == pytest.approx(21.0)
+    assert sum(v for k, v in ms.items() if k != "process") == pytest.approx(21.0)
+    with pytest.raises(ValueError):
+        stage_cpu_ms(use, counters, units=0)

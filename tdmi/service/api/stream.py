@@ -48,7 +48,7 @@ from tdmi.service.client_text import shown
 from tdmi.service.config import Settings
 from tdmi.service.deps import Authorised, ReadyNodeDep
 from tdmi.service.errors import ApiError, close_websocket
-from tdmi.service.metrics import ServiceMetrics
+from tdmi.service.metrics import NO_CPU, CpuSpan, ServiceMetrics
 from tdmi.service.streaming.feed import ErrorSink, FeedConfigError, LiveFeed
 from tdmi.service.streaming.tasks import cancel_and_wait
 from tdmi.service.streaming.unanswered import UnansweredFrames
@@ -110,11 +110,13 @@ class LiveStream:
     async def send(self, message: BaseModel) -> None:
         """Send within ``ack_timeout_s``: the transport buffers little, a client that does not read
         blocks the send, and is closed rather than waited for."""
-        data = message.model_dump_json()
+        with self.metrics.cpu("encode"):
+            data = message.model_dump_json()
         async with self.send_lock:
             try:
                 async with asyncio.timeout(self.settings.ack_timeout_s):
-                    await self.ws.send_text(data)
+                    with self.metrics.cpu("send"):  # the transport takes it at once: no await waits
+                        await self.ws.send_text(data)
             except TimeoutError:
                 raise _client_behind(f"results not read for {self.settings.ack_timeout_s:g} s") from None
 
@@ -169,7 +171,8 @@ class LiveStream:
         return False
 
     async def on_frame(self, data: bytes) -> None:
-        image_bytes, frame_id, timestamp = unpack_frame(data)
+        with self.metrics.cpu("receive"):
+            image_bytes, frame_id, timestamp = unpack_frame(data)
         frame_id = self.next_id if frame_id is None else frame_id
         self.next_id = frame_id + 1
         if self.ready is None:
@@ -207,7 +210,9 @@ class LiveStream:
                 continue
             await self._wait_for_window()
             start = time.perf_counter()
-            await self.send(self._counted(reply))
+            with self.metrics.cpu("encode"):
+                counted = self._counted(reply)
+            await self.send(counted)
             self.metrics.observe_stage("send", time.perf_counter() - start)
             self.unacked.append(reply.frame_id)
 
@@ -247,7 +252,7 @@ async def stream(ws: WebSocket, node: ReadyNodeDep) -> None:
     live = LiveStream(ws, settings, node.metrics, node.open_feed)
     node.streams.add(live.stream_id, live)
     node.metrics.active_streams.inc()
-    inbox = _Inbox(2 * settings.max_message_bytes, settings.ws_idle_timeout_s, live.on_ack)
+    inbox = _Inbox(2 * settings.max_message_bytes, settings.ws_idle_timeout_s, live.on_ack, node.metrics.cpu)
     reader = asyncio.create_task(inbox.read(ws), name=f"stream-{live.stream_id}-read")
     tasks = (
         reader,
@@ -306,8 +311,10 @@ class _Inbox:
     from which no message arrives for ``idle_s`` is closed (4000).
     """
 
-    def __init__(self, max_bytes: int, idle_s: float, on_ack: Callable[[AckMessage], None]):
-        self.max_bytes, self.idle_s, self.on_ack = max_bytes, idle_s, on_ack
+    def __init__(
+        self, max_bytes: int, idle_s: float, on_ack: Callable[[AckMessage], None], cpu: CpuSpan = NO_CPU
+    ):
+        self.max_bytes, self.idle_s, self.on_ack, self.cpu = max_bytes, idle_s, on_ack, cpu
         self.messages: asyncio.Queue[tuple[Inbound, int]] = asyncio.Queue()  # with their cost
         self.size = 0
         self.room = asyncio.Event()
@@ -325,7 +332,8 @@ class _Inbox:
                 raise _Closing(4000, "idle", ErrorMessage(error="idle_timeout", detail=detail)) from None
             if message["type"] == "websocket.disconnect":
                 return
-            inbound = _inbound(message)
+            with self.cpu("receive"):
+                inbound = _inbound(message)
             if isinstance(inbound, AckMessage):
                 self.on_ack(inbound)
                 continue

@@ -79,6 +79,7 @@ class SessionFactory:
             detect_every or self.settings.detect_every,
             self.detect_thread,
             self.metrics.observe_stage,
+            self.metrics.cpu,
         )
         config = TrackerConfig(
             match_threshold=self.settings.track_match_threshold,
@@ -89,7 +90,9 @@ class SessionFactory:
         # streams draw from the process-wide sequence, so two streams never share an id
         tracker = PoseTracker(config) if live else PoseTracker(config, itertools.count(1).__next__)
         smoother = self._smoother(smoothing, smoothing_min_cutoff, smoothing_beta)
-        return StreamSession(stream_id, model.engine, options, boxes, tracker, smoother=smoother)
+        return StreamSession(
+            stream_id, model.engine, options, boxes, tracker, smoother=smoother, cpu=self.metrics.cpu
+        )
 
     def _smoother(
         self, choice: Literal["none", "one_euro"] | None, min_cutoff: float | None, beta: float | None

@@ -134,9 +134,7 @@ class LocalFeed:
         assert self.session is not None, "open() first"
         start = time.perf_counter()
         try:
-            image = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: decode_image(data, max_pixels=self.settings.max_frame_pixels)
-            )
+            image = await asyncio.get_running_loop().run_in_executor(None, self._decode, data)
             self.metrics.observe_stage("decode", time.perf_counter() - start)
         except MediaError as exc:
             await self.on_error(exc.kind, f"frame {frame_id}: {exc}", frame_id)
@@ -144,13 +142,20 @@ class LocalFeed:
         client_boxes = None
         if boxes is not None:
             try:
-                client_boxes = detections_array(parse_client_boxes(boxes, (image.shape[1], image.shape[0])))
+                with self.metrics.cpu("receive"):
+                    shape = (image.shape[1], image.shape[0])
+                    client_boxes = detections_array(parse_client_boxes(boxes, shape))
             except ValueError as exc:
                 await self.on_error("invalid_boxes", f"frame {frame_id}: {exc}", frame_id)
         frame = StreamFrame(
             frame_id, image, timestamp=timestamp, client_boxes=client_boxes, skip_reason=skip_reason
         )
         await self.session.push(frame)
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        """On the default pool's thread, which counts its CPU time as the decode stage's."""
+        with self.metrics.cpu("decode"):
+            return decode_image(data, max_pixels=self.settings.max_frame_pixels)
 
     async def push_frame(self, image: np.ndarray, frame_id: int, timestamp: float | None) -> None:
         """A frame decoded already (a camera source's, ``tdmi.service.sources``): no JPEG between."""
@@ -165,7 +170,9 @@ class LocalFeed:
         await self._opened.wait()
         assert self.session is not None
         async for outcome in self.session.outcomes():
-            yield _reply(outcome)
+            with self.metrics.cpu("encode"):
+                reply = _reply(outcome)
+            yield reply
 
     async def close(self) -> None:
         self.on_error = errors_ignored

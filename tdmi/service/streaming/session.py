@@ -43,6 +43,7 @@ from tdmi.protocol.poses import FramePoses, PersonPose
 from tdmi.service.errors import public_failure
 from tdmi.service.inference.feature_cache import FeatureCache, FeatureRequest
 from tdmi.service.inference.work import Dropped, FrameWork, PoseArrays
+from tdmi.service.metrics import NO_CPU, CpuSpan
 from tdmi.service.streaming.anchors import TrackAnchors
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class StreamSession:
         tracker: PoseTracker,
         *,
         smoother: PoseSmoother | None = None,
+        cpu: CpuSpan = NO_CPU,
     ):
         if not 0 <= options.lookahead <= options.radius:
             raise ValueError(f"lookahead must be between 0 and {options.radius}, got {options.lookahead}")
@@ -140,6 +142,7 @@ class StreamSession:
         self.boxes = boxes
         self.tracker = tracker
         self.smoother = smoother
+        self.cpu = cpu
         self._buffer: dict[int, StreamFrame] = {}  # by arrival position
         self._arrived = 0  # frames pushed so far
         self._submitted = 0  # frames handed to the batcher (in order)
@@ -157,9 +160,10 @@ class StreamSession:
         """Add the next frame; submits every frame that became ready."""
         if self._ended:
             raise RuntimeError("stream already ended")
-        frame.arrived = time.monotonic()
-        self._buffer[self._arrived] = frame
-        self._arrived += 1
+        with self.cpu("buffer"):
+            frame.arrived = time.monotonic()
+            self._buffer[self._arrived] = frame
+            self._arrived += 1
         while self._submitted + self.options.lookahead < self._arrived:
             await self._submit(self._submitted)
 
@@ -206,10 +210,15 @@ class StreamSession:
             self.feature_cache.clear()
 
     def _poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
-        if self.options.box_lag is None and len(keypoints):  # latency first: the latest keypoints back lead
-            self.tracker.observe_keypoints(pending.track_ids, keypoints)
-        if self.smoother is not None:  # on what the client gets only: boxes and tracks follow the raw
-            keypoints = self.smoother(pending.track_ids, keypoints, _seconds(pending.frame))
+        with self.cpu("track"):
+            if self.options.box_lag is None and len(keypoints):  # latency first: the latest keypoints lead
+                self.tracker.observe_keypoints(pending.track_ids, keypoints)
+            if self.smoother is not None:  # on what the client gets only: boxes and tracks follow the raw
+                keypoints = self.smoother(pending.track_ids, keypoints, _seconds(pending.frame))
+        with self.cpu("encode"):
+            return self._frame_poses(pending, keypoints)
+
+    def _frame_poses(self, pending: _Pending, keypoints: np.ndarray) -> FramePoses:
         persons = [
             PersonPose(
                 track_id=int(track_id),
@@ -240,10 +249,23 @@ class StreamSession:
         """Boxes, track ids and the clip of the frame at ``position``; it goes to the batcher."""
         await self._await_keypoints(position)
         boxes, track_ids = await self.boxes.boxes_for(frame, self.tracker)
+        with self.cpu("buffer"):
+            work = self._work(position, boxes, track_ids)
+            self._advance()
+        if not len(boxes):
+            work.resolve(PoseArrays(np.zeros((0, 0, 3), dtype=np.float32)))
+        elif not await self.queue.submit(work):
+            work.resolve(Dropped("queue full: the server is overloaded"))
+        if self.options.box_lag is not None:
+            self._answers[position] = (track_ids, work.future)
+        return _Pending(frame, boxes, track_ids, work.future)
+
+    def _work(self, position: int, boxes: np.ndarray, track_ids: np.ndarray) -> FrameWork:
+        """The frame at ``position`` as the batcher takes it: its clip's images and crop boxes."""
         total = self._arrived if self._ended else None
         clip = clip_indices(position, total, self.options.radius, self.options.lookahead)
         crop_boxes, features = self._crops(position, track_ids, boxes[:, :4])
-        work = FrameWork(
+        return FrameWork(
             stream_id=self.stream_id,
             frame_index=position,
             images={p: self._buffer[p].image for p in set(clip)},
@@ -253,14 +275,6 @@ class StreamSession:
             deadline=self._deadline(),
             features=features,
         )
-        self._advance()
-        if not len(boxes):
-            work.resolve(PoseArrays(np.zeros((0, 0, 3), dtype=np.float32)))
-        elif not await self.queue.submit(work):
-            work.resolve(Dropped("queue full: the server is overloaded"))
-        if self.options.box_lag is not None:
-            self._answers[position] = (track_ids, work.future)
-        return _Pending(frame, boxes, track_ids, work.future)
 
     def _advance(self) -> None:
         """One more frame submitted: frames no later clip can hold leave the buffer."""

@@ -17,6 +17,7 @@ from tests.helpers.in_process import STREAM_URL, StartApp, TestClient, receive_u
 
 WIDTH, HEIGHT = 64, 48
 BOX = [8.0, 6.0, 40.0, 44.0]
+CPU_SECONDS = "tdmi_stage_cpu_seconds_total"
 
 
 def _jpeg(width: int = WIDTH, height: int = HEIGHT) -> bytes:
@@ -249,3 +250,24 @@ def test_streams_beyond_the_limit_are_closed_with_4029(start_app: StartApp) -> N
         assert code == 4029 and error["error"] == "too_many_streams"
     with client.websocket_connect(STREAM_URL) as again:  # the slot is free once the first has left
         assert _config(again)["type"] == "ready"
+
+
+def test_the_websockets_own_stages_count_their_cpu_time(start_app: StartApp) -> None:
+    """Receive (the message parsed), encode (the result as JSON) and send: the event loop's work
+    that ``tdmi_stage_cpu_seconds_total`` splits out of its thread's CPU time."""
+    client, node = start_app()
+    stages = ("receive", "encode", "send")
+
+    def cpu() -> list[float]:
+        return [node.metrics.registry.get_sample_value(CPU_SECONDS, {"stage": s}) or 0.0 for s in stages]
+
+    before = cpu()
+    with client.websocket_connect(STREAM_URL) as ws:
+        _config(ws, detector="client", lookahead=0, ack_window=64)
+        for i in range(4):
+            _send(ws, {"type": "boxes", "frame_id": i, "boxes": [BOX]})
+            ws.send_bytes(pack_frame(_jpeg(), i, i / 25))
+        _send(ws, {"type": "end"})
+        messages, _ = _closed(ws)
+    assert len([m for m in messages if m["type"] == "result"]) == 4
+    assert all(after > first for after, first in zip(cpu(), before)), dict(zip(stages, cpu()))
