@@ -2,8 +2,9 @@
 their full frame rate, and the camera-to-viewer latency with one viewer and with many.
 
     python -m bench sources [--cameras 1,2,4|none] [--viewers 1,8|none] [--fps 10] [--seconds 20]
-                            [--outage SECONDS] [--soak MINUTES] [--soak-cameras 2] [--soak-cycle 30]
-                            [--fanout] [--model NAME[=CKPT]] [--detector SPEC] [--threads N] [--json]
+                            [--lookahead N] [--outage SECONDS] [--soak MINUTES] [--soak-cameras 2]
+                            [--soak-cycle 30] [--fanout] [--model NAME[=CKPT]] [--detector SPEC]
+                            [--threads N] [--json]
 
 The cameras are GStreamer's RTSP server (tests/helpers/cameras.py: the pedestrians clip, looped,
 H.264 at ``--fps``), each a process of its own; the server (``tdmi serve``, a session of its own)
@@ -98,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, default=10, help="each camera's frame rate (the clip's: 10)")
     parser.add_argument("--seconds", type=float, default=20.0, help="the measured window of each phase")
     parser.add_argument(
+        "--lookahead", type=int, help="future frames a live result waits for (default: the server's)"
+    )
+    parser.add_argument(
         "--outage", type=float, metavar="SECONDS", help="also: a camera killed for this long, then back"
     )
     parser.add_argument(
@@ -123,6 +127,7 @@ def main(args: argparse.Namespace) -> None:
         "detector": detector,
         "camera_fps": args.fps,
         "seconds": args.seconds,
+        "lookahead": args.lookahead,
         "full_rate_share": FULL_RATE,
         "torch_threads": torch.get_num_threads(),
     }
@@ -176,6 +181,8 @@ def _server(
         "OMP_NUM_THREADS": str(torch.get_num_threads()),
         "TDMI_DETECTOR": detector,
     }
+    if args.lookahead is not None:
+        env["TDMI_LOOKAHEAD"] = str(args.lookahead)
     process = SessionProcess(command, data / "server.log", env)
     processes["server_sessions"].append(process.session)
     try:
