@@ -21,6 +21,7 @@ _MIN_SIZE = 1.0  # pixels: a box never shrinks to nothing while it coasts
 _TRANSITION = np.eye(8)
 _TRANSITION[:4, 4:] = np.eye(4)  # position += velocity, once per frame
 _OBSERVE = np.eye(4, 8)
+_OBSERVE_CENTRE = np.eye(2, 8)
 
 
 def centre_size(box: np.ndarray) -> np.ndarray:
@@ -73,9 +74,17 @@ class BoxMotion:
 
     def correct(self, box: np.ndarray) -> np.ndarray:
         """Fold in a measured box; returns the corrected box."""
-        measurement_noise = np.diag(_size_noise(self.mean[3], _POSITION_NOISE) ** 2)
-        projected = _OBSERVE @ self.covariance @ _OBSERVE.T + measurement_noise
-        gain = np.linalg.solve(projected, _OBSERVE @ self.covariance).T
-        self.mean = self.mean + gain @ (centre_size(box) - _OBSERVE @ self.mean)
+        return self._fold(centre_size(box), _OBSERVE)
+
+    def correct_centre(self, centre: np.ndarray) -> np.ndarray:
+        """Fold in a measured centre (x, y) alone, leaving the size to the box measurements;
+        returns the corrected box."""
+        return self._fold(np.asarray(centre, dtype=np.float64)[:2], _OBSERVE_CENTRE)
+
+    def _fold(self, measured: np.ndarray, observe: np.ndarray) -> np.ndarray:
+        noise = _size_noise(self.mean[3], _POSITION_NOISE)[: len(measured)]
+        projected = observe @ self.covariance @ observe.T + np.diag(noise**2)
+        gain = np.linalg.solve(projected, observe @ self.covariance).T
+        self.mean = self.mean + gain @ (measured - observe @ self.mean)
         self.covariance = self.covariance - gain @ projected @ gain.T
         return self.box

@@ -1,11 +1,14 @@
 """Track ids for the people of one video, and each person's box between detections.
 
 Every track carries a constant-velocity motion model of its box (``tdmi.model.box_motion``, a
-Kalman filter as in SORT and ByteTrack). Once per frame, ``step`` moves every track one frame
-ahead and corrects it with the box around its latest confident keypoints when the pose model
-sent new ones (``observe_keypoints``), so a track follows its person between detections even
-where some keypoints are weak, and coasts on its motion for up to ``max_coast`` frames where all
-are. Then ``match`` pairs the frame's boxes (a detector's, or the client's) with the tracks:
+Kalman filter as in SORT and ByteTrack). Boxes (a detector's, the client's) measure the whole
+box; keypoints measure only how far the person moved: once per frame, ``step`` folds in the
+median displacement of the joints confident both in the track's new keypoints
+(``observe_keypoints``) and in its previous ones, then moves every track one frame ahead. A
+person's joints may be few or misplaced (a weak model, blur, occlusion), so a box drawn around
+them would shrink and drift off the person; their displacement stays right as long as most of
+them move with the person. A track whose pose model finds no confident joints coasts on its
+motion for up to ``max_coast`` frames. Then ``match`` pairs the frame's boxes with the tracks:
 
 - the similarity of a track and a box is their IoU, mixed with an OKS-like keypoint similarity
   when both carry keypoints (offline, where a frame's keypoints are known when it is matched),
@@ -39,13 +42,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from tdmi.model.box_motion import BoxMotion
-from tdmi.model.keypoint_boxes import boxes_from_keypoints
 
 __all__ = [
     "Followed",
     "PoseTracker",
     "Track",
     "TrackerConfig",
+    "box_containment",
     "box_iou",
     "keypoint_similarity",
     "keypoints_inside",
@@ -73,6 +76,7 @@ class TrackerConfig:
     keypoint_weight: float = 0.5
     match_threshold: float = 0.3  # minimum similarity of a matched pair
     low_match_threshold: float = 0.5  # the same for low-scored boxes (ByteTrack's second pass)
+    contain_threshold: float = 0.8  # a sure box left over, within a track left over (or around it)
     max_age: int = 30  # frames a lost track is kept for a box to find it again
     max_coast: int = 5  # frames a followed track goes on without confident keypoints before it is lost
     min_keypoint_score: float = 0.3  # joints below this score take no part in the similarity
@@ -85,7 +89,7 @@ class TrackerConfig:
                 f"tracker weights must be >= 0 and not both 0, got iou_weight={self.iou_weight}, "
                 f"keypoint_weight={self.keypoint_weight}"
             )
-        for name in ("match_threshold", "low_match_threshold"):
+        for name in ("match_threshold", "low_match_threshold", "contain_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_age < 0 or self.max_coast < 0:
@@ -111,8 +115,8 @@ class Track:
 
 @dataclass(frozen=True)
 class Followed:
-    """The boxes ``step`` carried on: one per followed track; ``measured`` where the track's
-    new keypoints corrected it (a person seen by the pose model this frame), else coasting."""
+    """The boxes ``step`` carried on: one per followed track; ``measured`` where its new keypoints
+    held confident joints (a person seen by the pose model), else coasting."""
 
     boxes: np.ndarray  # (M, 5) x1, y1, x2, y2, score
     track_ids: np.ndarray  # (M,) int64
@@ -134,16 +138,40 @@ class _TrackState:
         self.coasted = 0
         self.confirmed = False  # seen again since it started: by a box, or by confident keypoints
         self.posed = keypoints is not None  # the pose model has answered for it
+        # the keypoints last folded in, and the box centre they stood for: the next keypoints'
+        # displacement from them moves the box
+        self.anchor: tuple[np.ndarray, np.ndarray] | None = None
 
     def snapshot(self) -> Track:
         return Track(self.track_id, self.box.copy(), self.keypoints, self.misses)
 
     def matched(self, box: np.ndarray, score: float, keypoints: np.ndarray | None) -> None:
+        before = self.motion.mean[:2].copy()
         self.motion.correct(box)
         self.box, self.score, self.misses, self.coasted = np.asarray(box[:4], dtype=np.float64), score, 0, 0
         self.confirmed = True
         if keypoints is not None:
             self.keypoints, self.fresh = keypoints, False
+            self.anchor = keypoints, self.motion.mean[:2].copy()
+        elif self.anchor is not None:  # the box was off by as much where the anchor keypoints were
+            self.anchor = self.anchor[0], self.anchor[1] + self.motion.mean[:2] - before
+
+    def follow(self, min_score: float, min_joints: int) -> bool:
+        """Fold in the new keypoints, if any: whether they hold ``min_joints`` confident joints
+        (the pose model still sees a person); the box moves by their displacement from the anchor."""
+        if not self.fresh or self.keypoints is None:
+            return False
+        confident = self.keypoints[:, 2] >= min_score
+        if confident.sum() < min_joints:
+            return False
+        if self.anchor is not None:
+            previous, centre = self.anchor
+            shared = confident & (previous[:, 2] >= min_score)
+            if shared.sum() >= min_joints:
+                moved = np.median(self.keypoints[shared, :2] - previous[shared, :2], axis=0)
+                self.motion.correct_centre(centre + moved)
+        self.anchor = self.keypoints, self.motion.mean[:2].copy()
+        return True
 
     def follow_score(self) -> float:
         if self.keypoints is None:
@@ -153,6 +181,21 @@ class _TrackState:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over union of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): (N, M)."""
+    inter, area_a, area_b = _overlaps(a, b)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of the smaller box inside the larger, for every box of ``a`` (N, 4) with every box of
+    ``b`` (M, 4): (N, M); 1 where one holds the other."""
+    inter, area_a, area_b = _overlaps(a, b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersections (N, M) of boxes ``a`` (N, 4) and ``b`` (M, 4), and their areas (N,), (M,)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -160,8 +203,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return inter, area_a, area_b
 
 
 def keypoint_similarity(
@@ -238,22 +280,21 @@ class PoseTracker:
         """The live tracks (followed and lost), oldest first."""
         return tuple(t.snapshot() for t in self._tracks.values())
 
-    def step(self, image_size: tuple[int, int] | None = None, *, follow_keypoints: bool = True) -> Followed:
-        """One frame on: every track's motion moves a frame ahead, corrected by the box around its
-        new confident keypoints (in an image of ``image_size`` (w, h); None: unbounded) unless
-        ``follow_keypoints`` is False (boxes come for every frame); returns the boxes of the tracks
-        still followed. A followed track without such keypoints for more than ``max_coast`` frames
-        is lost; so is a new one at once when its first keypoints came back unsure and no second
-        box confirmed it (most false detections); a lost one is dropped after ``max_age`` frames."""
-        size = image_size or (np.inf, np.inf)
+    def step(self, *, follow_keypoints: bool = True) -> Followed:
+        """One frame on: every track's new confident keypoints move its box (unless
+        ``follow_keypoints`` is False: boxes come for every frame), then its motion moves it a
+        frame ahead; returns the boxes of the tracks still followed. A followed track without
+        confident keypoints for more than ``max_coast`` frames is lost; so is a new one at once
+        when its first keypoints came back unsure and no second box confirmed it (most false
+        detections); a lost one is dropped after ``max_age`` frames."""
+        config = self.config
         boxes, ids, measured, lost = [], [], [], 0
         for track in list(self._tracks.values()):
-            track.box = track.motion.predict()
-            seen = self._keypoint_box(track, size) if follow_keypoints else None
+            seen = follow_keypoints and track.follow(config.min_keypoint_score, config.min_shared_keypoints)
             track.fresh = False
-            if seen is not None:  # the pose model saw the person: followed (again, if it was lost)
-                track.box, track.coasted, track.confirmed = track.motion.correct(seen), 0, True
-                track.misses = 0
+            track.box = track.motion.predict()
+            if seen:  # the pose model saw the person: followed (again, if it was lost)
+                track.coasted, track.confirmed, track.misses = 0, True, 0
             elif track.misses > 0:
                 track.misses += 1  # counts this frame: kept while the frames missed before it <= max_age
             elif not track.confirmed and track.posed and follow_keypoints:
@@ -267,7 +308,7 @@ class PoseTracker:
             elif track.misses == 0:
                 boxes.append([*track.box, track.follow_score()])
                 ids.append(track.track_id)
-                measured.append(seen is not None)
+                measured.append(seen)
         return Followed(
             np.array(boxes, dtype=np.float32).reshape(-1, 5),
             np.array(ids, dtype=np.int64),
@@ -300,12 +341,20 @@ class PoseTracker:
         if len(high) != len(boxes):
             raise ValueError(f"{len(boxes)} boxes but {len(high)} sure flags")
         tracks = list(self._tracks.values())
-        assign = functools.partial(self._assign, boxes=boxes, keypoints=keypoints, pose_aware=pose_aware)
-        first = assign(tracks, columns=np.flatnonzero(high), threshold=self.config.match_threshold)
-        left = [t for t in tracks if t.track_id not in first.values() and t.misses == 0]
-        second = assign(left, columns=np.flatnonzero(~high), threshold=self.config.low_match_threshold)
+        similar = functools.partial(self._similarity, boxes=boxes, keypoints=keypoints, pose_aware=pose_aware)
+        first = _assign(tracks, np.flatnonzero(high), similar, self.config.match_threshold)
+        left = [t for t in tracks if t.track_id not in first.values()]
+        followed = [t for t in left if t.misses == 0]
+        second = _assign(followed, np.flatnonzero(~high), similar, self.config.low_match_threshold)
+        # a person half hidden, or half out of the frame, has a box that shrank inside the track's
+        # (or grew around it): too little IoU, but one box holds the other
+        left = [t for t in left if t.track_id not in second.values()]
+        unmatched = np.setdiff1d(np.flatnonzero(high), list(first))
+        third = _assign(
+            left, unmatched, functools.partial(_containment, boxes=boxes), self.config.contain_threshold
+        )
         by_id = {t.track_id: t for t in tracks}
-        for col, track_id in (first | second).items():
+        for col, track_id in (first | second | third).items():
             by_id[track_id].matched(
                 boxes[col], float(scores[col]), None if keypoints is None else keypoints[col]
             )
@@ -339,16 +388,6 @@ class PoseTracker:
             if track is not None:
                 track.keypoints, track.fresh, track.posed = points, True, True
 
-    def _keypoint_box(self, track: _TrackState, size: tuple[float, float]) -> np.ndarray | None:
-        """The box around the track's new confident keypoints, or None (``step`` marks them used)."""
-        if not track.fresh or track.keypoints is None:
-            return None
-        found, _ = boxes_from_keypoints(
-            track.keypoints[None], size, min_score=self.config.min_keypoint_score,
-            min_joints=self.config.min_shared_keypoints,
-        )  # fmt: skip
-        return found[0].astype(np.float64) if len(found) else None
-
     def _start(self, box: np.ndarray, score: float, keypoints: np.ndarray | None) -> int:
         track_id = self._id_source()
         if track_id in self._tracks:
@@ -356,31 +395,17 @@ class PoseTracker:
         self._tracks[track_id] = _TrackState(track_id, box, score, keypoints)
         return track_id
 
-    def _assign(
+    def _similarity(
         self,
         tracks: list[_TrackState],
+        columns: np.ndarray,
         boxes: np.ndarray,
         keypoints: np.ndarray | None,
-        columns: np.ndarray,
-        threshold: float,
         pose_aware: bool,
-    ) -> dict[int, int]:
-        """Hungarian matching of ``tracks`` with the boxes at ``columns``: box column -> track id."""
-        if not tracks or not len(columns):
-            return {}
-        chosen = boxes[columns]
-        similarity = self._similarity(
-            tracks, chosen, None if keypoints is None else keypoints[columns], pose_aware
-        )
-        # pairs below the threshold count as 0 so they never buy a worse assignment elsewhere
-        eligible = similarity >= threshold
-        rows, cols = linear_sum_assignment(np.where(eligible, similarity, 0.0), maximize=True)
-        return {int(columns[c]): tracks[r].track_id for r, c in zip(rows, cols) if eligible[r, c]}
-
-    def _similarity(
-        self, tracks: list[_TrackState], boxes: np.ndarray, keypoints: np.ndarray | None, pose_aware: bool
     ) -> np.ndarray:
-        """(T, N) similarity of the tracks and the boxes of this frame."""
+        """(T, N) similarity of the tracks and this frame's boxes at ``columns``."""
+        boxes = boxes[columns]
+        keypoints = None if keypoints is None else keypoints[columns]
         iou = box_iou(np.array([t.box for t in tracks]).reshape(-1, 4), boxes)
         with_points = [i for i, t in enumerate(tracks) if t.keypoints is not None]
         if not with_points or self.config.keypoint_weight == 0 or not pose_aware:
@@ -399,3 +424,24 @@ class PoseTracker:
         mixed = (weights[0] * iou[with_points] + weights[1] * pose) / sum(weights)
         iou[with_points] = np.where(usable, mixed, iou[with_points])
         return iou
+
+
+def _containment(tracks: list[_TrackState], columns: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(T, N) ``box_containment`` of the tracks' boxes and the boxes at ``columns``."""
+    return box_containment(np.array([t.box for t in tracks]), boxes[columns])
+
+
+def _assign(
+    tracks: list[_TrackState],
+    columns: np.ndarray,
+    similarity: Callable[[list[_TrackState], np.ndarray], np.ndarray],
+    threshold: float,
+) -> dict[int, int]:
+    """Hungarian matching of ``tracks`` with the boxes at ``columns``: box column -> track id."""
+    if not tracks or not len(columns):
+        return {}
+    scores = similarity(tracks, columns)
+    # pairs below the threshold count as 0 so they never buy a worse assignment elsewhere
+    eligible = scores >= threshold
+    rows, cols = linear_sum_assignment(np.where(eligible, scores, 0.0), maximize=True)
+    return {int(columns[c]): tracks[r].track_id for r, c in zip(rows, cols) if eligible[r, c]}

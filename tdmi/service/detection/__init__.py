@@ -18,7 +18,7 @@ from tdmi.service.detection.client_boxes import InvalidBoxesError, parse_client_
 from tdmi.service.detection.hog import HogPeopleDetector
 from tdmi.service.detection.onnx_layouts import DetectorLayout
 from tdmi.service.detection.onnx_yolo import OnnxYoloDetector
-from tdmi.service.detection.propagate import DetectionSchedule, boxes_from_keypoints
+from tdmi.service.detection.propagate import DetectionSchedule
 
 __all__ = [
     "DetectionSchedule",
@@ -30,7 +30,6 @@ __all__ = [
     "InvalidBoxesError",
     "OnnxYoloDetector",
     "TimedDetections",
-    "boxes_from_keypoints",
     "make_detector",
     "nms",
     "onnx_spec",

@@ -1,5 +1,5 @@
 """When a stream runs its detector; in between, the tracker carries each person's box
-(``tdmi.model.tracking``: its motion, corrected by the box around the keypoints already found).
+(``tdmi.model.tracking``: its motion, moved by the keypoints already found).
 
 The schedule runs the real detector every N frames, to find people who just came in, and at once
 (once per interval) when a tracked person could not be carried over.
@@ -7,9 +7,7 @@ The schedule runs the real detector every N frames, to find people who just came
 
 from __future__ import annotations
 
-from tdmi.model.keypoint_boxes import boxes_from_keypoints
-
-__all__ = ["DetectionSchedule", "boxes_from_keypoints"]
+__all__ = ["DetectionSchedule"]
 
 
 class DetectionSchedule:

@@ -1,7 +1,7 @@
 """Where a frame's person boxes and track ids come from: the client, the detector, or the tracks.
 
 ``SessionBoxes`` is the ``BoxProvider`` of a session. Every frame first moves the tracker one frame
-on (``PoseTracker.step``: each track's motion, corrected by its latest confident keypoints).
+on (``PoseTracker.step``: each track's motion, moved by its latest confident keypoints).
 Client boxes win when a frame has them, and are matched to the tracks. Otherwise the detector runs
 on its schedule (a fixed grid of every ``detect_every``-th frame, and once between when a track is
 lost; a frame may bring the detector's answer with it, started ahead by a video job) and its boxes
@@ -23,7 +23,7 @@ import numpy as np
 from tdmi.model.tracking import PoseTracker
 from tdmi.protocol.stream import BoxMode
 from tdmi.service.detection import Detections, DetectionSchedule, Detector, TimedDetections
-from tdmi.service.metrics import StageTimer
+from tdmi.service.metrics import NO_CPU, CpuSpan, StageTimer
 from tdmi.service.streaming.session import StreamFrame
 
 __all__ = ["BoxMode", "SessionBoxes", "clip_to_frame", "detect_timed", "detections_array"]
@@ -47,39 +47,44 @@ class SessionBoxes:
         detect_every: int,
         executor: Executor,
         on_stage: StageTimer = lambda stage, seconds: None,
+        cpu: CpuSpan = NO_CPU,
     ):
         self.mode = mode
         self.detector = detector
         self.schedule = DetectionSchedule(detect_every)
         self.executor = executor
         self._on_stage = on_stage
+        self._cpu = cpu  # the tracker's work, counted as the track stage's (not the detector's wait)
 
     async def boxes_for(self, frame: StreamFrame, tracker: PoseTracker) -> tuple[np.ndarray, np.ndarray]:
-        height, width = frame.image.shape[:2]
         if frame.client_boxes is not None and self.mode != "detector":
             # the client's boxes, every one kept (matched without their scores), are the truth of
             # each frame: the tracks follow them on their motion alone, not the keypoints
-            tracker.step((width, height), follow_keypoints=False)
-            return frame.client_boxes, tracker.match(frame.client_boxes[:, :4], pose_aware=False)
-        followed = tracker.step((width, height))
+            with self._cpu("track"):
+                tracker.step(follow_keypoints=False)
+                return frame.client_boxes, tracker.match(frame.client_boxes[:, :4], pose_aware=False)
+        with self._cpu("track"):
+            followed = tracker.step()
         if self.mode == "client" or self.detector is None:
             return _NO_BOXES, _NO_IDS
         tracked = len(followed.track_ids) + followed.lost
         if not self.schedule.should_detect(tracked=tracked, propagated=len(followed.track_ids)):
-            return _inside(followed.boxes, followed.track_ids, frame.image.shape)
+            with self._cpu("track"):
+                return _inside(followed.boxes, followed.track_ids, frame.image.shape)
         pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
             self.executor, detect_timed, self.detector, frame.image
         )
         found, seconds = await pending
         self._on_stage("detect", seconds)
-        detections, visible = _clip(detections_array(found), frame.image.shape)
-        detections = detections[visible]
-        sure = None if found.sure is None else found.sure[visible]
-        ids = tracker.match(detections, sure=sure, keep_measured=True)
-        seen = followed.measured & ~np.isin(followed.track_ids, ids)  # missed by the detector only
-        kept = ids >= 0
-        boxes = np.concatenate([detections[kept], followed.boxes[seen]])
-        return _inside(boxes, np.concatenate([ids[kept], followed.track_ids[seen]]), frame.image.shape)
+        with self._cpu("track"):
+            detections, visible = _clip(detections_array(found), frame.image.shape)
+            detections = detections[visible]
+            sure = None if found.sure is None else found.sure[visible]
+            ids = tracker.match(detections, sure=sure, keep_measured=True)
+            seen = followed.measured & ~np.isin(followed.track_ids, ids)  # missed by the detector only
+            kept = ids >= 0
+            boxes = np.concatenate([detections[kept], followed.boxes[seen]])
+            return _inside(boxes, np.concatenate([ids[kept], followed.track_ids[seen]]), frame.image.shape)
 
 
 def _inside(

@@ -7,7 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from tdmi.model.tracking import PoseTracker, TrackerConfig, box_iou, keypoint_similarity, keypoints_inside
+from tdmi.model.tracking import (
+    PoseTracker,
+    TrackerConfig,
+    box_containment,
+    box_iou,
+    keypoint_similarity,
+    keypoints_inside,
+)
 
 # x offset (fraction of height) and y (fraction of height from the top) of 17 joints, arms down
 _STANDING = np.array(
@@ -170,13 +177,49 @@ def test_a_track_follows_its_keypoints_and_coasts_max_coast_frames_without_them(
     (track_id,) = tracker.update(box[None])
     for step in range(1, 6):  # the pose model sees the person walk 10 px per frame
         tracker.observe_keypoints(np.array([track_id]), points[None] + [10 * step, 0, 0])
-        followed = tracker.step((1000, 1000))
+        followed = tracker.step()
         assert followed.track_ids.tolist() == [track_id] and followed.measured.tolist() == [True]
     assert followed.boxes[0, 0] > box[0] + 30  # the box went with them
-    coasted = [tracker.step((1000, 1000)) for _ in range(config.max_coast + 1)]
+    coasted = [tracker.step() for _ in range(config.max_coast + 1)]
     assert [len(f.track_ids) for f in coasted] == [1, 1, 1, 0] and coasted[-1].lost == 1
     assert coasted[1].boxes[0, 0] > coasted[0].boxes[0, 0]  # still walking on its motion
     assert tracker.tracks[0].misses == 1  # lost, kept for a box to find it again
+
+
+def test_keypoints_move_the_box_and_never_reshape_it() -> None:
+    """Three confident joints, the head, placed 30 px off the person: the box keeps the detector's
+    size and walks with the joints' displacement, 6 px per frame."""
+    tracker = PoseTracker()
+    box, points = _person(100)
+    (track_id,) = tracker.update(box[None])
+    head = points.copy()
+    head[3:, 2] = 0.1
+    head[:3, :2] += 30
+    for step in range(8):
+        tracker.observe_keypoints(np.array([track_id]), head[None] + [6 * step, 0, 0])
+        followed = tracker.step()
+    size = followed.boxes[0, 2:4] - followed.boxes[0, :2]
+    np.testing.assert_allclose(size, box[2:] - box[:2], atol=0.5)
+    # the displacements of 7 frames, and the speed carried one frame on
+    assert 7 * 6 - 6 < followed.boxes[0, 0] - box[0] < 8 * 6 + 6
+
+
+def test_a_person_half_hidden_keeps_the_id_though_the_box_shrank_inside_the_old_one() -> None:
+    tracker = PoseTracker()
+    box, _ = _person(100)
+    other, _ = _person(400)
+    ids = tracker.update(np.stack([box, other]))
+    legs_hidden = box.copy()
+    legs_hidden[3] = box[1] + 0.25 * (box[3] - box[1])  # only the head and shoulders left
+    assert box_iou(box[None], legs_hidden[None])[0, 0] < 0.3
+    assert tracker.update(np.stack([legs_hidden, other])).tolist() == ids.tolist()
+    assert tracker.update(np.stack([box, other])).tolist() == ids.tolist()  # and grew back
+
+
+def test_box_containment_is_the_share_of_the_smaller_box_inside_the_larger() -> None:
+    big = np.array([[0.0, 0.0, 10.0, 10.0]])
+    found = box_containment(big, np.array([[2.0, 2.0, 4.0, 4.0], [8.0, 0.0, 12.0, 10.0], [20.0, 0, 30, 10]]))
+    np.testing.assert_allclose(found, [[1.0, 0.5, 0.0]])
 
 
 def test_a_lost_track_is_found_again_where_its_motion_carried_it() -> None:
@@ -217,6 +260,6 @@ def test_a_new_track_whose_pose_comes_back_unsure_stops_at_once_and_keeps_its_id
     unsure = points.copy()
     unsure[:, 2] = 0.1
     tracker.observe_keypoints(ids, np.stack([points, unsure]))
-    followed = tracker.step((1000, 1000))
+    followed = tracker.step()
     assert followed.track_ids.tolist() == [ids[0]] and followed.lost == 0  # not counted as a lost person
     assert tracker.update(np.stack([box, door])).tolist() == ids.tolist()  # a second box: same id

@@ -27,7 +27,6 @@ from tdmi.service.detection import (
     HogPeopleDetector,
     InvalidBoxesError,
     OnnxYoloDetector,
-    boxes_from_keypoints,
     make_detector,
     nms,
     onnx_spec,
@@ -548,35 +547,6 @@ def test_bad_client_boxes_are_refused_with_the_reason(raw, message) -> None:
 # --- propagation and schedule -----------------------------------------------------------------
 
 
-def test_boxes_from_keypoints_enlarge_the_confident_joints_and_skip_the_unsure() -> None:
-    person = np.array([[100, 50, 0.9], [140, 250, 0.8], [120, 150, 0.7], [400, 10, 0.1]])
-    unsure = person.copy()
-    unsure[1:, 2] = 0.2  # one confident joint
-    at_edge = person + [500, 0, 0]  # x 600..640 in a 620 px wide image
-    boxes, index = boxes_from_keypoints(np.stack([person, unsure, at_edge]), image_size=(620, 300))
-    assert index.tolist() == [0, 2] and boxes.dtype == np.float32
-    np.testing.assert_allclose(boxes, [[96, 30, 144, 270], [596, 30, 620, 270]])
-
-
-def test_followed_boxes_keep_the_track_ids() -> None:
-    """Detector boxes start tracks; the next frame's boxes follow their keypoints, moved by 4 px."""
-    rng = np.random.default_rng(0)
-    tracker = PoseTracker()
-    starts = np.array([[100.0, 50.0], [300.0, 60.0]])
-    keypoints = np.concatenate(
-        [starts[:, None] + rng.uniform([0, 0], [50, 180], (2, 17, 2)), np.ones((2, 17, 1))], axis=2
-    )
-    ids = tracker.update(boxes_from_keypoints(keypoints, (640, 480))[0])
-    tracker.observe_keypoints(ids, keypoints + [4, 0, 0])
-    followed = tracker.step((640, 480))
-    assert followed.track_ids.tolist() == ids.tolist() and followed.measured.all()
-    moved = boxes_from_keypoints(keypoints + [4, 0, 0], (640, 480))[0]
-    np.testing.assert_allclose(
-        followed.boxes[:, :4], moved, atol=4.0
-    )  # the motion lags the keypoints a little
-    assert (followed.boxes[:, 0] > boxes_from_keypoints(keypoints, (640, 480))[0][:, 0]).all()
-
-
 def test_the_detector_runs_every_n_frames_and_when_someone_is_lost() -> None:
     schedule = DetectionSchedule(every=3)
     steady = [schedule.should_detect(tracked=2, propagated=2) for _ in range(7)]
@@ -622,10 +592,12 @@ def test_a_live_stream_follows_its_tracks_until_keypoints_come_back() -> None:
     assert all(ids.tolist() == found[0][1].tolist() for _, ids in found)
     np.testing.assert_allclose(found[1][0][:, :4], found[0][0][:, :4])  # no motion yet: in place
     person = np.array([[20.0, 20.0, 0.9], [40.0, 80.0, 0.9], [30.0, 50.0, 0.9]])
-    tracker.observe_keypoints(found[0][1][:1], np.stack([person]))
-    followed, ids = asyncio.run(boxes.boxes_for(StreamFrame(4, image), tracker))
-    assert ids.tolist() == found[0][1].tolist()  # both still followed: one measured, one coasting
-    assert not np.allclose(followed[0, :4], found[3][0][0, :4])  # the keypoints moved the first box
+    for position, shift in ((4, 0.0), (5, 5.0)):  # the person walks 5 px to the right
+        tracker.observe_keypoints(found[0][1][:1], np.stack([person + [shift, 0, 0]]))
+        followed, ids = asyncio.run(boxes.boxes_for(StreamFrame(position, image), tracker))
+        assert ids.tolist() == found[0][1].tolist()  # both still followed: one measured, one coasting
+    assert followed[0, 0] - found[3][0][0, 0] > 2.5  # the keypoints moved the first box
+    np.testing.assert_allclose(followed[1, :4], found[3][0][1, :4])  # the other one stayed
 
 
 def test_a_person_the_detector_misses_keeps_the_box_the_pose_model_follows() -> None:

@@ -155,10 +155,10 @@ class FollowingTracker(PoseTracker):
         self._observed |= {round((p[0, 0] - 10) % 20 * 100) for p in keypoints}
         super().observe_keypoints(track_ids, keypoints)
 
-    def step(self, image_size: tuple[int, int] | None = None) -> Followed:
+    def step(self, *, follow_keypoints: bool = True) -> Followed:
         assert len(self._observed) <= 1, self._observed
         self.followed.append(self._observed.pop() if self._observed else None)
-        return super().step(image_size)
+        return super().step(follow_keypoints=follow_keypoints)
 
 
 class FollowingBoxes:

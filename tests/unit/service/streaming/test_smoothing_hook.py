@@ -69,10 +69,10 @@ def test_a_stream_can_turn_smoothing_on_with_its_own_parameters(tmp_path: Path) 
 
 
 class _Queue:
-    """Answers every frame at once with x = 10 * frame index +- 3 (a steady walk and jitter)."""
+    """Answers every frame at once with x = 30 +- 3 (a person standing in the box, and jitter)."""
 
     async def submit(self, work) -> bool:
-        x = 10.0 * work.frame_index + (3.0 if work.frame_index % 2 else -3.0)
+        x = 30.0 + (3.0 if work.frame_index % 2 else -3.0)
         work.resolve(PoseArrays(np.full((work.size, 17, 3), x, dtype=np.float32)))
         return True
 
@@ -108,6 +108,6 @@ def test_a_session_smooths_what_it_answers_while_its_tracker_sees_the_raw_keypoi
         return answered, tracker.observed
 
     answered, observed = asyncio.run(scenario())
-    raw = [10.0 * i + (3.0 if i % 2 else -3.0) for i in range(8)]
+    raw = [30.0 + (3.0 if i % 2 else -3.0) for i in range(8)]
     assert observed == raw[: len(observed)] and len(observed) >= 7  # the raw values, in frame order
     assert answered[0] == raw[0] and all(abs(a - r) > 0.5 for a, r in zip(answered[1:], raw[1:]))
