@@ -6,7 +6,11 @@ Client boxes win when a frame has them, and are matched to the tracks. Otherwise
 on its schedule (a fixed grid of every ``detect_every``-th frame, and once between when a track is
 lost; a frame may bring the detector's answer with it, started ahead by a video job) and its boxes
 are matched to the tracks; a person the detector missed whom the pose model still sees keeps the
-box its track followed. In between, the followed boxes are the frame's boxes. Which keypoints a
+box its track followed. In between, the followed boxes are the frame's boxes. A live stream that
+already follows someone does not wait for the detector (HOG takes longer than a frame on a small
+CPU, and every detector frame would answer that much later): the frame goes on with the followed
+boxes and the detector's answer is matched to the tracks on the first frame after it came back;
+a video job waits, so that its result never depends on timing. Which keypoints a
 frame follows is the session's rule (``SessionOptions.box_lag``). Boxes that were not the client's
 are clipped to the current frame, so that boxes found in frames of another size (a live stream may
 change resolution) never reach the client outside the frame.
@@ -20,7 +24,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from tdmi.model.tracking import PoseTracker
+from tdmi.model.tracking import Followed, PoseTracker
 from tdmi.protocol.stream import BoxMode
 from tdmi.service.detection import Detections, DetectionSchedule, Detector, TimedDetections
 from tdmi.service.metrics import NO_CPU, CpuSpan, StageTimer
@@ -48,13 +52,17 @@ class SessionBoxes:
         executor: Executor,
         on_stage: StageTimer = lambda stage, seconds: None,
         cpu: CpuSpan = NO_CPU,
+        *,
+        live: bool = False,
     ):
         self.mode = mode
         self.detector = detector
         self.schedule = DetectionSchedule(detect_every)
         self.executor = executor
+        self.live = live
         self._on_stage = on_stage
         self._cpu = cpu  # the tracker's work, counted as the track stage's (not the detector's wait)
+        self._late: asyncio.Future[TimedDetections] | None = None  # a live detection still running
 
     async def boxes_for(self, frame: StreamFrame, tracker: PoseTracker) -> tuple[np.ndarray, np.ndarray]:
         if frame.client_boxes is not None and self.mode != "detector":
@@ -67,24 +75,39 @@ class SessionBoxes:
             followed = tracker.step()
         if self.mode == "client" or self.detector is None:
             return _NO_BOXES, _NO_IDS
+        if self._late is not None and self._late.done():  # a live detection came back: match it now
+            late, self._late = self._late, None
+            return self._matched(await late, followed, tracker, frame.image.shape)
         tracked = len(followed.track_ids) + followed.lost
-        if not self.schedule.should_detect(tracked=tracked, propagated=len(followed.track_ids)):
+        detect = self.schedule.should_detect(tracked=tracked, propagated=len(followed.track_ids))
+        if not detect or self._late is not None:
             with self._cpu("track"):
                 return _inside(followed.boxes, followed.track_ids, frame.image.shape)
         pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
             self.executor, detect_timed, self.detector, frame.image
         )
-        found, seconds = await pending
+        if self.live and len(followed.track_ids):  # people to follow meanwhile: do not wait
+            self._late = asyncio.ensure_future(pending)
+            with self._cpu("track"):
+                return _inside(followed.boxes, followed.track_ids, frame.image.shape)
+        return self._matched(await pending, followed, tracker, frame.image.shape)
+
+    def _matched(
+        self, timed: TimedDetections, followed: Followed, tracker: PoseTracker, shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's boxes matched to the tracks; a person it missed whom the pose model still
+        sees keeps the followed box."""
+        found, seconds = timed
         self._on_stage("detect", seconds)
         with self._cpu("track"):
-            detections, visible = _clip(detections_array(found), frame.image.shape)
+            detections, visible = _clip(detections_array(found), shape)
             detections = detections[visible]
             sure = None if found.sure is None else found.sure[visible]
             ids = tracker.match(detections, sure=sure, keep_measured=True)
             seen = followed.measured & ~np.isin(followed.track_ids, ids)  # missed by the detector only
             kept = ids >= 0
             boxes = np.concatenate([detections[kept], followed.boxes[seen]])
-            return _inside(boxes, np.concatenate([ids[kept], followed.track_ids[seen]]), frame.image.shape)
+            return _inside(boxes, np.concatenate([ids[kept], followed.track_ids[seen]]), shape)
 
 
 def _inside(

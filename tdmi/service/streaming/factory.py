@@ -80,6 +80,7 @@ class SessionFactory:
             self.detect_thread,
             self.metrics.observe_stage,
             self.metrics.cpu,
+            live=live,
         )
         config = TrackerConfig(
             match_threshold=self.settings.track_match_threshold,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -574,6 +575,47 @@ class _CountingDetector:
     def detect(self, image: np.ndarray) -> Detections:
         self.calls += 1
         return Detections(np.array([[10, 10, 50, 90], [60, 10, 100, 90]]), np.array([0.9, 0.8]))
+
+
+class _GatedDetector(_CountingDetector):
+    """Answers only once ``gate`` is set (a detector slower than the frames)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def detect(self, image: np.ndarray) -> Detections:
+        assert self.gate.wait(10)
+        return super().detect(image)
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_live_stream_does_not_wait_for_the_detector_while_it_follows_someone(live: bool) -> None:
+    detector = _GatedDetector()
+    boxes = SessionBoxes("auto", detector, 2, ThreadPoolExecutor(1), live=live)
+    image = np.zeros((120, 160, 3), np.uint8)
+    tracker = PoseTracker()
+
+    async def scenario() -> list[list[int]]:
+        detector.gate.set()
+        first = await boxes.boxes_for(StreamFrame(0, image), tracker)  # nobody followed yet: waits
+        await boxes.boxes_for(StreamFrame(1, image), tracker)
+        detector.gate.clear()
+        on_grid = asyncio.ensure_future(boxes.boxes_for(StreamFrame(2, image), tracker))
+        await asyncio.sleep(0.2)
+        answered = on_grid.done()
+        detector.gate.set()
+        await on_grid
+        while detector.calls < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the detector's answer reaches the loop
+        later = await boxes.boxes_for(StreamFrame(3, image), tracker)
+        return [len(first[0]), int(answered), len(later[0]), int(later[1].tolist() == first[1].tolist())]
+
+    with_people, answered, later_people, same_ids = asyncio.run(scenario())
+    assert with_people == 2 and later_people == 2 and same_ids == 1
+    assert answered == live  # a live frame went on with the followed boxes; a job's waited
+    assert detector.calls == 2
 
 
 def test_a_live_stream_follows_its_tracks_until_keypoints_come_back() -> None:
