@@ -80,17 +80,15 @@ class SessionBoxes:
             return self._matched(await late, followed, tracker, frame.image.shape)
         tracked = len(followed.track_ids) + followed.lost
         detect = self.schedule.should_detect(tracked=tracked, propagated=len(followed.track_ids))
-        if not detect or self._late is not None:
-            with self._cpu("track"):
-                return _inside(followed.boxes, followed.track_ids, frame.image.shape)
-        pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
-            self.executor, detect_timed, self.detector, frame.image
-        )
-        if self.live and len(followed.track_ids):  # people to follow meanwhile: do not wait
-            self._late = asyncio.ensure_future(pending)
-            with self._cpu("track"):
-                return _inside(followed.boxes, followed.track_ids, frame.image.shape)
-        return self._matched(await pending, followed, tracker, frame.image.shape)
+        if detect and self._late is None:
+            pending = frame.detected_ahead or asyncio.get_running_loop().run_in_executor(
+                self.executor, detect_timed, self.detector, frame.image
+            )
+            if not (self.live and len(followed.track_ids)):
+                return self._matched(await pending, followed, tracker, frame.image.shape)
+            self._late = asyncio.ensure_future(pending)  # people to follow meanwhile: do not wait
+        with self._cpu("track"):
+            return _inside(followed.boxes, followed.track_ids, frame.image.shape)
 
     def _matched(
         self, timed: TimedDetections, followed: Followed, tracker: PoseTracker, shape: tuple[int, ...]
