@@ -1,16 +1,20 @@
-"""``tdmi-client sources add|list|watch|rm`` against the service around a fake node whose cameras
+"""``tdmi-client sources add|list|watch|results|rm`` against the service around a fake node whose cameras
 are ``FakeCamera``: what each prints, and refusals as one line with the command line's exit codes."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import pytest
 
+from tdmi.client import PoseClient
 from tdmi.client.cli import EXIT_CODES, main
 from tests.clients.conftest import ADMIN_KEY, API_KEY, CAMERA_URL, MAX_SOURCES
 from tests.helpers.in_process import ServedApp
+from tests.helpers.waits import until
 
 FRAME_LINE = re.compile(r"frame (\d+)\t1 persons\tserver \d+ ms\tcamera to here -?\d+ ms")
 
@@ -54,6 +58,33 @@ def test_a_camera_is_added_listed_watched_and_removed(
     assert capsys.readouterr().out == ""
 
 
+def test_a_recorded_cameras_results_are_written_as_json(
+    camera_service: ServedApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    since = time.time()
+    assert run(camera_service, "sources", "add", CAMERA_URL, "--lookahead", "0", "--record") == 0
+    source_id = capsys.readouterr().out.strip()
+    with PoseClient(camera_service.base, api_key=ADMIN_KEY) as client:
+        until(lambda: client.sources.get(source_id).frames_processed >= 3, "frames processed", timeout=30)
+    assert run(camera_service, "sources", "rm", source_id) == 0  # the recording stays
+    capsys.readouterr()
+
+    assert run(camera_service, "sources", "results", source_id, "--from", str(since)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1  # one line
+    result = json.loads(printed)
+    assert result["job_id"] == source_id and len(result["frames"]) >= 3
+    assert all(since <= f["pts"] <= time.time() for f in result["frames"])
+
+    out = tmp_path / "coco.json"
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))  # ISO 8601, UTC
+    argv = ["--from", start, "--to", str(time.time()), "--format", "coco", "--output", str(out)]
+    assert run(camera_service, "sources", "results", source_id, *argv) == 0
+    assert capsys.readouterr().out == ""
+    coco = json.loads(out.read_text())
+    assert sorted({e["image_id"] for e in coco}) == [f["index"] for f in result["frames"]]
+
+
 def test_refusals_are_one_line_with_the_exit_codes(
     camera_service: ServedApp, dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,6 +101,8 @@ def test_refusals_are_one_line_with_the_exit_codes(
     refused(["sources", "add", CAMERA_URL], ADMIN_KEY, "bad_input", "too_many_sources: limit is 2")
     refused(["sources", "rm", "nope"], ADMIN_KEY, "bad_input", "not_found: no source nope")
     refused(["sources", "watch", "nope"], ADMIN_KEY, "bad_input", "not_found: no source nope")
+    refused(["sources", "results", "nope", "--from", str(time.time())], ADMIN_KEY, "bad_input", "not_found: ")
+    refused(["sources", "results", "nope", "--from", "noon"], ADMIN_KEY, "bad_input", "bad_time: 'from'")
     refused(["sources", "list"], "wrong", "auth", "API key")
     refused(["sources", "watch", "nope"], "wrong", "auth", "API key")
     assert main(["--url", dead_url, "sources", "list"]) == EXIT_CODES["unreachable"]

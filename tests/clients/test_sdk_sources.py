@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -27,7 +29,7 @@ from tdmi.client import (
     StreamError,
 )
 from tdmi.client.camera_sources import watch_source
-from tdmi.protocol import PersonPose
+from tdmi.protocol import JobResultPublic, PersonPose
 from tdmi.protocol.sources import SourceInfo, SourceStatusMessage, ViewerDroppedMessage
 from tdmi.protocol.stream import ErrorMessage, ResultMessage
 from tests.clients.conftest import ADMIN_KEY, API_KEY, CAMERA_URL, MAX_SOURCES
@@ -78,10 +80,57 @@ def test_a_camera_is_added_listed_watched_and_removed(camera_service: ServedApp)
             assert f"no source {source_id}" in str(unknown.value)
 
 
+def test_a_recorded_camera_is_read_back_by_time_range_while_it_runs_and_after(
+    camera_service: ServedApp,
+) -> None:
+    with PoseClient(camera_service.base, api_key=ADMIN_KEY) as client:
+        since = time.time()
+        source_id = client.sources.add(CAMERA_URL, lookahead=0, record=True).source_id
+        # the lines reach the disk on a thread of their own: read until some are there
+        until(lambda: len(client.sources.recorded(source_id, since).frames) >= 4, "frames recorded", 30)
+        now = time.time()
+        running = client.sources.recorded(source_id, since, now)
+        assert isinstance(running, JobResultPublic) and running.job_id == source_id
+        assert running.frames and all(since <= f.pts <= now for f in running.frames)
+
+        client.sources.remove(source_id)  # its recording stays readable
+        until_now = time.time()
+        result = client.sources.recorded(source_id, since, until_now)
+        ids, times = [f.index for f in result.frames], [f.pts for f in result.frames]
+        assert len(ids) >= len(running.frames) and all(b > a for a, b in itertools.pairwise(ids)), ids
+        assert all(since <= t <= until_now for t in times) and times == sorted(times)
+        assert all(len(f.persons) == 1 for f in result.frames)
+
+        half = len(times) // 2  # any kind of time says the same instant: naive is UTC
+        middle = (times[half - 1] + times[half]) / 2
+        aware = datetime.fromtimestamp(middle, timezone(timedelta(hours=5)))
+        for start in (middle, aware, aware.astimezone(UTC).replace(tzinfo=None), aware.isoformat()):
+            later = client.sources.recorded(source_id, start, until_now)
+            assert [f.index for f in later.frames] == ids[half:], start
+        coco = client.sources.recorded(source_id, since, format="coco")
+        assert isinstance(coco, list) and sorted({e["image_id"] for e in coco}) == ids
+        posetrack = client.sources.recorded(source_id, since, format="posetrack")
+        assert isinstance(posetrack, dict) and posetrack["annotations"]
+
+        for start, end, status, kind in [
+            (until_now, since, 422, "bad_range"),
+            ("yesterday", None, 422, "bad_time"),
+        ]:
+            with pytest.raises(BadRequest) as refused:
+                client.sources.recorded(source_id, start, end)
+            assert (refused.value.status, refused.value.kind) == (status, kind)
+        unrecorded = client.sources.add(CAMERA_URL, lookahead=0).source_id
+        with pytest.raises(BadRequest) as nothing:
+            client.sources.recorded(unrecorded, since)
+        assert (nothing.value.status, nothing.value.kind) == (404, "not_found")
+
+
 def test_the_async_client_adds_watches_and_removes_a_camera(camera_service: ServedApp) -> None:
-    async def run() -> tuple[list[object], list[SourceInfo], SourceInfo]:
+    since = time.time()
+
+    async def run() -> tuple[list[object], list[SourceInfo], SourceInfo, JobResultPublic]:
         async with AsyncPoseClient(camera_service.base, api_key=ADMIN_KEY) as client:
-            created = await client.sources.add(CAMERA_URL, lookahead=0)
+            created = await client.sources.add(CAMERA_URL, lookahead=0, record=True)
             seen: list[object] = []
             async for message in client.sources.watch(created.source_id):
                 seen.append(message)
@@ -89,12 +138,15 @@ def test_the_async_client_adds_watches_and_removes_a_camera(camera_service: Serv
                     break
             listed = await client.sources.list()
             assert (await client.sources.get(created.source_id)).source_id == created.source_id
-            return seen, listed, await client.sources.remove(created.source_id)
+            removed = await client.sources.remove(created.source_id)
+            return seen, listed, removed, await client.sources.recorded(created.source_id, since)
 
-    seen, listed, removed = asyncio.run(run())
+    seen, listed, removed, recorded = asyncio.run(run())
     assert isinstance(seen[0], SourceStatusMessage)
     assert [type(m) for m in seen[1:]].count(ResultMessage) == 3
     assert [s.source_id for s in listed] == [removed.source_id] and removed.status == "stopped"
+    watched = {m.frame_id for m in seen if isinstance(m, ResultMessage)}
+    assert recorded.job_id == removed.source_id and watched <= {f.index for f in recorded.frames}
 
 
 def test_refusals_raise_the_sdks_exceptions_with_the_servers_words(camera_service: ServedApp) -> None:
@@ -134,7 +186,7 @@ def test_a_server_that_is_down_raises_server_unreachable(dead_url: str) -> None:
 
 
 def test_the_sync_and_async_sources_take_the_same_arguments() -> None:
-    for name in ("add", "list", "get", "watch", "remove"):
+    for name in ("add", "list", "get", "watch", "remove", "recorded"):
         sync = inspect.signature(getattr(CameraSources, name))
         async_ = inspect.signature(getattr(AsyncCameraSources, name))
         assert [(p.name, p.kind, str(p.annotation)) for p in sync.parameters.values()] == [

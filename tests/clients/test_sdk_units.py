@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import av
@@ -175,6 +177,31 @@ def test_submit_checks_the_file_and_encodes_the_options(synth_video: SynthVideo,
         calls.submit_job(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="format"):
         calls.get_result("j", "xml")  # type: ignore[arg-type]
+
+
+def test_a_sources_options_and_times_are_sent_as_the_server_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert calls.add_source("rtsp://h/s", record=True).json == {"url": "rtsp://h/s", "record": True}
+    assert calls.add_source("rtsp://h/s").json == {"url": "rtsp://h/s"}  # the server's default
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a naive datetime is UTC, not this host's time
+    time.tzset()
+    try:
+        naive = calls.source_results("a/b", datetime(2026, 1, 2, 3, 4, 5)).params
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    epoch = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    assert naive == {"from": repr(epoch), "format": "json"}
+    aware = datetime(2026, 1, 2, 8, 4, 5, 250_000, tzinfo=timezone(timedelta(hours=5)))
+    call = calls.source_results("a/b", 1.5, aware, "coco")
+    assert call.path == "/v1/sources/a%2Fb/results"
+    assert call.params == {"from": "1.5", "to": repr(epoch + 0.25), "format": "coco"}
+    text = "2026-01-02T03:04:05Z"  # text goes as typed: the server reads it or answers 422
+    assert calls.source_results("s", text, "12").params == {"from": text, "to": "12", "format": "json"}
+    with pytest.raises(ValueError, match="format"):
+        calls.source_results("s", 0, format="xml")  # type: ignore[arg-type]
 
 
 def test_a_video_file_source_gives_rgb_frames_with_their_presentation_times(synth_video: SynthVideo) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TypeVar
 
 __all__ = ["iterate_in_thread"]
@@ -21,8 +21,11 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def iterate_in_thread(make: Callable[[], AsyncIterator[T]], buffer: int = 4) -> Generator[T, None, None]:
-    """Yield the items of ``make()`` (called on the background loop) as they come."""
+def iterate_in_thread(
+    make: Callable[[], AsyncGenerator[T, None]], buffer: int = 4
+) -> Generator[T, None, None]:
+    """Yield the items of ``make()`` (called on the background loop) as they come; the generator
+    is closed on that loop, so a caller that leaves early leaves no task pending."""
     items: queue.Queue[object] = queue.Queue(maxsize=buffer)
     loop = asyncio.new_event_loop()
     task: asyncio.Task[None] | None = None
@@ -30,8 +33,9 @@ def iterate_in_thread(make: Callable[[], AsyncIterator[T]], buffer: int = 4) -> 
 
     async def pump() -> None:
         try:
-            async for item in make():
-                await asyncio.to_thread(items.put, item)
+            async with contextlib.aclosing(make()) as generated:
+                async for item in generated:
+                    await asyncio.to_thread(items.put, item)
         except BaseException as exc:  # the caller re-raises it (cancellation included)
             await asyncio.to_thread(items.put, exc)
             return

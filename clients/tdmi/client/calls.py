@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -37,6 +38,7 @@ from tdmi.protocol.sources import SourceCreated, SourceInfo, SourceList
 
 __all__ = [
     "Call",
+    "Instant",
     "add_source",
     "auth_headers",
     "cancel_job",
@@ -52,6 +54,7 @@ __all__ = [
     "remove_source",
     "request_options",
     "source_path",
+    "source_results",
     "submit_job",
     "unreachable",
     "video_path",
@@ -60,6 +63,10 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+
+Instant = float | datetime | str
+"""A time the server reads: epoch seconds, a ``datetime`` (naive is UTC, as the server reads it),
+or text it parses itself (epoch seconds or ISO 8601)."""
 
 
 @dataclass(frozen=True)
@@ -157,12 +164,15 @@ def get_job(job_id: str) -> Call[JobPublic]:
     return Call("GET", f"/v1/pose/{job_id}", _model(JobPublic))
 
 
-def get_result(job_id: str, format: ResultFormat = "json") -> Call[Any]:
+def _result_parse(format: ResultFormat) -> Callable[[httpx.Response], Any]:
     """``json``: a ``JobResultPublic``; ``posetrack``: a PoseTrack 2018 dict; ``coco``: a list of dicts."""
     if format not in ("json", "posetrack", "coco"):
         raise ValueError(f"format must be json, posetrack or coco, got {format!r}")
-    parse = _model(JobResultPublic) if format == "json" else _json
-    return Call("GET", f"/v1/pose/{job_id}/result", parse, params={"format": format})
+    return _model(JobResultPublic) if format == "json" else _json
+
+
+def get_result(job_id: str, format: ResultFormat = "json") -> Call[Any]:
+    return Call("GET", f"/v1/pose/{job_id}/result", _result_parse(format), params={"format": format})
 
 
 def cancel_job(job_id: str) -> Call[JobPublic]:
@@ -179,10 +189,15 @@ def source_path(source_id: str) -> str:
 
 
 def add_source(
-    url: str, *, model: str | None = None, lookahead: int | None = None, max_fps: float | None = None
+    url: str,
+    *,
+    model: str | None = None,
+    lookahead: int | None = None,
+    max_fps: float | None = None,
+    record: bool | None = None,
 ) -> Call[SourceCreated]:
     """Have the server pull the camera at ``url``; the server checks the options (422 for a bad one)."""
-    given = {"model": model, "lookahead": lookahead, "max_fps": max_fps}
+    given = {"model": model, "lookahead": lookahead, "max_fps": max_fps, "record": record}
     body = {"url": url, **{name: value for name, value in given.items() if value is not None}}
     return Call("POST", "/v1/sources", _model(SourceCreated), json=body)
 
@@ -198,6 +213,26 @@ def get_source(source_id: str) -> Call[SourceInfo]:
 
 def remove_source(source_id: str) -> Call[SourceInfo]:
     return Call("DELETE", source_path(source_id), _model(SourceInfo))
+
+
+def source_results(
+    source_id: str, start: Instant, end: Instant | None = None, format: ResultFormat = "json"
+) -> Call[Any]:
+    """A recorded source's results captured from ``start`` to ``end`` (default: now), parsed as
+    ``get_result``'s; the server checks the times (422 for one it cannot read or a bad range)."""
+    params = {"from": _instant(start), "format": format}
+    if end is not None:
+        params["to"] = _instant(end)
+    return Call("GET", source_path(source_id) + "/results", _result_parse(format), params=params)
+
+
+def _instant(moment: Instant) -> str:
+    """The query's text for a time: text as given, a number or ``datetime`` as epoch seconds."""
+    if isinstance(moment, str):
+        return moment
+    if isinstance(moment, datetime):
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return repr(float(moment))
 
 
 def check_outcome(job: JobPublic) -> JobPublic:

@@ -6,6 +6,9 @@
             if isinstance(message, ResultMessage):
                 print(message.frame_id, len(message.persons))
 
+A source added with ``record=True`` also keeps its results on the server: ``recorded`` reads a
+time range of them back as a job's result, while the source runs and after it is removed.
+
 Not to be confused with ``tdmi.client.sources``: the frames *this* process reads and pushes with
 ``stream``. Here the server reads the camera; any number of viewers receive its results.
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import websockets
 from pydantic import Field, TypeAdapter
@@ -28,8 +31,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tdmi.client import calls
 from tdmi.client.bridge import iterate_in_thread
+from tdmi.client.calls import Instant
 from tdmi.client.errors import StreamError
 from tdmi.client.streaming import classify_failure
+from tdmi.protocol import JobResultPublic, ResultFormat
 from tdmi.protocol.sources import SourceCreated, SourceInfo, SourceStatusMessage, ViewerDroppedMessage
 from tdmi.protocol.stream import ErrorMessage, ResultMessage
 
@@ -50,6 +55,7 @@ _VIEWER_MESSAGE: TypeAdapter[ViewerEvent | ErrorMessage] = TypeAdapter(
 # same refusal has in REST, so that ``watch`` raises what ``get`` would (BadRequest for 404)
 _REFUSAL_STATUS = {"not_found": 404, "not_implemented": 501, "not_ready": 503}
 OPEN_TIMEOUT_S = 10.0
+_PlainFormat = Literal["posetrack", "coco"]  # the result formats answered as plain JSON data
 
 
 def _viewer_url(server_url: str, source_id: str) -> str:
@@ -90,6 +96,7 @@ class CameraSources:
         model: str | None = None,
         lookahead: int | None = None,
         max_fps: float | None = None,
+        record: bool | None = None,
     ) -> SourceCreated:
         """Have the server pull the camera at ``url`` (rtsp://, rtsps://, http:// or https://;
         credentials in it are never shown back). Answers at once, while it is ``connecting``.
@@ -98,8 +105,13 @@ class CameraSources:
             model: a loaded model's name; default the server's first.
             lookahead: future frames to wait for before answering a frame, 0..d.
             max_fps: process at most this many frames a second; default the camera's rate.
+            record: also append the results to files in the server's data directory, read back by
+                time range with ``recorded`` (after the source is removed too) until the jobs'
+                retention removes them; default no.
         """
-        return self._client.call(calls.add_source(url, model=model, lookahead=lookahead, max_fps=max_fps))
+        return self._client.call(
+            calls.add_source(url, model=model, lookahead=lookahead, max_fps=max_fps, record=record)
+        )
 
     def list(self) -> builtins.list[SourceInfo]:
         """The sources of this API key (all of them for an admin key)."""
@@ -118,6 +130,24 @@ class CameraSources:
         """Stop the source and free what it held on the server; answers its last state."""
         return self._client.call(calls.remove_source(source_id))
 
+    @overload
+    def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: Literal["json"] = "json"
+    ) -> JobResultPublic: ...
+    @overload
+    def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: _PlainFormat
+    ) -> Any: ...
+    def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: ResultFormat = "json"
+    ) -> Any:
+        """The results of a source added with ``record=True`` captured from ``start`` to ``end``
+        (default: now): epoch seconds, a ``datetime`` (naive is UTC) or the server's text (epoch
+        seconds, ISO 8601). In a job's formats: ``json`` a ``JobResultPublic`` whose frames'
+        ``index`` is the live frame id and ``pts`` the capture time in epoch seconds; ``posetrack``
+        a dict; ``coco`` a list. ``BadRequest`` 404 where nothing was recorded, 422 for a bad range."""
+        return self._client.call(calls.source_results(source_id, start, end, format))
+
 
 class AsyncCameraSources:
     """``AsyncPoseClient.sources``: the methods of ``CameraSources``, awaited."""
@@ -132,10 +162,11 @@ class AsyncCameraSources:
         model: str | None = None,
         lookahead: int | None = None,
         max_fps: float | None = None,
+        record: bool | None = None,
     ) -> SourceCreated:
         """As ``CameraSources.add``."""
         return await self._client.call(
-            calls.add_source(url, model=model, lookahead=lookahead, max_fps=max_fps)
+            calls.add_source(url, model=model, lookahead=lookahead, max_fps=max_fps, record=record)
         )
 
     async def list(self) -> builtins.list[SourceInfo]:
@@ -154,3 +185,17 @@ class AsyncCameraSources:
 
     async def remove(self, source_id: str) -> SourceInfo:
         return await self._client.call(calls.remove_source(source_id))
+
+    @overload
+    async def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: Literal["json"] = "json"
+    ) -> JobResultPublic: ...
+    @overload
+    async def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: _PlainFormat
+    ) -> Any: ...
+    async def recorded(
+        self, source_id: str, start: Instant, end: Instant | None = None, *, format: ResultFormat = "json"
+    ) -> Any:
+        """As ``CameraSources.recorded``."""
+        return await self._client.call(calls.source_results(source_id, start, end, format))

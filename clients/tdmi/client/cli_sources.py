@@ -1,7 +1,9 @@
-"""``tdmi-client sources add|list|watch|rm``: the cameras the server pulls, from a terminal.
+"""``tdmi-client sources add|list|watch|results|rm``: the cameras the server pulls, from a terminal.
 
 ``add`` prints the new source's id alone on stdout (``ID=$(tdmi-client sources add URL)``);
-``watch`` prints one line per frame, or every viewer message as a JSON line with ``--json``.
+``watch`` prints one line per frame, or every viewer message as a JSON line with ``--json``;
+``results`` writes a recorded time range as a job's result (times go to the server as typed: it
+reads epoch seconds and ISO 8601, and refuses anything else with a 422).
 Errors and exit codes are those of ``tdmi.client.cli``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from tdmi.client.camera_sources import ViewerEvent
 from tdmi.client.terminal import client_for, out, positive, say, write_json
@@ -41,6 +44,7 @@ def _info_line(info: SourceInfo) -> str:
 def _add(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         options = {"model": args.model, "lookahead": args.lookahead, "max_fps": args.max_fps}
+        options["record"] = args.record or None  # not given: the server's default
         created = client.sources.add(args.camera, **options)
     out(created.source_id)
     say(f"source {created.source_id} {created.status}; overlay {created.links.overlay}")
@@ -86,6 +90,13 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        result = client.sources.recorded(args.source, args.start, args.end, format=args.format)
+    write_json(result.model_dump(mode="json") if args.format == "json" else result, args.output)
+    return 0
+
+
 def _remove(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         last = client.sources.remove(args.source)
@@ -105,6 +116,11 @@ def add_sources_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     add.add_argument("--model", help="model name (default: the server's first)")
     add.add_argument("--lookahead", type=int, help="future frames to wait for, 0..d")
     add.add_argument("--max-fps", type=positive(float), help="process at most N frames per second")
+    add.add_argument(
+        "--record",
+        action="store_true",
+        help="keep the results on the server (read back with `sources results`) until the jobs' retention",
+    )
     add.set_defaults(run=_add)
 
     listed = actions.add_parser("list", help="the sources of this key, with their status")
@@ -116,6 +132,15 @@ def add_sources_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     watch.add_argument("--frames", type=positive(int), help="stop after N results")
     watch.add_argument("--json", action="store_true", help="every message (result, status, dropped) as JSON")
     watch.set_defaults(run=_watch)
+
+    results = actions.add_parser("results", help="a recorded source's results in a time range, as JSON")
+    results.add_argument("source", help="source id")
+    moment = "epoch seconds or ISO 8601 (UTC unless it says)"
+    results.add_argument("--from", dest="start", metavar="T", required=True, help=moment)
+    results.add_argument("--to", dest="end", metavar="T", help=f"{moment}; default: now")
+    results.add_argument("--format", choices=["json", "posetrack", "coco"], default="json")
+    results.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    results.set_defaults(run=_results)
 
     remove = actions.add_parser("rm", help="stop a source and free what it held")
     remove.add_argument("source", help="source id")
