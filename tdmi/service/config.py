@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         "intra_op_num_threads); unset: OMP_NUM_THREADS if set, else the cores this process may run "
         "on (its CPU affinity)",
     )
+    ort_memory_arena: bool = Field(
+        default=True,
+        description="ONNX Runtime's CPU memory arena (backend onnxruntime on the CPU): keeps the "
+        "batches' buffers for reuse (17-40 percent more throughput on a 2-core CPU) and never gives them "
+        "back (about 150 MiB more resident, growing with the batch shapes it meets); off for the "
+        "smallest, flattest memory",
+    )
     torch_compile: bool = Field(
         default=False,
         description="torch.compile the network (backend torch only): one static graph per batch bucket, "

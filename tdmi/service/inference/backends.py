@@ -137,7 +137,9 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, device: torch.device, threads: int | None = None):
+    def __init__(
+        self, onnx_path: Path, device: torch.device, threads: int | None = None, memory_arena: bool = True
+    ):
         import onnxruntime as ort
 
         wanted = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
@@ -152,6 +154,7 @@ class OnnxRuntimeBackend:
         session_options = ort.SessionOptions()
         if threads is not None:
             session_options.intra_op_num_threads = threads
+        session_options.enable_cpu_mem_arena = memory_arena  # Settings.ort_memory_arena says why
         self.session = ort.InferenceSession(str(onnx_path), session_options, providers=[(wanted, options)])
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -171,11 +174,13 @@ def make_backend(
     threads: int | None = None,
     compile: bool = False,
     cuda_graphs: bool = False,
+    ort_memory_arena: bool = True,
 ) -> Backend:
     """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``.
 
     ``threads``: ONNX Runtime's intra-op threads (torch's are set process-wide, see
-    ``tdmi.service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only."""
+    ``tdmi.service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only;
+    ``ort_memory_arena``: backend onnxruntime only (``Settings.ort_memory_arena``)."""
     if (compile or cuda_graphs) and kind != "torch":
         raise ValueError(f"torch_compile and cuda_graphs need backend torch, not {kind}")
     if kind == "torch":
@@ -196,5 +201,5 @@ def make_backend(
             log.info(
                 "exported %s to ONNX in %.0f s: %s", preset.name, time.perf_counter() - started, path.name
             )
-        return OnnxRuntimeBackend(path, device, threads)
+        return OnnxRuntimeBackend(path, device, threads, ort_memory_arena)
     raise ValueError(f"unknown backend {kind!r}; use torch, torchscript or onnxruntime")

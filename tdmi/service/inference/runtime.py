@@ -167,6 +167,7 @@ class InferenceRuntime:
                 threads=self.threads,
                 compile=self.settings.torch_compile,
                 cuda_graphs=self.settings.cuda_graphs,
+                ort_memory_arena=self.settings.ort_memory_arena,
             )
         except ProviderUnavailableError as exc:
             raise DeviceUnavailableError(str(exc)) from exc
