@@ -184,9 +184,11 @@ class Settings(BaseSettings):
     latency_budget_ms: float | None = Field(
         default=100.0,
         gt=0,
-        description="a batch carrying live frames is capped at the clips whose estimated model time "
-        "(measured per batch size as the service runs) fits this, never below one frame; batches of "
-        "video-job frames only still fill max_batch; unset: no cap",
+        description="a live frame's time from entering the batch queue to its keypoints: a batch "
+        "carrying live frames closes when one more frame would make its oldest one miss this, given "
+        "the model's time per batch size (measured as the service runs); when even that frame alone "
+        "cannot make it (a backlog), the batch fills max_batch to catch up; batches of video-job "
+        "frames only fill max_batch; unset: live frames batch like a job's",
     )
     heap_trim_s: float = Field(
         default=20.0,

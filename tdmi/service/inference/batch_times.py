@@ -1,9 +1,9 @@
 """What a batch costs on this device: a running estimate of the model's seconds per batch bucket.
 
 The runner feeds it the measured model time of every batch (an exponential moving average per
-bucket, since the model always runs a padded bucket size); the batcher asks it how many clips
-fit a latency budget, so that on a slow device a batch carrying live frames stays short enough
-to answer in time. A bucket's estimate is also bounded by its measured neighbours (a bigger batch
+bucket: the size the model runs, padded or exact, see ``run_sizes``); the batcher's latency budget
+asks it what a batch of n clips will take, so that a batch carrying live frames stays short
+enough to answer in time. A bucket's estimate is also bounded by its measured neighbours (a bigger batch
 never costs more per clip, a smaller one never more in total): a bucket not measured yet gets an
 estimate, and one measured high once (a first run that compiled, a busy moment) is not kept out
 of use for good once its neighbours are measured.
@@ -57,15 +57,3 @@ class BatchTimes:
         if larger:  # at most what the bigger batch costs
             bounds.append(known[min(larger)])
         return min(bounds, default=None)
-
-    def clips_within(self, budget_s: float) -> int:
-        """The most clips whose batch is expected to fit ``budget_s``; at least 1 (a frame always
-        goes), the largest bucket when nothing was measured yet."""
-        fitting = 1
-        for size in self.buckets:
-            seconds = self.estimate(size)
-            if seconds is None:
-                return self.buckets[-1]
-            if seconds <= budget_s:
-                fitting = size
-        return fitting

@@ -7,12 +7,18 @@ a live frame that finds it full is refused (the session reports it as dropped), 
 frame waits for room, so decoding slows down instead of memory growing. Streams take turns, so a
 long video job cannot starve a live feed.
 
-Latency-aware: ``live_limit`` (e.g. ``BatchTimes.clips_within`` of the latency budget) caps a
-batch that carries live frames at the clips the device is expected to run within the budget, and
-its live frames go in first; a batch of video-job frames only still fills ``max_batch``, for
-throughput. The cap never goes below one frame. Live frames stop going first once a job frame
-has waited ``JOB_WAIT_LIMIT_S``: under a steady live load a capped batch has room for live
-frames alone, and a job would otherwise never get a frame in.
+Deadline-aware (``LatencyBudget``): a live frame should have its keypoints within the budget of
+entering the queue. A batch carrying live frames closes when one more frame would make its
+oldest live frame miss that, given what the device is expected to take for the batch (measured
+per batch size as the service runs), and its live frames go in first. When the oldest live frame
+cannot make its budget even alone (a backlog: the device fell behind), its budget is lost
+whatever the batch holds, so the batch fills ``max_batch`` instead: bigger batches cost less per
+clip, the queue drains, and the frames behind it make theirs again. Batches grow with the load
+and shrink with it, as in Triton's queue delay and Clipper's adaptive batch size, where a fixed
+cap would hold a slow device to one frame per batch at any load. A batch of video-job frames only
+fills ``max_batch``. Live frames stop going first once a job frame has waited
+``JOB_WAIT_LIMIT_S``: under a steady live load, batches would otherwise have room for live
+frames alone and a job would never get a frame in.
 """
 
 from __future__ import annotations
@@ -22,12 +28,42 @@ import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tdmi.service.inference.work import Dropped, FrameWork
 
-__all__ = ["JOB_WAIT_LIMIT_S", "Batcher"]
+__all__ = ["JOB_WAIT_LIMIT_S", "Batcher", "LatencyBudget"]
 
 JOB_WAIT_LIMIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """Seconds a live frame may take from the queue to its keypoints, and the model's expected
+    seconds for a batch of n clips (e.g. ``BatchTimes.estimate``; None: not measured yet)."""
+
+    seconds: float
+    cost: Callable[[int], float | None]
+
+    def clips(self, waited: float, first: int, max_batch: int) -> int:
+        """The clips a batch may hold when its oldest live frame (``first`` clips) has waited
+        ``waited`` seconds: the most that still let it make the budget, ``max_batch`` when even
+        that frame alone cannot (or nothing is measured yet); never fewer than ``first``."""
+        slack = self.seconds - waited
+        alone = self.cost(first)
+        if alone is None or alone > slack:
+            return max(first, max_batch)
+        fitting = first
+        for clips in range(first + 1, max_batch + 1):
+            seconds = self.cost(clips)
+            if seconds is None or seconds > slack:
+                break
+            fitting = clips
+        return fitting
+
+    def due(self, oldest: float, clips: int) -> float:
+        """When a batch of ``clips`` must go for a live frame queued at ``oldest`` to make it."""
+        return oldest + self.seconds - (self.cost(clips) or 0.0)
 
 
 class Batcher:
@@ -36,12 +72,12 @@ class Batcher:
         max_batch: int,
         max_delay_ms: float,
         capacity: int,
-        live_limit: Callable[[], int] | None = None,
+        budget: LatencyBudget | None = None,
     ):
         if max_batch < 1 or capacity < 1:
             raise ValueError("max_batch and capacity must be at least 1")
         self.max_batch = max_batch
-        self.live_limit = live_limit  # clips a batch with live frames may hold (asked per batch)
+        self.budget = budget  # None: live frames batch like a job's
         self.max_delay = max_delay_ms / 1000.0
         self.capacity = capacity
         self._streams: OrderedDict[str, deque[FrameWork]] = OrderedDict()
@@ -82,21 +118,25 @@ class Batcher:
                 if oldest is None:
                     await self._changed.wait_for(lambda: self._count > 0)
                     continue
-                remaining = oldest + self.max_delay - time.monotonic()
-                live = self._live_queued()
-                limit = self._limit(live)
-                if self._queued_clips() >= limit or remaining <= 0:
-                    batch = self._take(limit, live and not self._job_waited_too_long())
+                now = time.monotonic()
+                live = self._oldest_live()
+                limit, due = self._limit(live, now), oldest + self.max_delay
+                queued = self._queued_clips()
+                if live is not None and self.budget is not None:
+                    due = min(due, self.budget.due(live.enqueued_at, min(queued, limit)))
+                remaining = due - now
+                if queued >= limit or remaining <= 0:
+                    batch = self._take(limit, live is not None and not self._job_waited_too_long())
                     self._changed.notify_all()
                     return batch
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=remaining)
 
-    def _limit(self, live: bool) -> int:
-        """Clips this batch may hold: ``max_batch``, or less when it carries live frames."""
-        if not live or self.live_limit is None:
+    def _limit(self, live: FrameWork | None, now: float) -> int:
+        """Clips this batch may hold: ``max_batch``, or what the oldest live frame's budget allows."""
+        if live is None or self.budget is None:
             return self.max_batch
-        return max(1, min(self.max_batch, self.live_limit()))
+        return self.budget.clips(now - live.enqueued_at, live.size, self.max_batch)
 
     def _take(self, limit: int, live_first: bool) -> list[FrameWork]:
         """Frames in round-robin order over streams until ``limit`` clips (live streams first)."""
@@ -147,8 +187,10 @@ class Batcher:
         started = min((w.enqueued_at for q in self._streams.values() for w in q if not w.live), default=None)
         return started is not None and time.monotonic() - started > JOB_WAIT_LIMIT_S
 
-    def _live_queued(self) -> bool:
-        return any(q[0].live for q in self._streams.values() if q)
+    def _oldest_live(self) -> FrameWork | None:
+        """The live frame queued first (a stream's frames queue in order: its head is its oldest)."""
+        heads = [q[0] for q in self._streams.values() if q and q[0].live]
+        return min(heads, key=lambda w: w.enqueued_at, default=None)
 
     def _queued_clips(self) -> int:
         return sum(w.size for q in self._streams.values() for w in q)

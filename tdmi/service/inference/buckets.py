@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-__all__ = ["bucket_chunks", "bucket_sizes"]
+__all__ = ["bucket_chunks", "bucket_sizes", "run_sizes"]
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -15,6 +15,12 @@ def bucket_sizes(max_batch: int) -> list[int]:
     while sizes[-1] * 2 < max_batch:
         sizes.append(sizes[-1] * 2)
     return sorted({*sizes, max_batch})
+
+
+def run_sizes(max_batch: int, fixed_shapes: bool) -> list[int]:
+    """The batch sizes a runner runs: the buckets on a runtime that specialises on shapes, every
+    size up to ``max_batch`` on one that does not (no padding, see ``Backend.fixed_shapes``)."""
+    return bucket_sizes(max_batch) if fixed_shapes else list(range(1, max_batch + 1))
 
 
 def bucket_chunks(

@@ -21,7 +21,7 @@ from tdmi.model.inputs import normalize
 from tdmi.model.presets import ModelPreset
 from tdmi.service.inference.backends import Backend
 from tdmi.service.inference.batch_times import BatchTimes
-from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
+from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes, run_sizes
 from tdmi.service.inference.crops import cut_clips, input_to_image_affines
 from tdmi.service.inference.feature_cache import split_network
 from tdmi.service.inference.feature_reuse import FeatureReuse
@@ -91,7 +91,8 @@ class ModelRunner:
         self.preset = preset
         self.backend = backend
         self.device = device
-        self.buckets = bucket_sizes(max_batch)
+        self.buckets = run_sizes(max_batch, backend.fixed_shapes)
+        self.warm_sizes = bucket_sizes(max_batch)  # every bucket; a few of the sizes otherwise
         self.model_times = BatchTimes(self.buckets)  # what the batcher's latency cap reads
         self._on_stage = on_stage or (lambda stage, seconds: None)
         self._exact_crops = 0
@@ -110,8 +111,9 @@ class ModelRunner:
 
     def warm_up(self) -> None:
         """Run every bucket once so that no request pays for first-call compilation; its time is a
-        first (high) estimate for the latency cap, which the batches' own times then correct."""
-        for size in self.buckets:
+        first (high) estimate for the latency cap, which the batches' own times then correct (the
+        sizes between the warmed ones are estimated from their neighbours, see ``BatchTimes``)."""
+        for size in self.warm_sizes:
             inputs = torch.zeros(self.preset.input_shape(size), device=self.device)
             start = time.perf_counter()
             self.backend(inputs)

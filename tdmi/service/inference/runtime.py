@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +20,7 @@ from tdmi.model.presets import ModelPreset, load_checkpoint, with_checkpoint_joi
 from tdmi.protocol import SkeletonPublic
 from tdmi.service.config import Settings
 from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
-from tdmi.service.inference.batcher import Batcher
+from tdmi.service.inference.batcher import Batcher, LatencyBudget
 from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.heap import HeapTrim
 from tdmi.service.inference.runner import ModelRunner
@@ -126,9 +125,10 @@ class InferenceRuntime:
             preset, checkpoint = resolve_model(spec, store)
             runner = await loop.run_in_executor(self.device_thread, self._load, preset, checkpoint, device)
             preset = runner.preset  # with the joint layout the checkpoint declares
-            budget = settings.latency_budget_ms
-            live_limit = None if budget is None else partial(runner.model_times.clips_within, budget / 1000)
-            batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames, live_limit)
+            budget_ms = settings.latency_budget_ms
+            estimate = runner.model_times.estimate
+            budget = None if budget_ms is None else LatencyBudget(budget_ms / 1000, estimate)
+            batcher = Batcher(settings.max_batch, settings.max_delay_ms, settings.queue_frames, budget)
             engine = InferenceEngine(runner, batcher, self.device_thread, self.metrics)
             engine.start()
             self.models[preset.name] = ModelRuntime(preset, checkpoint, engine)

@@ -1,4 +1,4 @@
-"""The model-time estimate behind the latency cap, fed with made-up measurements (no clocks)."""
+"""The model-time estimate behind the latency budget, fed with made-up measurements (no clocks)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,17 @@ from tdmi.service.inference.batch_times import BatchTimes
 BUCKETS = [1, 2, 4, 8]
 
 
-def test_nothing_measured_caps_nothing() -> None:
-    times = BatchTimes(BUCKETS)
-    assert times.estimate(3) is None
-    assert times.clips_within(0.001) == 8
+def test_nothing_measured_estimates_nothing() -> None:
+    assert BatchTimes(BUCKETS).estimate(3) is None
 
 
-def test_the_cap_is_the_largest_bucket_that_fits_and_never_below_one() -> None:
+def test_a_batch_costs_its_bucket() -> None:
     times = BatchTimes(BUCKETS)
     for size, seconds in zip(BUCKETS, (0.02, 0.03, 0.05, 0.09)):
         times.observe(size, seconds)
-    assert times.clips_within(0.06) == 4
-    assert times.clips_within(0.09) == 8
-    assert times.clips_within(0.001) == 1  # too slow even for one clip: one frame still goes
+    assert times.estimate(8) == pytest.approx(0.09, abs=1e-12)
     assert times.estimate(3) == pytest.approx(0.05, abs=1e-12)  # 3 clips run padded to bucket 4
+    assert times.estimate(30) == pytest.approx(0.09, abs=1e-12)  # oversized: the largest bucket's
 
 
 def test_measurements_move_the_estimate_by_a_moving_average() -> None:
@@ -44,10 +41,9 @@ def test_unmeasured_buckets_get_an_upper_bound_from_their_neighbours() -> None:
 def test_a_bucket_measured_high_once_is_bounded_by_its_neighbours() -> None:
     times = BatchTimes(BUCKETS)
     times.observe(8, 5.0)  # a first run that compiled
-    assert times.clips_within(0.1) == 1
+    assert times.estimate(8) == pytest.approx(5.0, abs=1e-12)
     times.observe(4, 0.04)
     assert times.estimate(8) == pytest.approx(0.08, abs=1e-12)  # at most bucket 4's time per clip
-    assert times.clips_within(0.1) == 8
 
 
 def test_invalid_arguments_are_refused() -> None:

@@ -14,7 +14,7 @@ import torch
 
 from tdmi.model.geometry import apply_affine, box_to_crop, crop_affine
 from tdmi.model.presets import build_model, get_preset
-from tdmi.service.inference.backends import make_backend
+from tdmi.service.inference.backends import Backend, make_backend
 from tdmi.service.inference.buckets import bucket_chunks, bucket_sizes
 from tdmi.service.inference.crops import (
     crop_clips,
@@ -112,6 +112,7 @@ class _PeakAt:
     """A backend whose heatmaps peak where a fixed image point falls in each crop."""
 
     name = "peak"
+    fixed_shapes = False
 
     def __init__(self, point: np.ndarray, boxes: np.ndarray):
         h, w = PRESET.heatmap_size
@@ -176,6 +177,38 @@ def test_buckets_and_padding_do_not_change_results() -> None:
     assert len(together) == 2
     for a, b in zip(together, alone):
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+class _Recording:
+    """A backend that records the batch sizes it is given and passes them on."""
+
+    def __init__(self, backend: Backend):
+        self.backend, self.name, self.fixed_shapes = backend, backend.name, backend.fixed_shapes
+        self.sizes: list[int] = []
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(inputs))
+        return self.backend(inputs)
+
+
+def test_a_batch_runs_at_its_exact_size_unless_the_runtime_specialises_on_shapes() -> None:
+    """Padding 3 clips to a bucket of 4 is a quarter of the arithmetic wasted where nothing is
+    compiled per shape (eager torch and ONNX Runtime on a CPU); TorchScript and torch.compile
+    specialise on shapes, so they keep the few warmed bucket sizes."""
+    net = build_model("tdmi-tiny")
+    eager = make_backend("torch", net, PRESET, CPU, "fp32", Path("-"), "t")
+    compiled = make_backend("torch", net, PRESET, CPU, "fp32", Path("-"), "t", compile=True)
+    script = make_backend("torchscript", net, PRESET, CPU, "fp32", Path("-"), "t")
+    assert (eager.fixed_shapes, compiled.fixed_shapes, script.fixed_shapes) == (False, True, True)
+    three = np.array([[10.0, 10, 80, 110], [50, 5, 150, 115], [0, 0, 60, 60]])
+    for backend, sizes, warmed in ((eager, [3], [1, 2, 4, 8]), (script, [4], [1, 2, 4, 8])):
+        recording = _Recording(backend)
+        runner = ModelRunner(PRESET, recording, CPU, max_batch=8)
+        runner.warm_up()
+        assert recording.sizes == warmed  # the buckets only, either way
+        recording.sizes.clear()
+        runner.run(_works([three]))
+        assert recording.sizes == sizes
 
 
 @pytest.mark.slow
