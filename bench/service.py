@@ -2,7 +2,7 @@
 against the model alone at the same batch size and against the naive baseline.
 
     python -m bench service [--device cpu|cuda] [--streams 8] [--persons 4] [--frames 30]
-                            [--backend torch] [--precision fp32] [--model NAME[=CKPT]]
+                            [--backend auto] [--precision fp32] [--model NAME[=CKPT]]
                             [--loads 0.25 0.5 0.75] [--json]
 
 1. Saturation: the server (a subprocess on a free loopback port) takes N WebSocket streams, each
@@ -46,6 +46,7 @@ from bench.report import emit, print_table, report_header
 from bench.scrape import scrape
 from bench.timing import median_seconds, percentile
 from tdmi.model.presets import ModelPreset, build_model
+from tdmi.service.config import Settings
 from tdmi.service.images import decode_image
 from tdmi.service.inference.backends import BackendKind, Precision, make_backend
 from tests.helpers.server import ServerProcess
@@ -58,7 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="NAME[=CHECKPOINT]; default: the demo tdmi-tiny on CPU, tdmi-w48 on GPU"
     )
-    parser.add_argument("--backend", default="torch", choices=["torch", "torchscript", "onnxruntime"])
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "torchscript", "onnxruntime"],
+        help="the server's runtime; auto: what the service picks for the device and precision",
+    )
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="GPU only")
     parser.add_argument("--streams", type=int, help="concurrent live streams (default 8 on CPU, 16 on GPU)")
     parser.add_argument("--persons", type=int, default=4, help="client boxes per frame")
@@ -81,10 +87,11 @@ def main(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     gpu = device.type == "cuda"
     spec = args.model or default_model_spec(device)
+    backend = Settings(device=str(device), backend=args.backend, precision=args.precision).model_backend
     report = measure(
         spec,
         device,
-        backend=args.backend,
+        backend=backend,
         precision=args.precision,
         streams=args.streams or (16 if gpu else 8),
         persons=args.persons,

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -25,6 +26,7 @@ __all__ = [
     "BackendKind",
     "CudaGraphs",
     "OnnxRuntimeBackend",
+    "OrtOptions",
     "Precision",
     "ProviderUnavailableError",
     "TorchBackend",
@@ -140,13 +142,26 @@ class TorchScriptBackend(TorchBackend):
         return torch.jit.freeze(torch.jit.script(network))
 
 
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime's session options that are settings: why each default, in ``Settings``'s
+    ``ort_memory_arena`` and ``ort_spinning``."""
+
+    memory_arena: bool = True
+    spinning: bool = False
+
+
 class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU or CUDA provider; the ONNX file is exported once and cached."""
 
     name = "onnxruntime"
 
     def __init__(
-        self, onnx_path: Path, device: torch.device, threads: int | None = None, memory_arena: bool = True
+        self,
+        onnx_path: Path,
+        device: torch.device,
+        threads: int | None = None,
+        options: OrtOptions = OrtOptions(),
     ):
         import onnxruntime as ort
 
@@ -157,14 +172,18 @@ class OnnxRuntimeBackend:
                 f"ONNX Runtime provider {wanted} is not available (have {', '.join(available)}); "
                 "install onnxruntime-gpu for CUDA"
             )
-        options = {"device_id": device.index or 0} if device.type == "cuda" else {}
+        provider_options = {"device_id": device.index or 0} if device.type == "cuda" else {}
         self.device = device
         self.fixed_shapes = device.type == "cuda"  # cuDNN's algorithm search runs per shape
         session_options = ort.SessionOptions()
         if threads is not None:
             session_options.intra_op_num_threads = threads
-        session_options.enable_cpu_mem_arena = memory_arena  # Settings.ort_memory_arena says why
-        self.session = ort.InferenceSession(str(onnx_path), session_options, providers=[(wanted, options)])
+        session_options.enable_cpu_mem_arena = options.memory_arena
+        session_options.add_session_config_entry(
+            "session.intra_op.allow_spinning", str(int(options.spinning))
+        )
+        providers = [(wanted, provider_options)]
+        self.session = ort.InferenceSession(str(onnx_path), session_options, providers=providers)
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         (heatmaps,) = self.session.run(None, {INPUT_NAME: inputs.float().cpu().numpy()})
@@ -183,13 +202,13 @@ def make_backend(
     threads: int | None = None,
     compile: bool = False,
     cuda_graphs: bool = False,
-    ort_memory_arena: bool = True,
+    ort: OrtOptions = OrtOptions(),
 ) -> Backend:
     """Build the backend ``kind`` for ``network``; ONNX files are cached under ``cache_dir``.
 
     ``threads``: ONNX Runtime's intra-op threads (torch's are set process-wide, see
     ``tdmi.service.inference.threads``); ``compile`` and ``cuda_graphs``: backend torch only;
-    ``ort_memory_arena``: backend onnxruntime only (``Settings.ort_memory_arena``)."""
+    ``ort``: backend onnxruntime only."""
     if (compile or cuda_graphs) and kind != "torch":
         raise ValueError(f"torch_compile and cuda_graphs need backend torch, not {kind}")
     if kind == "torch":
@@ -210,5 +229,5 @@ def make_backend(
             log.info(
                 "exported %s to ONNX in %.0f s: %s", preset.name, time.perf_counter() - started, path.name
             )
-        return OnnxRuntimeBackend(path, device, threads, ort_memory_arena)
+        return OnnxRuntimeBackend(path, device, threads, ort)
     raise ValueError(f"unknown backend {kind!r}; use torch, torchscript or onnxruntime")

@@ -95,11 +95,18 @@ def crop_clips_cpu(
     input_size: tuple[int, int],
 ) -> torch.Tensor:
     """``crop_clips`` on the CPU from (H, W, 3) uint8 frames with ``cv2.warpAffine``: (B, T, 3, h, w)
-    float32 in [0, 1], pixels outside the image 0. ``affines`` (B, 2, 3) map input to image pixels."""
+    uint8 (a view of HWC crops; ``normalize`` takes it), pixels outside the image 0. ``affines``
+    (B, 2, 3) map input to image pixels. A frame that stands in more than once in a clip (the key
+    frame for missing neighbours: a live clip at lookahead 0 holds it d + 1 times) is warped once."""
     h, w = input_size
     crops = np.empty((len(clip_frames), len(clip_frames[0]), h, w, 3), dtype=np.uint8)
     for b, keys in enumerate(clip_frames):
+        first: dict[Hashable, int] = {}
         for t, key in enumerate(keys):
+            if key in first:
+                crops[b, t] = crops[b, first[key]]
+                continue
+            first[key] = t
             cv2.warpAffine(
                 frames[key],
                 affines[b],
@@ -109,7 +116,7 @@ def crop_clips_cpu(
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=(0, 0, 0),
             )
-    return torch.from_numpy(crops).permute(0, 1, 4, 2, 3).float().div_(255.0)
+    return torch.from_numpy(crops).permute(0, 1, 4, 2, 3)
 
 
 def cut_clips(
@@ -119,8 +126,9 @@ def cut_clips(
     input_size: tuple[int, int],
     device: torch.device,
 ) -> torch.Tensor:
-    """(B, T, 3, h, w) crops in [0, 1] on ``device`` from (H, W, 3) uint8 frames: cv2 on a CPU,
-    each frame uploaded once and ``grid_sample`` on a GPU. ``affines`` (B, 2, 3): input to image."""
+    """(B, T, 3, h, w) crops on ``device`` from (H, W, 3) uint8 frames, for ``normalize``: uint8 from
+    cv2 on a CPU, float in [0, 1] from ``grid_sample`` on a GPU (each frame uploaded once).
+    ``affines`` (B, 2, 3): input to image."""
     if device.type == "cpu":
         return crop_clips_cpu(images, clip_frames, affines, input_size)
     frames = {key: upload_frame(image, device) for key, image in images.items()}

@@ -19,7 +19,7 @@ from tdmi.model.checkpoint import read_checkpoint
 from tdmi.model.presets import ModelPreset, load_checkpoint, with_checkpoint_joints
 from tdmi.protocol import SkeletonPublic
 from tdmi.service.config import Settings
-from tdmi.service.inference.backends import ProviderUnavailableError, make_backend
+from tdmi.service.inference.backends import OrtOptions, ProviderUnavailableError, make_backend
 from tdmi.service.inference.batcher import Batcher, LatencyBudget
 from tdmi.service.inference.engine import InferenceEngine
 from tdmi.service.inference.heap import HeapTrim
@@ -167,7 +167,7 @@ class InferenceRuntime:
                 threads=self.threads,
                 compile=self.settings.torch_compile,
                 cuda_graphs=self.settings.cuda_graphs,
-                ort_memory_arena=self.settings.ort_memory_arena,
+                ort=OrtOptions(self.settings.ort_memory_arena, self.settings.ort_spinning),
             )
         except ProviderUnavailableError as exc:
             raise DeviceUnavailableError(str(exc)) from exc

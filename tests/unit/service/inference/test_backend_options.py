@@ -1,6 +1,6 @@
 """The backend options that are settings (torch.compile, CUDA graphs) refuse where they do not apply;
 on a GPU, CUDA graphs replay what the eager forward computes, for each call's own input; ONNX
-Runtime's CPU arena is what ``ort_memory_arena`` says, and either way answers the same."""
+Runtime's CPU arena and thread spinning are what ``OrtOptions`` says, and either way answer the same."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tdmi.model.presets import build_model, get_preset
-from tdmi.service.inference.backends import OnnxRuntimeBackend, make_backend
+from tdmi.service.inference.backends import OnnxRuntimeBackend, OrtOptions, make_backend
 from tests.helpers.weights import randomize
 
 CPU = torch.device("cpu")
@@ -29,11 +29,16 @@ def test_the_onnx_runtime_arena_is_on_unless_turned_off_and_answers_the_same(tmp
     """On by default (Settings.ort_memory_arena: faster, but its buffers are never given back);
     the heatmaps agree within float rounding (1e-5 of the largest value) with it on or off."""
     network = randomize(build_model(PRESET.name))
-    plain = make_backend("onnxruntime", network, PRESET, CPU, "fp32", tmp_path, "t", ort_memory_arena=False)
+    no_arena = OrtOptions(memory_arena=False, spinning=True)
+    plain = make_backend("onnxruntime", network, PRESET, CPU, "fp32", tmp_path, "t", ort=no_arena)
     arena = make_backend("onnxruntime", network, PRESET, CPU, "fp32", tmp_path, "t")
     for backend, expected in ((plain, False), (arena, True)):
         assert isinstance(backend, OnnxRuntimeBackend)
-        assert backend.session.get_session_options().enable_cpu_mem_arena is expected
+        options = backend.session.get_session_options()
+        assert options.enable_cpu_mem_arena is expected
+        # threads spin only when asked (Settings.ort_spinning), with the arena's opposite here
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        assert spinning == ("0" if expected else "1")
         assert not backend.fixed_shapes  # a CPU session runs any batch size as it comes
     inputs = torch.randn(PRESET.input_shape(2))
     without, with_arena = plain(inputs), arena(inputs)

@@ -92,9 +92,10 @@ def test_cpu_crops_match_the_device_path() -> None:
     h, w = PRESET.input_size
     cpu = crop_clips_cpu(images, clips, affines, (h, w))
     device = _grid_sample_on_cpu(images, clips, affines)
-    assert cpu.shape == device.shape == (3, 2, 3, h, w) and cpu.dtype == torch.float32
-    _assert_near_cv2(device, cpu)
-    assert cpu[1, 0, :, :5, :5].abs().max() == 0  # outside the frame: black, as in training
+    assert cpu.shape == device.shape == (3, 2, 3, h, w) and cpu.dtype == torch.uint8
+    _assert_near_cv2(device, cpu.float() / 255)
+    assert cpu[1, 0, :, :5, :5].max() == 0  # outside the frame: black, as in training
+    assert torch.equal(cpu[2, 0], cpu[2, 1])  # a frame twice in a clip: warped once, the same crop
 
 
 @pytest.mark.gpu
@@ -104,7 +105,7 @@ def test_gpu_crops_match_the_cpu_crops() -> None:
     images, clips, affines = _crop_case()
     gpu = cut_clips(images, clips, affines, PRESET.input_size, CUDA)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
-    _assert_near_cv2(gpu.cpu(), crop_clips_cpu(images, clips, affines, PRESET.input_size))
+    _assert_near_cv2(gpu.cpu(), crop_clips_cpu(images, clips, affines, PRESET.input_size).float() / 255)
     torch.testing.assert_close(gpu.cpu(), _grid_sample_on_cpu(images, clips, affines), rtol=0, atol=1e-3)
 
 
