@@ -95,6 +95,7 @@ def test_model_reports_every_variant_batch_and_utilisation(model_report: dict[st
 @pytest.mark.slow
 def test_service_reports_throughput_latency_batches_stages_and_ratios(service_report: dict[str, Any]) -> None:
     _check_header(service_report, "service")
+    assert service_report["settings"]["backend"] == "onnxruntime"  # auto, as the service picks on a CPU
     saturation = service_report["saturation"]
     assert saturation["frames_answered"] == 2 * 5 and saturation["frames_dropped"] == 0
     assert not saturation["errors"]
