@@ -4,6 +4,12 @@ Each loop repeats one *step*. A step that raises is classified (``tdmi.service.f
 per streak of failures of one kind (not once per tick), and tried again after a backoff. A loop
 that has failed without a break for ``stall_s``, or whose task ended, makes its node not ready
 with the reason on ``/readyz``; its first success makes the node ready again.
+
+A stop must end every loop even when a library swallows the cancellation: a Redis read whose own
+timeout expires as the stop's cancel arrives turns both into a timeout error, which the client
+retries (a test run hung about once in 40 that way, the consumer's task cancelled but reading on).
+So a stop cancels again every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
+and a loop also ends at its next step or failure once stopping.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from tdmi.protocol.backoff import BackoffSchedule
 from tdmi.service.errors import internal_reference
 from tdmi.service.faults import Fault, classify
 
-__all__ = ["Loops", "Step", "Trouble"]
+__all__ = ["Loops", "Step", "Trouble", "cancel_until_done"]
 
 log = logging.getLogger("tdmi.loops")
 
@@ -28,6 +35,7 @@ Step = Callable[[], Awaitable[object]]
 # (loop name, why it cannot run, or None once it runs again): ``Readiness.loop_trouble``
 Trouble = Callable[[str, str | None], None]
 FIRST_RETRY_S, LAST_RETRY_S = 0.1, 5.0
+RECANCEL_S = 1.0
 
 
 @dataclass
@@ -58,17 +66,17 @@ class Loops:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_until_done(self._tasks)
 
     async def _run(self, name: str, step: Step, every_s: float) -> None:
         backoff = BackoffSchedule(FIRST_RETRY_S, LAST_RETRY_S)
         streak: _Streak | None = None
-        while True:
+        while not self._stopping:
             try:
                 await step()
             except Exception as exc:
+                if self._stopping:
+                    return
                 streak = streak or _Streak(since=time.monotonic())
                 self._failed(name, exc, streak)
                 await asyncio.sleep(min(backoff.next_delay(), every_s or math.inf))
@@ -106,6 +114,20 @@ class Loops:
             return
         log.error("%s stopped", name, exc_info=task.exception())
         self.trouble(name, f"{name} stopped")
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again every ``RECANCEL_S``
+    those that swallowed the cancellation; their exceptions are retrieved (a stop reports none)."""
+    tasks = list(tasks)
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 def _log_failure(name: str, exc: Exception, fault: Fault) -> str:

@@ -113,3 +113,34 @@ def test_readiness_shows_the_nodes_state_first_and_every_stalled_loop() -> None:
     readiness.loop_trouble("heartbeat", None)
     readiness.loop_trouble("sweep", None)
     assert readiness.reason is None
+
+
+def test_a_stop_ends_loops_whose_step_swallowed_the_cancellation() -> None:
+    """A library may swallow a cancel (a Redis read whose own timeout expires as it arrives: the
+    client retries the read); a stop must still end every loop, and soon."""
+    swallowed: list[str] = []
+
+    async def reads_on() -> None:  # the cancel swallowed, the retried read awaits again
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            swallowed.append("reads on")
+            await asyncio.sleep(60)
+
+    async def returns() -> None:  # the cancel swallowed, the step returns as if it had run
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            swallowed.append("returns")
+
+    async def body() -> None:
+        loops = Loops(lambda name, reason: None, stall_s=60)
+        tasks = [loops.start("consumer", reads_on), loops.start("sweep", returns)]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await loops.stop()
+        assert all(t.done() for t in tasks)
+        assert time.monotonic() - started < 5  # a second cancel a second later, not the 60 s sleep
+
+    _run(20, body)
+    assert sorted(swallowed) == ["reads on", "returns"]
