@@ -5,10 +5,9 @@ per streak of failures of one kind (not once per tick), and tried again after a 
 that has failed without a break for ``stall_s``, or whose task ended, makes its node not ready
 with the reason on ``/readyz``; its first success makes the node ready again.
 
-A stop must end every loop even when a library swallows the cancellation: a Redis read whose own
-timeout expires as the stop's cancel arrives turns both into a timeout error, which the client
-retries (a test run hung about once in 40 that way, the consumer's task cancelled but reading on).
-So a stop cancels again every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
+A stop must end every loop even when a library swallows the cancellation: about one test run in
+40 hung with the job consumer's task cancelled yet still inside a Redis read (most likely the
+read's own timeout met the cancel, and the client retried the read). So a stop cancels again every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
 and a loop also ends at its next step or failure once stopping.
 """
 
