@@ -7,7 +7,8 @@ with the reason on ``/readyz``; its first success makes the node ready again.
 
 A stop must end every loop even when a library swallows the cancellation: about one test run in
 40 hung with the job consumer's task cancelled yet still inside a Redis read (most likely the
-read's own timeout met the cancel, and the client retried the read). So a stop cancels again every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
+read's own timeout met the cancel, and the client retried the read). So a stop cancels again
+every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
 and a loop also ends at its next step or failure once stopping.
 """
 
