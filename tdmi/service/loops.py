@@ -5,11 +5,10 @@ per streak of failures of one kind (not once per tick), and tried again after a 
 that has failed without a break for ``stall_s``, or whose task ended, makes its node not ready
 with the reason on ``/readyz``; its first success makes the node ready again.
 
-A stop must end every loop even when a library swallows the cancellation: about one test run in
-40 hung with the job consumer's task cancelled yet still inside a Redis read (most likely the
-read's own timeout met the cancel, and the client retried the read). So a stop cancels again
-every ``RECANCEL_S`` until the tasks are done (``cancel_until_done``),
-and a loop also ends at its next step or failure once stopping.
+A stop must end every loop even when its task lost the cancellation (on Python 3.11 inside a
+Redis command, see ``tdmi.service.streaming.tasks``: about one test run in 40 hung with the job
+consumer's task cancelled yet still reading). So a stop cancels until the tasks are done
+(``cancel_and_wait``), and a loop also ends at its next step or failure once stopping.
 """
 
 from __future__ import annotations
@@ -19,15 +18,15 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from tdmi.protocol.backoff import BackoffSchedule
 from tdmi.service.errors import internal_reference
 from tdmi.service.faults import Fault, classify
+from tdmi.service.streaming.tasks import cancel_and_wait
 
-__all__ = ["Loops", "Step", "Trouble", "cancel_until_done"]
+__all__ = ["Loops", "Step", "Trouble"]
 
 log = logging.getLogger("tdmi.loops")
 
@@ -35,7 +34,6 @@ Step = Callable[[], Awaitable[object]]
 # (loop name, why it cannot run, or None once it runs again): ``Readiness.loop_trouble``
 Trouble = Callable[[str, str | None], None]
 FIRST_RETRY_S, LAST_RETRY_S = 0.1, 5.0
-RECANCEL_S = 1.0
 
 
 @dataclass
@@ -66,7 +64,7 @@ class Loops:
 
     async def stop(self) -> None:
         self._stopping = True
-        await cancel_until_done(self._tasks)
+        await cancel_and_wait(*self._tasks)
 
     async def _run(self, name: str, step: Step, every_s: float) -> None:
         backoff = BackoffSchedule(FIRST_RETRY_S, LAST_RETRY_S)
@@ -114,20 +112,6 @@ class Loops:
             return
         log.error("%s stopped", name, exc_info=task.exception())
         self.trouble(name, f"{name} stopped")
-
-
-async def cancel_until_done(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended, cancelling again every ``RECANCEL_S``
-    those that swallowed the cancellation; their exceptions are retrieved (a stop reports none)."""
-    tasks = list(tasks)
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
 
 
 def _log_failure(name: str, exc: Exception, fault: Fault) -> str:

@@ -43,9 +43,10 @@ from tdmi.service.jobs.disk import watch_data_dir
 from tdmi.service.jobs.processor import JobProcessor, ProgressReport
 from tdmi.service.jobs.queue import Claim, JobQueue, StartInfo
 from tdmi.service.jobs.store import JobRecord, remove_files, write_json_atomic
-from tdmi.service.loops import Loops, cancel_until_done
+from tdmi.service.loops import Loops
 from tdmi.service.metrics import ServiceMetrics
 from tdmi.service.streaming.factory import SessionFactory
+from tdmi.service.streaming.tasks import cancel_and_wait
 
 __all__ = ["JobRunner", "exhausted_error", "job_ended", "retry_delay_s"]
 
@@ -108,7 +109,7 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop taking runs; running jobs go back to the queue (not counted as attempts)."""
-        await cancel_until_done(t for t in (self._loop, *self.running.values()) if t is not None)
+        await cancel_and_wait(*(t for t in (self._loop, *self.running.values()) if t is not None))
         self.processor.close()
         self._io.shutdown(wait=False, cancel_futures=True)
 

@@ -1,4 +1,5 @@
-"""Ending a stream's tasks for good: cancelled, then awaited until every one is done.
+"""Ending tasks for good (a stream's, a node's loops, a worker's job runs): cancelled, then awaited
+until every one is done.
 
 On Python 3.11 a cancellation can be lost: ``asyncio.wait_for`` returns its awaitable's result
 instead of raising when that finished in the same loop turn as the cancel (fixed in 3.12), and
