@@ -3,7 +3,7 @@ against the model alone at the same batch size and against the naive baseline.
 
     python -m bench service [--device cpu|cuda] [--streams 8] [--persons 4] [--frames 30]
                             [--backend auto] [--precision fp32] [--model NAME[=CKPT]]
-                            [--loads 0.25 0.5 0.75] [--json]
+                            [--loads 0.25 0.5 0.75] [--rounds 1] [--json]
 
 1. Saturation: the server (a subprocess on a free loopback port) takes N WebSocket streams, each
    sending 640x480 JPEG frames with K client boxes (so no detector runs) and keeping at most
@@ -16,15 +16,20 @@ against the model alone at the same batch size and against the naive baseline.
 2. Load sweep: the same streams sending at fixed rates, fractions of the saturation rate; latency
    percentiles per level (the latency-vs-load plot). The target at half load is p95 within the
    lookahead's frame time (d / per-stream fps) plus 50 ms.
-3. After the server has stopped, in this process on the same device: the model alone (the
-   service's backend and precision, fresh random inputs) at the service's mean batch size, and
-   the naive baseline (``bench.baseline``) on the same frames and boxes.
+3. Right after each saturation phase, while the server idles, in this process on the same device:
+   the model alone (the service's backend and precision, fresh random inputs) at that phase's mean
+   batch size. With ``--rounds`` N, saturation and the model alone alternate N times and the
+   service / model ratio is the median of the rounds' ratios (each round's numbers under
+   ``rounds``): on a shared machine whose speed drifts between minutes, a ratio of two phases
+   timed apart measures the drift as much as the service.
+4. After the server has stopped: the naive baseline (``bench.baseline``) on the same frames and boxes.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,7 +53,7 @@ from bench.timing import median_seconds, percentile
 from tdmi.model.presets import ModelPreset, build_model
 from tdmi.service.config import Settings
 from tdmi.service.images import decode_image
-from tdmi.service.inference.backends import BackendKind, Precision, make_backend
+from tdmi.service.inference.backends import Backend, BackendKind, Precision, make_backend
 from tests.helpers.server import ServerProcess
 
 __all__ = ["add_arguments", "main", "measure"]
@@ -79,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="duration of each load level")
     parser.add_argument("--baseline-frames", type=int, default=6, help="frames the naive baseline serves")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="saturation and the model alone, alternated; medians reported"
+    )
     add_run_arguments(parser)
 
 
@@ -102,6 +110,7 @@ def main(args: argparse.Namespace) -> None:
         loads=args.loads,
         load_seconds=args.load_seconds,
         baseline_frames=args.baseline_frames,
+        rounds=args.rounds,
     )
     emit(report, args.json, _render)
 
@@ -121,6 +130,7 @@ def measure(
     loads: list[float],
     load_seconds: float,
     baseline_frames: int,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     preset, checkpoint = parse_model_spec(spec)
     d = (preset.num_frames - 1) // 2 if lookahead is None else lookahead
@@ -149,14 +159,21 @@ def measure(
         "TDMI_QUEUE_FRAMES": str(max(64, 2 * streams * inflight)),
         "OMP_NUM_THREADS": str(torch.get_num_threads()),  # the server's torch threads: as this process's
     }
-    with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as data:
+    with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as data, tempfile.TemporaryDirectory() as cache:
         server = ServerProcess(Path(data), "--model", spec, "--backend", backend, env=env)
+        model = _ModelAlone(spec, preset, device, backend, precision, Path(cache))
+        load = StreamLoad(persons, 0.0, inflight, d)
         try:
             server.wait_ready(timeout=600)
-            saturation = _phase(
-                server, streams, synthetic_jpegs(frames, 1), StreamLoad(persons, 0.0, inflight, d)
-            )
-            report["saturation"] = saturation
+            report["rounds"] = [
+                _saturation_round(server, model, streams, synthetic_jpegs(frames, 1), load)
+                for _ in range(max(1, rounds))
+            ]
+            ratios = [r["service_over_model"] for r in report["rounds"]]
+            middle = report["rounds"][ratios.index(sorted(ratios)[len(ratios) // 2])]
+            saturation = report["saturation"] = middle["saturation"]
+            report["model_at_batch"] = middle["model_at_batch"]
+            report["service_over_model"] = statistics.median(ratios)
             report["loads"] = []
             for fraction in loads:
                 per_stream = fraction * saturation["frames_per_s"] / streams
@@ -176,10 +193,6 @@ def measure(
         finally:
             server.stop()
 
-    batch = max(1, round(saturation["mean_batch"]))
-    model = _model_alone(spec, preset, device, backend, precision, batch)
-    report["model_at_batch"] = model
-    report["service_over_model"] = saturation["person_frames_per_s"] / model["clips_per_s"]
     baseline = _baseline(preset, checkpoint, device, persons, baseline_frames)
     report["baseline"] = {
         "person_frames_per_s": baseline,
@@ -193,6 +206,16 @@ def measure(
         else None
     )
     return report
+
+
+def _saturation_round(
+    server: ServerProcess, model: _ModelAlone, streams: int, jpegs: list[bytes], load: StreamLoad
+) -> dict[str, Any]:
+    """The server saturated, then the model alone at the batch size it ran (the server idle)."""
+    phase = _phase(server, streams, jpegs, load)
+    alone = model.at_batch(max(1, round(phase["mean_batch"])))
+    ratio = phase["person_frames_per_s"] / alone["clips_per_s"]
+    return {"saturation": phase, "model_at_batch": alone, "service_over_model": ratio}
 
 
 def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: StreamLoad) -> dict[str, Any]:
@@ -230,31 +253,44 @@ def _latency(result: LoadResult) -> dict[str, float | None]:
     return {f"p{q}": 1e3 * percentile(result.latencies, q) for q in (50, 95, 99)}
 
 
-def _model_alone(
-    spec: str,
-    preset: ModelPreset,
-    device: torch.device,
-    backend: BackendKind,
-    precision: Precision,
-    batch: int,
-) -> dict[str, Any]:
-    """The service's backend alone at ``batch`` clips, on fresh random inputs."""
-    _, checkpoint = parse_model_spec(spec)
-    with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as cache:
-        runner = make_backend(
-            backend,
-            build_model(preset.name, checkpoint),
-            preset,
-            device,
-            precision,
-            Path(cache),
-            "bench",
-            threads=torch.get_num_threads(),  # as the server (ONNX Runtime would take all cores)
-        )
-        seconds = median_seconds(
-            runner, lambda: torch.randn(preset.input_shape(batch), device=device), device, 5
-        )
-    return {"batch": batch, "ms_per_batch": 1e3 * seconds, "clips_per_s": batch / seconds, "backend": backend}
+class _ModelAlone:
+    """The service's backend in this process, built once (an ONNX file is exported once), timed at
+    the batch sizes the service ran, on fresh random inputs."""
+
+    def __init__(
+        self,
+        spec: str,
+        preset: ModelPreset,
+        device: torch.device,
+        backend: BackendKind,
+        precision: Precision,
+        cache: Path,
+    ):
+        self.spec, self.preset, self.device = spec, preset, device
+        self.backend, self.precision, self.cache = backend, precision, cache
+        self._runner: Backend | None = None
+
+    def at_batch(self, batch: int) -> dict[str, Any]:
+        if self._runner is None:  # built on first use: the server has started meanwhile, not beside it
+            _, checkpoint = parse_model_spec(self.spec)
+            self._runner = make_backend(
+                self.backend,
+                build_model(self.preset.name, checkpoint),
+                self.preset,
+                self.device,
+                self.precision,
+                self.cache,
+                "bench",
+                threads=torch.get_num_threads(),  # as the server (ONNX Runtime would take all cores)
+            )
+        shape = self.preset.input_shape(batch)
+        seconds = median_seconds(self._runner, lambda: torch.randn(shape, device=self.device), self.device, 5)
+        return {
+            "batch": batch,
+            "ms_per_batch": 1e3 * seconds,
+            "clips_per_s": batch / seconds,
+            "backend": self.backend,
+        }
 
 
 def _baseline(
@@ -303,7 +339,8 @@ def _render(report: dict[str, Any]) -> None:
         f"model alone at batch {m['batch']}: {m['clips_per_s']:.3g} clips/s"
         f" ({m['ms_per_batch']:.3g} ms/batch)"
     )
-    print(f"service / model at that batch: {report['service_over_model']:.3f}")
+    ratios = ", ".join(f"{r['service_over_model']:.3f}" for r in report["rounds"])
+    print(f"service / model at that batch: {report['service_over_model']:.3f} (rounds: {ratios})")
     print(f"naive baseline: {b['person_frames_per_s']:.3g} person-frames/s ({b['what']})")
     print(f"service / naive baseline: {report['service_over_baseline']:.2f}x")
     for lv in report["loads"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from fractions import Fraction
@@ -62,6 +63,7 @@ def service_report() -> dict[str, Any]:
     return _bench(
         "service", "--model", "hrnet-tiny", "--streams", "2", "--persons", "1", "--frames", "5",
         "--max-batch", "2", "--loads", "0.5", "--load-seconds", "1", "--baseline-frames", "1",
+        "--rounds", "2",
     )  # fmt: skip
 
 
@@ -116,6 +118,15 @@ def test_service_reports_throughput_latency_batches_stages_and_ratios(service_re
     assert _positive(level["target_p95_ms"])
     for key in ("service_over_model", "service_over_baseline"):
         assert _positive(service_report[key])
+    rounds = service_report["rounds"]  # saturation and the model alone, alternated
+    assert len(rounds) == 2 and all(r["saturation"]["frames_answered"] == 2 * 5 for r in rounds)
+    for r in rounds:
+        alone, served = r["model_at_batch"], r["saturation"]
+        assert r["service_over_model"] == pytest.approx(served["person_frames_per_s"] / alone["clips_per_s"])
+        assert alone["batch"] == max(1, round(served["mean_batch"]))
+    assert service_report["service_over_model"] == pytest.approx(
+        statistics.median(r["service_over_model"] for r in rounds)
+    )
     assert _positive(service_report["model_at_batch"]["clips_per_s"])
     assert _positive(service_report["baseline"]["person_frames_per_s"])
     assert isinstance(service_report["half_load_p95_within_target"], bool)
