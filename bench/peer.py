@@ -49,7 +49,7 @@ from bench.hardware import add_run_arguments, default_model_spec, parse_model_sp
 from bench.load import LoadResult, StreamLoad, person_boxes, run_each, run_streams, synthetic_jpegs
 from bench.processes import SessionProcess
 from bench.report import emit, print_table, report_header
-from bench.scrape import scrape
+from bench.scrape import Scrape, scrape
 from bench.timing import percentile
 from tdmi.model.presets import build_model
 from tdmi.service.images import decode_image
@@ -287,13 +287,27 @@ def _own_loads(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _same_load(load: _Load, args: argparse.Namespace, per_stream: float) -> dict[str, Any]:
+    """Latency at the offered load both servers get; for ours also where a frame's time went."""
+    counted = scrape(load.metrics) if load.metrics is not None else None
     same = _open_loop(load, args, per_stream)
-    return {
+    out: dict[str, Any] = {
         "same_load_fps_per_stream": per_stream,
         "same_load_p50_ms": _ms(same, 50),
         "same_load_p95_ms": _ms(same, 95),
         "same_load_errors": same.errors[:3],
     }
+    if load.metrics is not None and counted is not None:
+        out["same_load_stages_ms"] = _stage_wall_ms(scrape(load.metrics).since(counted))
+    return out
+
+
+def _stage_wall_ms(delta: Scrape) -> dict[str, float]:
+    """Mean wall milliseconds of each stage's call (a frame's, or a batch's for crop, model and
+    post), the batcher's queue wait among them, and the mean batch in clips."""
+    out = {stage: counts["ms_per_call"] for stage, counts in delta.stages().items()}
+    out["queue wait"] = 1e3 * delta.queue_wait_sum / delta.queue_wait_count if delta.queue_wait_count else 0.0
+    out["mean batch (clips)"] = delta.mean_batch
+    return out
 
 
 def _open_loop(load: _Load, args: argparse.Namespace, per_stream: float) -> LoadResult:
@@ -327,6 +341,11 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if "stages" in cpus[0]:
         merged["cpu_ms_per_person_frame"]["stages"] = {
             stage: _median([c["stages"][stage] for c in cpus]) for stage in cpus[0]["stages"]
+        }
+    stage_runs = [run["same_load_stages_ms"] for run in runs if "same_load_stages_ms" in run]
+    if stage_runs:
+        merged["same_load_stages_ms"] = {
+            stage: _median([r.get(stage, 0.0) for r in stage_runs]) for stage in stage_runs[0]
         }
     if "groups" in cpus[0]:
         names = dict.fromkeys(name for c in cpus for name in c["groups"])
@@ -399,6 +418,9 @@ def _render(report: dict[str, Any]) -> None:
     print()
     print("our CPU at saturation, per stage:")
     print_stage_table(servers["ours"]["cpu_ms_per_person_frame"]["stages"])
+    print()
+    print("our wall time at the same load, per stage (ms per call; crop, model, post per batch):")
+    print_table(("stage", "ms"), list(servers["ours"].get("same_load_stages_ms", {}).items()))
     if len(report["rounds"]["ours"]) > 1:
         print()
         print_table(

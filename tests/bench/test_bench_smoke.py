@@ -225,6 +225,10 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_p
     assert cpu["groups"]["tdmi-device"]["threads"] >= 1
     assert _positive(cpu["process_ms"])
     _check_stages(cpu["stages"], cpu["process_ms"])
+    waited = report["servers"]["ours"]["same_load_stages_ms"]  # where our same-load latency went
+    assert {"decode", "crop", "model", "post", "send", "queue wait"} <= set(waited)
+    assert _positive(waited["model"]) and waited["queue wait"] >= 0 and waited["mean batch (clips)"] >= 1
+    assert "same_load_stages_ms" not in report["servers"]["litserve"]  # its stages are not ours to see
     for name, runs in report["rounds"].items():  # each round's own numbers, of which the medians are
         assert len(runs) == 2, name
         assert all(_positive(run["person_frames_per_s"]) and run["same_load_p95_ms"] > 0 for run in runs)
