@@ -58,6 +58,7 @@ class LoadResult:
     dropped: list[str] = field(default_factory=list)  # reasons
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # this process's CPU meanwhile: the load generator's, beside the server
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,12 +72,13 @@ def run_each(streams: int, one: Callable[[int, LoadResult, float], None]) -> Loa
     ``phase`` (0..1) spreads open-loop schedules over one frame interval."""
     result = LoadResult()
     threads = [threading.Thread(target=one, args=(k, result, k / streams)) for k in range(streams)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     result.seconds = time.perf_counter() - start
+    result.client_cpu_seconds = time.process_time() - cpu
     return result
 
 

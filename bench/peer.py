@@ -10,7 +10,9 @@ own that is ended whole (workers included) after each phase (``bench.processes``
 streams of 640x480 JPEG frames with K client boxes (no detector):
 1. Saturation: closed loop, each stream keeping ``--inflight`` frames unanswered; person-frames/s,
    and the CPU milliseconds per person-frame of every process of the server's session (for ours
-   also per thread group and per stage of the live path: where the CPU went, ``bench.cpu``).
+   also per thread group and per stage of the live path: where the CPU went, ``bench.cpu``), and
+   the load generator's (this process, on the same cores: WebSocket frames for ours, base64 JSON
+   POSTs for LitServe's).
 2. Half load: each stream sends at half its saturation rate (per server: each is loaded at half
    of what it can do); p50 and p95 latency from frame sent to keypoints received.
 3. Same load: both at half of the slower one's saturation; p50 and p95.
@@ -278,6 +280,7 @@ def _own_loads(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
         "frames_per_s": frames_per_s,
         "person_frames_per_s": frames_per_s * args.persons,
         "cpu": per_frame,
+        "client_cpu_ms_per_person_frame": 1e3 * saturation.client_cpu_seconds / person_frames,
         "saturation_errors": saturation.errors[:3],
         "half_load_fps_per_stream": per_stream,
         "half_load_p50_ms": _ms(half, 50),
@@ -326,6 +329,7 @@ def _ratio(a: float, b: float) -> float:
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [
         "person_frames_per_s",
+        "client_cpu_ms_per_person_frame",
         "half_load_fps_per_stream",
         "half_load_p50_ms",
         "half_load_p95_ms",
@@ -385,6 +389,7 @@ def _render(report: dict[str, Any]) -> None:
             name,
             server["person_frames_per_s"],
             server["cpu_ms_per_person_frame"]["session_ms"],
+            server["client_cpu_ms_per_person_frame"],
             server["half_load_p50_ms"],
             server["half_load_p95_ms"],
             server["same_load_p50_ms"],
@@ -393,13 +398,14 @@ def _render(report: dict[str, Any]) -> None:
         ]
         for name, server in servers.items()
     ]
-    rows.append(["naive baseline", report["baseline"]["person_frames_per_s"], "", "", "", "", "", ""])
+    rows.append(["naive baseline", report["baseline"]["person_frames_per_s"], "", "", "", "", "", "", ""])
     same_fps = servers["ours"]["same_load_fps_per_stream"] * report["settings"]["streams"]
     print_table(
         [
             "server",
             "person-frames/s (saturation)",
             "CPU ms / person-frame",
+            "client CPU ms",
             "p50 ms (own half load)",
             "p95 ms",
             f"p50 ms (same load, {same_fps:.3g} fps)",

@@ -12,7 +12,8 @@ against the model alone at the same batch size and against the naive baseline.
    the server's ``/metrics`` (the difference of scrapes before and after); the CPU milliseconds
    per person-frame of each of the server's thread groups (the stages they run), of the whole
    process and what no live thread accounts for, from ``/proc``, and of each stage of the live
-   path, the event loop's split by the server's CPU counters per stage (``bench.cpu``).
+   path, the event loop's split by the server's CPU counters per stage (``bench.cpu``); and the
+   load generator's CPU per person-frame (this process, on the same cores as the server).
 2. Load sweep: the same streams sending at fixed rates, fractions of the saturation rate; latency
    percentiles per level (the latency-vs-load plot). The target at half load is p95 within the
    lookahead's frame time (d / per-stream fps) plus 50 ms.
@@ -238,6 +239,9 @@ def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: Stream
         "mean_batch": delta.mean_batch,
         "stages": delta.stages(),
         "cpu_ms_per_person_frame": cpu.per_unit_ms(person_frames) if answered else None,
+        "client_cpu_ms_per_person_frame": 1e3 * result.client_cpu_seconds / person_frames
+        if answered
+        else None,
         "cpu_ms_per_person_frame_by_stage": stage_cpu_ms(cpu, delta.stage_cpu, person_frames)
         if answered
         else None,
@@ -328,6 +332,8 @@ def _render(report: dict[str, Any]) -> None:
         [(k, v["calls"], v["ms_per_call"], v["total_s"]) for k, v in sat["stages"].items()],
     )
     print()
+    client = sat["client_cpu_ms_per_person_frame"]
+    print(f"the load generator's CPU beside it (this process): {client:.3g} ms per person-frame")
     print("CPU at saturation, per thread group:")
     print_cpu_table(sat["cpu_ms_per_person_frame"])
     print()

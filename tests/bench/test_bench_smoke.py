@@ -109,6 +109,7 @@ def test_service_reports_throughput_latency_batches_stages_and_ratios(service_re
     assert set(saturation["batch_histogram"]) <= {"<=1", "<=2"}
     assert {"decode", "crop", "model", "post", "send"} <= set(saturation["stages"])
     assert all(_positive(s["ms_per_call"]) for s in saturation["stages"].values())
+    assert _positive(saturation["client_cpu_ms_per_person_frame"])
     cpu = saturation["cpu_ms_per_person_frame"]
     assert {"event loop (main thread)", "tdmi-device", "tdmi-prepare", "tdmi-finish"} <= set(cpu["groups"])
     assert cpu["process_ms"] > 0 and cpu["session_ms"] is None  # the server shares the bench's session
@@ -220,6 +221,7 @@ def test_peer_serves_the_same_load_through_litserve_next_to_ours_and_leaves_no_p
         assert server["half_load_p50_ms"] <= server["half_load_p95_ms"]
         assert 0 < server["same_load_p50_ms"] <= server["same_load_p95_ms"]
         assert _positive(server["cpu_ms_per_person_frame"]["session_ms"])  # its workers' CPU too
+        assert _positive(server["client_cpu_ms_per_person_frame"])  # the load generator's, beside it
     cpu = report["servers"]["ours"]["cpu_ms_per_person_frame"]
     assert {EVENT_LOOP, "tdmi-device"} <= set(cpu["groups"])
     assert cpu["groups"]["tdmi-device"]["threads"] >= 1
