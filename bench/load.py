@@ -61,6 +61,10 @@ class LoadResult:
     client_cpu_seconds: float = 0.0  # this process's CPU meanwhile: the load generator's, beside the server
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def client_cpu_ms(self, units: int) -> float:
+        """The load generator's CPU milliseconds per unit (person-frame) served."""
+        return 1e3 * self.client_cpu_seconds / units
+
 
 def run_streams(ws_base: str, streams: int, jpegs: list[bytes], load: StreamLoad) -> LoadResult:
     """Run ``streams`` concurrent WebSocket streams of ``jpegs`` until every one has ended."""

@@ -280,7 +280,7 @@ def _own_loads(load: _Load, args: argparse.Namespace) -> dict[str, Any]:
         "frames_per_s": frames_per_s,
         "person_frames_per_s": frames_per_s * args.persons,
         "cpu": per_frame,
-        "client_cpu_ms_per_person_frame": 1e3 * saturation.client_cpu_seconds / person_frames,
+        "client_cpu_ms_per_person_frame": saturation.client_cpu_ms(person_frames),
         "saturation_errors": saturation.errors[:3],
         "half_load_fps_per_stream": per_stream,
         "half_load_p50_ms": _ms(half, 50),
@@ -308,7 +308,7 @@ def _stage_wall_ms(delta: Scrape) -> dict[str, float]:
     """Mean wall milliseconds of each stage's call (a frame's, or a batch's for crop, model and
     post), the batcher's queue wait among them, and the mean batch in clips."""
     out = {stage: counts["ms_per_call"] for stage, counts in delta.stages().items()}
-    out["queue wait"] = 1e3 * delta.queue_wait_sum / delta.queue_wait_count if delta.queue_wait_count else 0.0
+    out["queue wait"] = delta.queue_wait_ms
     out["mean batch (clips)"] = delta.mean_batch
     return out
 

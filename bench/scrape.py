@@ -54,6 +54,11 @@ class Scrape:
     def mean_batch(self) -> float:
         return self.batch_sum / self.batch_count if self.batch_count else 0.0
 
+    @property
+    def queue_wait_ms(self) -> float:
+        """Mean milliseconds a frame waited in the batcher's queue."""
+        return 1e3 * self.queue_wait_sum / self.queue_wait_count if self.queue_wait_count else 0.0
+
     def stages(self) -> dict[str, dict[str, float]]:
         """Per stage: calls, total seconds, mean milliseconds per call."""
         return {

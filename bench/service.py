@@ -162,7 +162,7 @@ def measure(
     }
     with tempfile.TemporaryDirectory(prefix="tdmi-bench-") as data, tempfile.TemporaryDirectory() as cache:
         server = ServerProcess(Path(data), "--model", spec, "--backend", backend, env=env)
-        model = _ModelAlone(spec, preset, device, backend, precision, Path(cache))
+        model = _ModelAlone(preset, checkpoint, device, backend, precision, Path(cache))
         load = StreamLoad(persons, 0.0, inflight, d)
         try:
             server.wait_ready(timeout=600)
@@ -239,15 +239,11 @@ def _phase(server: ServerProcess, streams: int, jpegs: list[bytes], load: Stream
         "mean_batch": delta.mean_batch,
         "stages": delta.stages(),
         "cpu_ms_per_person_frame": cpu.per_unit_ms(person_frames) if answered else None,
-        "client_cpu_ms_per_person_frame": 1e3 * result.client_cpu_seconds / person_frames
-        if answered
-        else None,
+        "client_cpu_ms_per_person_frame": result.client_cpu_ms(person_frames) if answered else None,
         "cpu_ms_per_person_frame_by_stage": stage_cpu_ms(cpu, delta.stage_cpu, person_frames)
         if answered
         else None,
-        "queue_wait_ms_mean": 1e3 * delta.queue_wait_sum / delta.queue_wait_count
-        if delta.queue_wait_count
-        else 0.0,
+        "queue_wait_ms_mean": delta.queue_wait_ms,
     }
 
 
@@ -263,23 +259,22 @@ class _ModelAlone:
 
     def __init__(
         self,
-        spec: str,
         preset: ModelPreset,
+        checkpoint: Path | None,
         device: torch.device,
         backend: BackendKind,
         precision: Precision,
         cache: Path,
     ):
-        self.spec, self.preset, self.device = spec, preset, device
+        self.preset, self.checkpoint, self.device = preset, checkpoint, device
         self.backend, self.precision, self.cache = backend, precision, cache
         self._runner: Backend | None = None
 
     def at_batch(self, batch: int) -> dict[str, Any]:
         if self._runner is None:  # built on first use: the server has started meanwhile, not beside it
-            _, checkpoint = parse_model_spec(self.spec)
             self._runner = make_backend(
                 self.backend,
-                build_model(self.preset.name, checkpoint),
+                build_model(self.preset.name, self.checkpoint),
                 self.preset,
                 self.device,
                 self.precision,
